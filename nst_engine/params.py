@@ -43,9 +43,9 @@ class StyleParams:
     #: Weight of the content loss (relu4_2).
     content_weight: float = 1.0
     #: Weight of the style loss (Gram matrices at relu1_1..relu5_1), before ``style_strength``.
-    style_weight: float = 1e4
+    style_weight: float = 10.0
     #: Weight of the total-variation (smoothness) loss.
-    tv_weight: float = 2.0
+    tv_weight: float = 1.0
     #: Multiplier on ``style_weight``: 1 is the default look, 2 is stronger, 0.5 subtler.
     style_strength: float = 1.0
     #: Blend weights of the style images, one per image; ``None`` blends them equally.
@@ -56,6 +56,9 @@ class StyleParams:
     pooling: Pooling = "max"
     #: Start from the ``content`` image, ``noise``, or the (resized) first ``style`` image.
     init: Init = "content"
+    #: Seeded noise mixed into the initial image (0 = none, 1 = noise only). It is what makes a
+    #: new seed give a different painting when starting from the content image.
+    init_noise: float = 0.0
     #: ``lbfgs`` (strong-Wolfe line search) or ``adam``.
     optimizer: Optimizer = "lbfgs"
     #: Learning rate of Adam (ignored by L-BFGS); in 0-255 pixel units.
@@ -98,6 +101,7 @@ class StyleParams:
             raise ParameterError("preserve_color", f"must be true or false, got {self.preserve_color!r}")
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("init", self.init, INITS)
+        _check_float("init_noise", self.init_noise, 0.0, 1.0)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_float("adam_lr", self.adam_lr, 0.0)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -27,6 +27,10 @@ from .params import MIN_SIZE, StyleParams
 
 log = logging.getLogger(__name__)
 
+#: Pyramid levels whose longest side would be under this are skipped: VGG19's deepest style layer
+#: sees a 4x4 grid at 64 px, too coarse for brush strokes to mean anything.
+PYRAMID_MIN_SIDE = 128
+
 
 @dataclass(frozen=True)
 class StyleImage:
@@ -300,20 +304,20 @@ class _Run:
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
         width, height = self.content.size
-        sizes = [
-            scaled_dimensions(width, height, round(self.params.size / 2**k))
-            for k in reversed(range(self.params.scales))
-        ]
-        full = sizes[-1]
+        full = scaled_dimensions(width, height, self.params.size)
         if min(full) < MIN_SIZE:
             raise InvalidImage(
                 f"At {full[0]}×{full[1]} pixels the picture is too thin to paint; "
                 "use a less elongated image or a larger size."
             )
-        usable = [s for s in sizes if min(s) >= MIN_SIZE]
-        if len(usable) < len(sizes):
-            log.info("skipping %d pyramid level(s) too small for VGG", len(sizes) - len(usable))
-        return usable
+        sizes = [full]
+        for k in range(1, self.params.scales):
+            longest = round(self.params.size / 2**k)
+            dims = scaled_dimensions(width, height, longest)
+            if longest < PYRAMID_MIN_SIDE or min(dims) < MIN_SIZE:
+                break
+            sizes.insert(0, dims)
+        return sizes
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -368,8 +372,11 @@ class _Run:
             content_image = image_to_tensor(resize(self.content, dims), self.device)
             if self.params.preserve_color:
                 content_image = luminance_as_rgb(content_image)
-            started = time.perf_counter()
             content_target = self._features(content_image)[vgg.CONTENT_LAYERS[0]]
+            # Time a second, warm forward pass: the first at a new size pays one-off set-up costs,
+            # and the ETA predicts this level's cost from it before the level starts.
+            started = time.perf_counter()
+            self._features(content_image)
             forward = time.perf_counter() - started
             levels.append(
                 _Level(
@@ -418,9 +425,9 @@ class _Run:
         return total
 
     def _optimise(self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]) -> torch.Tensor:
-        image = image.detach().requires_grad_(True)
-        self.current = image
         if self.params.optimizer == "adam":
+            image = image.detach().requires_grad_(True)
+            self.current = image
             optimizer = torch.optim.Adam([image], lr=self.params.adam_lr)
             for step in range(1, level.iterations + 1):
                 optimizer.zero_grad(set_to_none=True)
@@ -428,9 +435,23 @@ class _Run:
                 optimizer.step()
                 on_iteration(step)
             return image.detach()
+        return self._optimise_lbfgs(image, level, on_iteration)
 
+    def _optimise_lbfgs(
+        self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]
+    ) -> torch.Tensor:
+        """L-BFGS with strong-Wolfe line search over ``image = z * unit``.
+
+        L-BFGS is invariant to scaling the variables except for its very first step, which
+        torch makes one unit long in L1 norm over the whole image: a change of 1/N per pixel,
+        far below what reduced precision can even see, and the line search then finds no
+        decrease and gives up. Measuring ``z`` in units of N pixel values makes that first step
+        about one pixel value per pixel; every later step is scaled by L-BFGS itself.
+        """
+        unit = float(image.numel())
+        z = (image.detach() / unit).requires_grad_(True)
         optimizer = torch.optim.LBFGS(
-            [image],
+            [z],
             lr=1.0,
             max_iter=level.iterations,
             max_eval=level.iterations * 2,
@@ -439,7 +460,7 @@ class _Run:
             history_size=50,
             line_search_fn="strong_wolfe",
         )
-        state = optimizer.state[image]
+        state = optimizer.state[z]
         reported = 0
 
         def closure() -> torch.Tensor:
@@ -450,7 +471,11 @@ class _Run:
                 reported = done
                 on_iteration(done)
             optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(image, level)
+            current = z * unit
+            self.current = current
+            # The losses are means, so their gradients are tiny; L-BFGS's curvature test
+            # (y.s > 1e-10) assumes larger numbers. Scaling by the pixel count fixes that.
+            loss = self._loss(current, level) * level.pixels
             loss.backward()
             return loss
 
@@ -458,7 +483,7 @@ class _Run:
         finished = state.get("n_iter", level.iterations)
         if finished > reported:
             on_iteration(finished)
-        return image.detach()
+        return (z * unit).detach()
 
     # -- the whole run --------------------------------------------------------
     def execute(self) -> Result:

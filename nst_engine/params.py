@@ -67,7 +67,8 @@ class StyleParams:
     device: str = "auto"
     #: ``auto`` picks bf16/fp16 where the hardware runs it fast, else fp32.
     precision: Precision = "auto"
-    #: Levels of the coarse-to-fine pyramid; 1 runs at full size only.
+    #: Levels of the coarse-to-fine pyramid, each half the size of the next; 1 runs at full size
+    #: only. Levels under 128 px are skipped (too coarse for VGG19's deepest style layer).
     scales: int = 3
     #: Seed of every random choice; the same seed on the CPU gives the same image.
     seed: int = 0
@@ -116,12 +117,6 @@ class StyleParams:
         if self.weights not in NAMED_WEIGHTS and not Path(self.weights).expanduser().is_file():
             raise ParameterError(
                 "weights", f"must be caffe, torchvision or an existing file, got {self.weights!r}"
-            )
-        if self.scales > 1 and self.size / 2 ** (self.scales - 1) < MIN_SIZE:
-            raise ParameterError(
-                "scales",
-                f"{self.scales} levels would shrink size {self.size} below {MIN_SIZE} px; "
-                "use fewer scales or a larger size",
             )
 
     # ------------------------------------------------------------------ helpers

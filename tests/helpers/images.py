@@ -1,0 +1,43 @@
+"""Small synthetic images for tests: every test makes its own pictures, none are shipped."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw
+
+
+def content_image(width: int = 64, height: int = 48) -> Image.Image:
+    """A 'photo': a sky gradient, a house-like block and a sun, so it has structure to keep."""
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        shade = int(120 + 100 * y / max(1, height - 1))
+        draw.line([(0, y), (width, y)], fill=(shade // 2, shade // 2 + 40, shade))
+    draw.rectangle([width // 4, height // 2, width * 3 // 4, height - 4], fill=(180, 60, 40))
+    draw.ellipse([width * 3 // 4 - 6, 4, width * 3 // 4 + 6, 16], fill=(250, 220, 60))
+    return image
+
+
+def stripes_style(width: int = 64, height: int = 64, colours=((20, 40, 200), (250, 200, 30))) -> Image.Image:
+    """A 'painting': diagonal stripes in two colours, a texture with an obvious Gram signature."""
+    image = Image.new("RGB", (width, height), colours[0])
+    draw = ImageDraw.Draw(image)
+    for offset in range(-height, width, 8):
+        draw.line([(offset, 0), (offset + height, height)], fill=colours[1], width=3)
+    return image
+
+
+def dots_style(width: int = 64, height: int = 64, background=(240, 240, 240), dot=(200, 20, 20)) -> Image.Image:
+    image = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(image)
+    for y in range(2, height, 10):
+        for x in range(2, width, 10):
+            draw.ellipse([x, y, x + 5, y + 5], fill=dot)
+    return image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

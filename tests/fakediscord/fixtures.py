@@ -1,0 +1,20 @@
+"""pytest fixtures around :class:`FakeDiscord`; import them into a conftest to use them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from .server import FakeDiscord
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """A started fake Discord with discord.py pointed at it for the test, restored afterwards."""
+    async with FakeDiscord() as fake:
+        with fake.patched_discord():
+            yield fake
+        if fake.unhandled:
+            calls = [(r.method, r.path) for r in fake.unhandled]
+            pytest.fail(f"the client called routes the fake does not know: {calls}")

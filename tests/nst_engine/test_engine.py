@@ -1,0 +1,288 @@
+import threading
+
+import pytest
+import torch
+from PIL import Image
+
+from nst_engine import (
+    Cancelled,
+    InvalidImage,
+    ParameterError,
+    StyleImage,
+    StyleParams,
+    StyleTargetCache,
+    stylize,
+)
+from nst_engine import engine, vgg
+from tests.helpers.images import content_image, dots_style, stripes_style
+
+
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    return engine.image_to_tensor(image, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------ losses
+def test_gram_is_symmetric_positive_semidefinite_and_size_independent():
+    features = torch.rand(1, 8, 6, 5)
+    gram = engine.gram_matrix(features)
+    assert torch.allclose(gram, gram.transpose(1, 2))
+    assert torch.linalg.eigvalsh(gram[0]).min() > -1e-5
+    tiled = features.repeat(1, 1, 2, 3)  # the same texture over a larger area
+    assert torch.allclose(engine.gram_matrix(tiled), gram, atol=1e-6)
+    shuffled = features.flatten(2)[:, :, torch.randperm(30)].view(1, 8, 6, 5)
+    assert torch.allclose(engine.gram_matrix(shuffled), gram, atol=1e-6)
+
+
+def test_tv_loss_is_zero_for_flat_images_and_grows_with_noise():
+    flat = torch.full((1, 3, 16, 16), 100.0)
+    assert engine.tv_loss(flat) == 0
+    smooth = torch.linspace(0, 255, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
+    noisy = torch.rand(1, 3, 16, 16) * 255
+    assert 0 < engine.tv_loss(smooth) < engine.tv_loss(noisy)
+
+
+def tile(image: Image.Image, times: int) -> Image.Image:
+    out = Image.new("RGB", (image.width * times, image.height * times))
+    for y in range(times):
+        for x in range(times):
+            out.paste(image, (x * image.width, y * image.height))
+    return out
+
+
+def noise_tile(seed: int) -> Image.Image:
+    """Smooth colour noise: a texture that excites every VGG layer, unlike flat test shapes."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = (torch.rand(8, 8, 3, generator=generator) * 255).to(torch.uint8)
+    return Image.fromarray(cells.numpy()).resize((32, 32), Image.Resampling.BICUBIC)
+
+
+def test_losses_are_normalised_so_the_same_weights_mean_the_same_at_any_size():
+    """The same textures over four times the area give the same losses: the weights need no
+    re-tuning when the output size changes. (Unnormalised sums would differ by about 4x.)"""
+    model = vgg.get_model("caffe", "max", torch.device("cpu"))
+    photo, painting, other = noise_tile(1), noise_tile(2), noise_tile(3)
+    style_losses, content_losses = [], []
+    for times in (4, 8):
+        with torch.no_grad():
+            c = model(image_tensor(tile(photo, times)))
+            s = model(image_tensor(tile(painting, times)))
+            o = model(image_tensor(tile(other, times)))
+        targets = {n: engine.gram_matrix(s[n]) for n in vgg.STYLE_LAYERS}
+        style_losses.append(float(engine.style_loss(c, targets)))
+        content_losses.append(float(engine.content_loss(o["relu4_2"], c["relu4_2"])))
+    assert 0.75 < style_losses[0] / style_losses[1] < 1.33, style_losses
+    assert 0.75 < content_losses[0] / content_losses[1] < 1.33, content_losses
+
+
+def test_style_loss_of_an_image_against_itself_is_zero():
+    model = vgg.get_model("caffe", "max", torch.device("cpu"))
+    with torch.no_grad():
+        features = model(image_tensor(stripes_style(48, 48)))
+    targets = {n: engine.gram_matrix(features[n]) for n in vgg.STYLE_LAYERS}
+    assert float(engine.style_loss(features, targets)) < 1e-6
+
+
+# ------------------------------------------------------------------------ runs
+def test_a_run_lowers_the_loss_and_returns_stats(tiny_params):
+    reports = []
+    params = tiny_params.replace(iterations=8)
+    result = stylize(content_image(), [stripes_style()], params, progress=reports.append)
+    assert result.image.mode == "RGB"
+    assert max(result.image.size) == params.size
+    assert reports[-1].total_loss < reports[0].total_loss
+    stats = result.stats
+    assert stats.iterations == 8
+    assert stats.evaluations >= 8
+    assert stats.device == "cpu"
+    assert stats.precision in ("fp32", "bf16")
+    assert stats.seconds > 0 and stats.peak_memory_bytes > 0
+    assert stats.style_loss > 0 and stats.content_loss >= 0
+    assert set(stats.to_dict()) >= {"seconds", "iterations", "evaluations", "content_loss", "style_loss"}
+
+
+def test_the_result_differs_from_the_content(tiny_params):
+    photo = content_image()
+    result = stylize(photo, [stripes_style()], tiny_params)
+    ours = image_tensor(result.image)
+    theirs = image_tensor(photo.resize(result.image.size))
+    assert (ours - theirs).abs().mean() > 2
+
+
+def test_the_same_seed_gives_the_same_image_and_another_seed_another(tiny_params):
+    params = tiny_params.replace(init_noise=0.3, seed=7)
+    first = stylize(content_image(), [stripes_style()], params).image
+    again = stylize(content_image(), [stripes_style()], params).image
+    other = stylize(content_image(), [stripes_style()], params.replace(seed=8)).image
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes()
+
+
+@pytest.mark.parametrize("init", ["noise", "style"])
+def test_other_initialisations_run(tiny_params, init):
+    result = stylize(content_image(), [stripes_style()], tiny_params.replace(init=init))
+    assert result.image.size == (48, 36)
+
+
+def test_adam_lowers_the_loss(tiny_params):
+    reports = []
+    params = tiny_params.replace(optimizer="adam", iterations=10, adam_lr=4.0)
+    stylize(content_image(), [stripes_style()], params, progress=reports.append)
+    assert reports[-1].total_loss < reports[0].total_loss
+    assert [r.step for r in reports] == list(range(1, 11))
+
+
+def test_cancel_stops_within_one_evaluation(tiny_params):
+    cancel = threading.Event()
+    evaluations_at_cancel = []
+    original_loss = engine._Run._loss
+    calls = []
+
+    def counting_loss(self, image, level):
+        calls.append(1)
+        return original_loss(self, image, level)
+
+    def on_progress(progress):
+        if progress.step == 2:
+            cancel.set()
+            evaluations_at_cancel.append(len(calls))
+
+    engine._Run._loss = counting_loss
+    try:
+        with pytest.raises(Cancelled):
+            stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=50),
+                    progress=on_progress, cancel=cancel)
+    finally:
+        engine._Run._loss = original_loss
+    # The evaluation that reported step 2 may finish; no further evaluation starts.
+    assert len(calls) <= evaluations_at_cancel[0] + 1
+
+
+def test_cancel_from_another_thread_while_running(tiny_params):
+    cancel = threading.Event()
+    started = threading.Event()
+    outcome = []
+
+    def run():
+        try:
+            stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=500),
+                    progress=lambda p: started.set(), cancel=cancel)
+            outcome.append("finished")
+        except Cancelled:
+            outcome.append("cancelled")
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert started.wait(30)
+    cancel.set()
+    worker.join(30)
+    assert outcome == ["cancelled"]
+
+
+def test_progress_cadence_and_previews(tiny_params):
+    reports = []
+    params = tiny_params.replace(iterations=7)
+    stylize(content_image(), [stripes_style()], params, progress=reports.append,
+            preview_every=3, preview_size=20)
+    assert [r.step for r in reports] == list(range(1, 8))
+    assert all(r.total == 7 and r.levels == 1 and r.level == 1 for r in reports)
+    with_preview = [r.step for r in reports if r.preview is not None]
+    assert with_preview == [3, 6, 7]  # every 3 steps and at the end of the level
+    assert max(reports[2].preview.size) == 20
+    assert all(r.elapsed >= 0 for r in reports)
+    assert reports[-1].fraction == 1.0
+    assert reports[-1].eta == 0
+
+
+def test_pyramid_levels_and_eta():
+    reports = []
+    params = StyleParams(size=256, iterations=6, scales=3)  # 64 px level is skipped: too coarse
+    result = stylize(content_image(64, 48), [stripes_style()], params, progress=reports.append)
+    assert result.stats.levels == 2
+    assert [(r.width, r.height) for r in reports if r.level == 1][0] == (128, 96)
+    assert [(r.width, r.height) for r in reports if r.level == 2][0] == (256, 192)
+    assert sum(1 for r in reports if r.level == 1) > sum(1 for r in reports if r.level == 2)
+    assert all(r.eta is None or r.eta >= 0 for r in reports)
+    assert result.image.size == (256, 192)
+
+
+def test_split_iterations_favours_coarse_levels():
+    assert engine.split_iterations(300, 1) == [300]
+    counts = engine.split_iterations(300, 3)
+    assert sum(counts) == 300 and counts[0] > counts[1] > counts[2] >= 1
+    assert engine.split_iterations(3, 3) == [1, 1, 1]
+
+
+def test_preserve_color_keeps_the_content_chroma(tiny_params):
+    photo = content_image()
+    painting = stripes_style(colours=((10, 200, 20), (200, 10, 200)))  # colours the photo lacks
+
+    def chroma_error(result_image):
+        ours = engine._color_transform(image_tensor(result_image), engine._RGB_TO_YIQ)[:, 1:]
+        theirs = engine._color_transform(image_tensor(photo.resize(result_image.size, Image.Resampling.LANCZOS)), engine._RGB_TO_YIQ)[:, 1:]
+        return float((ours - theirs).abs().mean())
+
+    params = tiny_params.replace(iterations=10, style_strength=4.0)
+    kept = stylize(photo, [painting], params.replace(preserve_color=True)).image
+    changed = stylize(photo, [painting], params).image
+    assert chroma_error(kept) < 2.0
+    assert chroma_error(changed) > 3 * chroma_error(kept)
+
+
+def test_blending_two_styles(tiny_params):
+    photo = content_image()
+    blue = stripes_style(colours=((20, 40, 220), (20, 40, 220)))
+    red = dots_style(background=(230, 30, 30), dot=(230, 30, 30))
+    params = tiny_params.replace(iterations=12, style_strength=4.0)
+
+    def red_minus_blue(blend):
+        image = image_tensor(stylize(photo, [blue, red], params.replace(style_blend=blend)).image)
+        return float(image[0, 0].mean() - image[0, 2].mean())
+
+    only_blue, half, only_red = red_minus_blue((1, 0)), red_minus_blue((1, 1)), red_minus_blue((0, 1))
+    assert only_blue < half < only_red
+
+
+def test_a_style_weight_of_zero_in_the_blend_is_the_same_as_leaving_it_out(tiny_params):
+    photo, a, b = content_image(), stripes_style(), dots_style()
+    alone = stylize(photo, [a], tiny_params).image
+    blended = stylize(photo, [StyleImage(a, "a"), StyleImage(b, "b")], tiny_params.replace(style_blend=(1, 0))).image
+    assert alone.tobytes() == blended.tobytes()
+
+
+def test_style_targets_are_cached_on_disk(tiny_params, tmp_path):
+    cache = StyleTargetCache(tmp_path)
+    first = stylize(content_image(), [stripes_style()], tiny_params, style_cache=cache)
+    second = stylize(content_image(), [stripes_style()], tiny_params, style_cache=cache)
+    other_size = stylize(content_image(), [stripes_style()], tiny_params.replace(size=64), style_cache=cache)
+    assert first.stats.style_targets_cached == 0
+    assert second.stats.style_targets_cached == 1
+    assert other_size.stats.style_targets_cached == 0
+    assert len(cache) == 2
+    assert first.image.tobytes() == second.image.tobytes()
+
+
+def test_a_corrupt_cache_entry_is_recomputed(tiny_params, tmp_path):
+    cache = StyleTargetCache(tmp_path)
+    stylize(content_image(), [stripes_style()], tiny_params, style_cache=cache)
+    for entry in tmp_path.glob("*.pt"):
+        entry.write_bytes(b"garbage")
+    result = stylize(content_image(), [stripes_style()], tiny_params, style_cache=cache)
+    assert result.stats.style_targets_cached == 0
+
+
+def test_no_styles_is_a_parameter_error(tiny_params):
+    with pytest.raises(ParameterError) as caught:
+        stylize(content_image(), [], tiny_params)
+    assert caught.value.parameter == "styles"
+
+
+def test_blend_weights_must_match_the_style_count(tiny_params):
+    with pytest.raises(ParameterError) as caught:
+        stylize(content_image(), [stripes_style()], tiny_params.replace(style_blend=(1, 2)))
+    assert caught.value.parameter == "style_blend"
+
+
+def test_a_picture_too_thin_at_the_working_size_is_refused(tiny_params):
+    banner = Image.new("RGB", (400, 20), "white")
+    with pytest.raises(InvalidImage, match="too thin"):
+        stylize(banner, [stripes_style()], tiny_params.replace(size=64))

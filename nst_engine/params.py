@@ -56,9 +56,9 @@ class StyleParams:
     pooling: Pooling = "max"
     #: Start from the ``content`` image, ``noise``, or the (resized) first ``style`` image.
     init: Init = "content"
-    #: Seeded noise mixed into the initial image (0 = none, 1 = noise only). It is what makes a
-    #: new seed give a different painting when starting from the content image.
-    init_noise: float = 0.0
+    #: Share of seeded noise mixed into the initial image (0 = none, 1 = noise only). A little
+    #: noise is what makes a new seed paint different brush strokes from the same photo.
+    init_noise: float = 0.1
     #: ``lbfgs`` (strong-Wolfe line search) or ``adam``.
     optimizer: Optimizer = "lbfgs"
     #: Learning rate of Adam (ignored by L-BFGS); in 0-255 pixel units.

@@ -59,6 +59,7 @@ from .faults import (
     FaultRule,
     error_response,
     json_response,
+    rate_limited_response,
 )
 from .models import (
     FLAG_EPHEMERAL,
@@ -186,6 +187,12 @@ class FakeDiscord:
         self.ack_heartbeats = True
         #: When True every RESUME is refused with INVALID_SESSION (the client must IDENTIFY).
         self.refuse_resume = False
+        #: ``(requests, seconds)`` per bucket (route + channel or interaction token), as Discord
+        #: enforces them; None (the default) never limits. See :meth:`enforce_rate_limits`.
+        self.rate_limit: tuple[int, float] | None = None
+        self._buckets: dict[str, list[float]] = {}
+        #: Requests answered 429 by the enforced limits (not by injected faults).
+        self.rate_limited: list[RecordedRequest] = []
 
         self.application_id = new_snowflake()
         self.guild_id = new_snowflake()
@@ -585,6 +592,37 @@ class FakeDiscord:
         """Answer the next ``times`` matching requests with ``status`` (429, 500, 413, ...)."""
         return self.inject(FaultRule(status=status, route=route, method=method, times=times,
                                      retry_after=retry_after, is_global=is_global, when=when))
+
+    def enforce_rate_limits(self, requests: int = 5, seconds: float = 1.0) -> None:
+        """Limit every bucket to ``requests`` per ``seconds`` with truthful ``X-RateLimit-*``
+        headers, so discord.py's pre-emptive waits and 429 retries are exercised for real."""
+        self.rate_limit = (requests, seconds)
+
+    def _bucket_key(self, route: str, groups: dict[str, str]) -> str:
+        major = groups.get("channel_id") or groups.get("token") or groups.get("interaction_id") or ""
+        return f"{route}:{major}"
+
+    def _take_from_bucket(self, route: str, groups: dict[str, str]) -> tuple[bool, dict[str, str], float]:
+        """(allowed, headers, retry_after) under the enforced limits."""
+        assert self.rate_limit is not None
+        limit, per = self.rate_limit
+        key = self._bucket_key(route, groups)
+        now = time.monotonic()
+        window = self._buckets.setdefault(key, [now + per, float(limit)])
+        if now >= window[0]:
+            window[0], window[1] = now + per, float(limit)
+        reset_after = max(0.0, window[0] - now)
+        allowed = window[1] > 0
+        if allowed:
+            window[1] -= 1
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(int(window[1])),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": hashlib.sha1(route.encode()).hexdigest()[:16],
+        }
+        return allowed, headers, reset_after
 
     def expire_interaction(self, interaction: FakeInteraction) -> None:
         """Make the interaction's token invalid, as 15 minutes after it was created."""
@@ -1049,6 +1087,10 @@ class FakeDiscord:
         elif rule is not None:
             response = rule.respond(hashlib.sha1(route.encode()).hexdigest()[:16])
             record.injected = True
+        elif self.rate_limit is not None and not (allowance := self._take_from_bucket(route, context.groups))[0]:
+            response = rate_limited_response(allowance[2], is_global=False,
+                                             bucket=allowance[1]["X-RateLimit-Bucket"])
+            self.rate_limited.append(record)
         else:
             try:
                 response = await handler(context)
@@ -1056,7 +1098,8 @@ class FakeDiscord:
                 log.exception("fake discord handler for %s failed", route)
                 response = error_response(500, 0, "fake discord crashed")
             if response.status < 300:
-                response.headers.update(self._ratelimit_headers(route))
+                response.headers.update(
+                    allowance[1] if self.rate_limit is not None else self._ratelimit_headers(route))
         record.status = response.status
         if response.body and response.content_type == "application/json":
             with contextlib.suppress(Exception):

@@ -306,3 +306,19 @@ async def test_ephemeral_reply_is_visible_only_to_its_user(fake_discord: FakeDis
     assert message.ephemeral
     assert message in fake_discord.visible_to(fake_discord.alice)
     assert message not in fake_discord.visible_to(fake_discord.bob)
+
+
+async def test_enforced_rate_limits_slow_the_client_without_losing_messages(fake_discord: FakeDiscord) -> None:
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    fake_discord.enforce_rate_limits(requests=3, seconds=0.5)
+    async with running(client, fake_discord):
+        channel = client.get_channel(fake_discord.channel.id)
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(channel.send(f"message {i}") for i in range(8)))
+        elapsed = asyncio.get_running_loop().time() - started
+
+    contents = sorted(m.content for m in fake_discord.channel_messages())
+    assert contents == sorted(f"message {i}" for i in range(8))
+    assert elapsed >= 0.9, "8 messages at 3 per 0.5 s need at least two waits"
+    created = fake_discord.requests_to("message_create")
+    assert sum(r.status == 200 for r in created) == 8

@@ -334,12 +334,15 @@ class PresetResolver:
         allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
         opener: urllib.request.OpenerDirector | None = None,
         allow_loopback_http: bool = False,
+        user_agent: str = USER_AGENT,
     ) -> None:
         """``cache_dir`` is the engine cache root (default :func:`default_cache_dir`).
 
         ``opener`` replaces the default urllib opener (whose redirect handler refuses targets
         outside ``allowed_hosts``); the final URL of a response is checked either way.
         ``allow_loopback_http`` lets plain http to 127.0.0.1 through, for tests and local mirrors.
+        ``user_agent``: Wikimedia asks for a contact (a URL or an e-mail) in it; operators who
+        download a lot should pass one.
         """
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -350,6 +353,7 @@ class PresetResolver:
         self.timeout = timeout
         self.allowed_hosts = tuple(host.lower() for host in allowed_hosts)
         self.allow_loopback_http = allow_loopback_http
+        self.user_agent = user_agent
         self._opener = opener or urllib.request.build_opener(_GuardedRedirects(self._url_problem))
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -441,7 +445,7 @@ class PresetResolver:
         problem = self._url_problem(url)
         if problem:
             raise self._download_error(preset, url, f"the URL {problem}", path)
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
+        request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 final_url = response.geturl()

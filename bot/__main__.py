@@ -1,0 +1,122 @@
+"""``nst-bot`` / ``python -m bot``: run the bot, or ``nst-bot sync [--guild ID]`` to register commands.
+
+Commands are synced only on request: Discord caps command creations per day, and a global sync
+takes up to an hour to show, so syncing on every start would be slow and wasteful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import discord
+
+from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
+
+log = logging.getLogger("bot")
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in every record (message, arguments and exception text) with ``[REDACTED]``."""
+
+    def __init__(self, *secrets: str) -> None:
+        super().__init__()
+        self.secrets = [secret for secret in secrets if secret]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = self.redact(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def setup_logging(settings: Settings) -> RedactingFilter:
+    """Log to stderr; the filter sits on the handler, so records from every logger pass it."""
+    redactor = RedactingFilter(settings.token or "")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    return redactor
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nst-bot", description="Neural style transfer Discord bot.")
+    sub = parser.add_subparsers(dest="command")
+    sync = sub.add_parser("sync", help="register the slash commands with Discord, then exit")
+    sync.add_argument("--guild", type=int, default=None,
+                      help="sync to this guild only (instant); without it, globally (up to an hour)")
+    return parser.parse_args(argv)
+
+
+async def sync_commands(settings: Settings, guild_id: int | None) -> int:
+    """Log in over HTTP only, push the command tree, and report how many commands Discord has."""
+    from .app import NSTBot
+
+    bot = NSTBot(settings)
+    async with bot:
+        await bot.login(settings.token or "")
+        await bot.load_commands()
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+            print(f"synced {len(synced)} command(s) to guild {guild_id}")
+        else:
+            synced = await bot.tree.sync()
+            print(f"synced {len(synced)} command(s) globally (may take up to an hour to appear)")
+    return 0
+
+
+async def run_bot(settings: Settings) -> int:
+    from .app import NSTBot
+
+    bot = NSTBot(settings)
+    async with bot:
+        await bot.start(settings.token or "")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"nst-bot: {error}", file=sys.stderr)
+        return 2
+    if not settings.token:
+        print(f"nst-bot: set {TOKEN_ENV} (in the environment or the env_file setting) to the bot token",
+              file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        if args.command == "sync":
+            return asyncio.run(sync_commands(settings, args.guild))
+        return asyncio.run(run_bot(settings))
+    except discord.LoginFailure:
+        print(f"nst-bot: Discord refused the token; check {TOKEN_ENV}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

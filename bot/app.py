@@ -1,0 +1,171 @@
+"""The bot: a ``commands.Bot`` subclass that owns the settings, the job store and the queue.
+
+Construct it with a :class:`~bot.settings.Settings` (tests do exactly that, with a temporary
+data dir) and start it with ``await bot.start(token)``. ``setup_hook`` does the one-time work
+before the gateway connects: open the store, fail the jobs a previous process left behind, load
+the cog, register the persistent buttons, and load the VGG model in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+import nst_engine
+from nst_engine.cache import StyleTargetCache
+from nst_engine.errors import PresetError
+
+if TYPE_CHECKING:
+    from nst_engine.presets import PresetCatalog, PresetResolver
+
+from .jobs import JobQueue
+from .settings import Settings
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: How often expired inputs are purged while the bot runs.
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+def bot_intents() -> discord.Intents:
+    """The default intents (guilds, messages metadata, reactions) and nothing privileged."""
+    intents = discord.Intents.default()
+    intents.message_content = False
+    intents.members = False
+    intents.presences = False
+    return intents
+
+
+class NSTBot(commands.Bot):
+    """The style-transfer bot. Everything it needs comes from ``settings``."""
+
+    def __init__(self, settings: Settings, *, catalog: PresetCatalog | None = None,
+                 resolver: PresetResolver | None = None, **kwargs: Any) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=bot_intents(),
+                         help_command=None, **kwargs)
+        self.settings = settings
+        self.catalog = catalog if catalog is not None else _load_catalog(settings)
+        cache_dir = settings.cache_dir
+        self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
+        self.style_cache = StyleTargetCache(cache_dir / "style-targets") if cache_dir is not None else None
+        self.store = JobStore(settings.data_dir)
+        self.queue = JobQueue(workers=settings.workers, queue_cap=settings.queue_cap,
+                              per_user_limit=settings.per_user_limit,
+                              cooldown_seconds=settings.cooldown_seconds)
+        self.model_ready = asyncio.Event()
+        #: Tasks following a job to its end (so ``close`` lets them say goodbye).
+        self.active_runs: set[asyncio.Task[Any]] = set()
+        self._purge_task: asyncio.Task[None] | None = None
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def load_commands(self) -> None:
+        """Add the cog (its app commands) and the persistent buttons; shared with ``nst-bot sync``."""
+        from .cogs.stylize import CancelButton, RerunButton, StylizeCog
+
+        self.add_dynamic_items(RerunButton, CancelButton)
+        await self.add_cog(StylizeCog(self))
+
+    async def setup_hook(self) -> None:
+        await self.load_commands()
+        interrupted = self.store.mark_interrupted()
+        if interrupted:
+            asyncio.create_task(self._tell_interrupted(interrupted))
+        self._purge_task = asyncio.create_task(self._purge_forever())
+        asyncio.create_task(self._preload())
+
+    async def _preload(self) -> None:
+        """Load the VGG model once, off the event loop, so the first job doesn't pay for it."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, nst_engine.preload, self.settings.base_params())
+        except Exception as error:  # the first job will report it to its user
+            log.error("could not preload the model: %s", error)
+        finally:
+            self.model_ready.set()
+
+    async def _tell_interrupted(self, records: list[Any]) -> None:
+        """After a crash: tell each user whose job was lost, in its channel."""
+        await self.wait_until_ready()
+        for record in records:
+            if record.channel_id is None:
+                continue
+            try:
+                channel = self.get_channel(record.channel_id) or await self.fetch_channel(record.channel_id)
+                await channel.send(  # type: ignore[union-attr]
+                    f"<@{record.user_id}> Sorry, the bot restarted while your picture was being painted; "
+                    "please run /stylize again.", allowed_mentions=discord.AllowedMentions(users=True))
+            except (discord.HTTPException, AttributeError) as error:
+                log.warning("could not tell user %s about job %s: %s", record.user_id, record.job_id, error)
+
+    async def _purge_forever(self) -> None:
+        retention = self.settings.retention_days * 86400
+        while True:
+            try:
+                count = self.store.purge(retention)
+                if count:
+                    log.info("expired the inputs of %d job(s)", count)
+            except Exception:
+                log.exception("purging expired jobs failed")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        cog = self.get_cog("StylizeCog")
+        if cog is not None:
+            await cog.handle_reaction(payload)  # type: ignore[attr-defined]
+
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
+        """Log the detail; tell the user something short. Never a traceback in Discord."""
+        log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
+        text = "Something went wrong on my side; it has been logged."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+    async def close(self) -> None:
+        """Stop jobs (telling their users), then disconnect."""
+        stopped = await self.queue.shutdown(timeout=30)
+        if stopped:
+            log.info("stopped %d job(s) for shutdown", len(stopped))
+        runs = [task for task in self.active_runs if task is not asyncio.current_task()]
+        if runs:  # let each job tell its user before the HTTP session closes
+            await asyncio.wait(runs, timeout=15)
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+        await super().close()
+        self.store.close()
+
+
+def _load_catalog(settings: Settings) -> "PresetCatalog | None":
+    path = settings.config_dir / "presets.toml"
+    if not path.is_file():
+        log.warning("no preset catalogue at %s; presets are off", path)
+        return None
+    try:
+        from nst_engine.presets import PresetCatalog
+    except ImportError as error:  # the presets module needs nst_engine.imaging
+        log.error("presets are unavailable in this checkout: %s", error)
+        return None
+    try:
+        return PresetCatalog.load(path)
+    except PresetError as error:
+        log.error("the preset catalogue is invalid, presets are off: %s", error)
+        return None
+
+
+def _make_resolver(catalog: "PresetCatalog | None", cache_dir: Any) -> "PresetResolver | None":
+    if catalog is None:
+        return None
+    from nst_engine.presets import PresetResolver
+
+    return PresetResolver(catalog, cache_dir)

@@ -1,0 +1,237 @@
+"""The job queue: asyncio on the outside, engine runs in worker threads on the inside.
+
+The event loop must never block on a style transfer (it would miss heartbeats and every other
+user would wait), so each job's blocking ``work`` runs in a :class:`ThreadPoolExecutor` with as
+many workers as the configured concurrency. Progress reported from that thread crosses back with
+``loop.call_soon_threadsafe``. Admission rules live here too, so they are tested without Discord:
+a per-user limit of jobs in flight, a global cap on waiting jobs and a per-user cooldown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: ``work(cancel_event, report_progress) -> result``; runs in a worker thread.
+Work = Callable[[threading.Event, Callable[[Any], None]], Any]
+
+
+class JobRefused(Exception):
+    """A job was not admitted; the message is written for the user."""
+
+
+class QueueFull(JobRefused):
+    def __init__(self) -> None:
+        super().__init__("The queue is full right now, try again in a minute.")
+
+
+class TooManyJobs(JobRefused):
+    def __init__(self, limit: int) -> None:
+        noun = "job" if limit == 1 else "jobs"
+        super().__init__(f"You already have {limit} {noun} in progress; wait for it to finish.")
+
+
+class CoolingDown(JobRefused):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"Please wait {max(1, round(retry_after))} s before asking again.")
+        self.retry_after = retry_after
+
+
+class JobCancelled(Exception):
+    """The job was cancelled before it started, or stopped by a shutdown."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One unit of work with its observers. Callbacks run on the event loop; they may be coroutines."""
+
+    job_id: str
+    user_id: int
+    work: Work
+    on_position: Callable[[int], Any] | None = None
+    on_start: Callable[[], Any] | None = None
+    on_progress: Callable[[Any], Any] | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    future: asyncio.Future[Any] | None = None
+    started: bool = False
+    stopped_by_shutdown: bool = False
+
+
+class JobQueue:
+    """Admits, orders and runs jobs; ``workers`` at a time, the rest wait in FIFO order."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        queue_cap: int = 20,
+        per_user_limit: int = 1,
+        cooldown_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.workers = workers
+        self.queue_cap = queue_cap
+        self.per_user_limit = per_user_limit
+        self.cooldown_seconds = cooldown_seconds
+        self.clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nst-worker")
+        self._waiting: list[Job] = []
+        self._running: dict[str, Job] = {}
+        self._last_submit: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ admission
+    def check_admission(self, user_id: int) -> None:
+        """Raise the :class:`JobRefused` a new job from ``user_id`` would meet, without submitting."""
+        if self._closed:
+            raise JobRefused("The bot is shutting down; try again in a minute.")
+        in_flight = sum(1 for job in self.jobs() if job.user_id == user_id)
+        if in_flight >= self.per_user_limit:
+            raise TooManyJobs(self.per_user_limit)
+        last = self._last_submit.get(user_id)
+        if last is not None and self.cooldown_seconds > 0:
+            remaining = self.cooldown_seconds - (self.clock() - last)
+            if remaining > 0:
+                raise CoolingDown(remaining)
+        if len(self._waiting) >= self.queue_cap:
+            raise QueueFull()
+
+    def submit(self, job: Job) -> asyncio.Future[Any]:
+        """Admit ``job`` (or raise :class:`JobRefused`); the future resolves to ``work``'s result."""
+        self.check_admission(job.user_id)
+        loop = asyncio.get_running_loop()
+        job.future = loop.create_future()
+        self._last_submit[job.user_id] = self.clock()
+        self._waiting.append(job)
+        self._pump()
+        if not job.started:
+            self._notify(job.on_position, self.position(job.job_id))
+        return job.future
+
+    # ------------------------------------------------------------------ inspection
+    def jobs(self) -> list[Job]:
+        return [*self._running.values(), *self._waiting]
+
+    def position(self, job_id: str) -> int:
+        """Jobs ahead of this one in the waiting line (0 = next, or running); -1 if unknown."""
+        if job_id in self._running:
+            return 0
+        for index, job in enumerate(self._waiting):
+            if job.job_id == job_id:
+                return index + 1
+        return -1
+
+    def get(self, job_id: str) -> Job | None:
+        return self._running.get(job_id) or next((j for j in self._waiting if j.job_id == job_id), None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a waiting job now, or ask a running one to stop; False when not found."""
+        for job in self._waiting:
+            if job.job_id == job_id:
+                self._waiting.remove(job)
+                if job.future is not None and not job.future.done():
+                    job.future.set_exception(JobCancelled("cancelled before it started"))
+                self._announce_positions()
+                return True
+        job = self._running.get(job_id)
+        if job is None:
+            return False
+        job.cancel_event.set()
+        return True
+
+    async def shutdown(self, timeout: float = 30.0) -> list[Job]:
+        """Stop admitting, cancel everything, wait for running jobs to stop; returns the stopped jobs."""
+        self._closed = True
+        stopped = list(self.jobs())
+        for job in stopped:
+            job.stopped_by_shutdown = True
+        for job in list(self._waiting):
+            self.cancel(job.job_id)
+        for job in self._running.values():
+            job.cancel_event.set()
+        pending = [job.future for job in stopped if job.future is not None and not job.future.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return stopped
+
+    # ------------------------------------------------------------------ internals
+    def _pump(self) -> None:
+        started_any = False
+        while self._waiting and len(self._running) < self.workers:
+            job = self._waiting.pop(0)
+            self._start(job)
+            started_any = True
+        if started_any:
+            self._announce_positions()
+
+    def _start(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        job.started = True
+        self._running[job.job_id] = job
+        self._notify(job.on_start)
+
+        def report(value: Any) -> None:  # runs in the worker thread
+            if job.on_progress is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._notify, job.on_progress, value)
+
+        task = loop.create_task(self._run(job, report), name=f"job-{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job, report: Callable[[Any], None]) -> None:
+        loop = asyncio.get_running_loop()
+        assert job.future is not None
+        try:
+            result = await loop.run_in_executor(self._executor, job.work, job.cancel_event, report)
+        except BaseException as error:  # delivered to whoever awaits the job
+            if not job.future.done():
+                job.future.set_exception(error)
+        else:
+            if not job.future.done():
+                job.future.set_result(result)
+        finally:
+            self._running.pop(job.job_id, None)
+            if not self._closed:
+                self._pump()
+
+    def _announce_positions(self) -> None:
+        for index, job in enumerate(self._waiting):
+            self._notify(job.on_position, index + 1)
+
+    def _notify(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        """Call an observer on the loop; a coroutine becomes a task, an error is logged, never raised."""
+        if callback is None:
+            return
+        try:
+            outcome = callback(*args)
+            if inspect.isawaitable(outcome):
+                task = asyncio.ensure_future(outcome)
+                self._tasks.add(task)
+                task.add_done_callback(self._observer_done)
+        except Exception:
+            log.exception("a job observer failed")
+
+    def _observer_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a job observer failed", exc_info=task.exception())

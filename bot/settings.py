@@ -131,8 +131,10 @@ class Settings:
             raise SettingsError("log_level", f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         try:
             self.base_params()
-        except Exception as error:  # ParameterError names the field
-            raise SettingsError("engine_params", str(error)) from None
+        except Exception as error:  # ParameterError names the field; point at the setting
+            parameter = getattr(error, "parameter", None)
+            key = parameter if parameter in {f.name for f in dataclasses.fields(self)} else "engine_params"
+            raise SettingsError(key, str(error)) from None
 
     # ------------------------------------------------------------------ derived values
     def base_params(self) -> Any:

@@ -1,0 +1,61 @@
+"""The entry point: a missing token is one line and exit 2; logs never show the token."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+
+from bot.__main__ import RedactingFilter, main, parse_args
+from bot.settings import REPO_ROOT
+
+SECRET = "MTIzNDU2.Gh7x.super-secret-token"
+
+
+def test_no_token_one_line_exit_2(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.setenv("NST_BOT_DATA_DIR", str(tmp_path))
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "DISCORD_TOKEN" in err and len(err.splitlines()) == 1
+
+
+def test_python_dash_m_bot_without_token(tmp_path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "NST_BOT_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "DISCORD_TOKEN" in done.stderr
+
+
+def test_bad_setting_is_one_line_exit_2(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("NST_BOT_QUEUE_CAP", "-1")
+    assert main([]) == 2
+    assert "queue_cap" in capsys.readouterr().err
+
+
+def test_sync_arguments() -> None:
+    assert parse_args(["sync", "--guild", "123"]).guild == 123
+    assert parse_args(["sync"]).guild is None
+    assert parse_args([]).command is None
+
+
+def test_redaction_covers_messages_arguments_and_tracebacks() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter(SECRET))
+    logger = logging.getLogger("tests.bot.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("token is %s", SECRET)
+        logger.warning(f"inline {SECRET}")
+        try:
+            raise RuntimeError(f"401 Unauthorized for Bot {SECRET}")
+        except RuntimeError:
+            logger.exception("login failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert SECRET not in text
+    assert text.count("[REDACTED]") == 3 and "Traceback" in text

@@ -1,0 +1,81 @@
+"""Settings: layering, environment overrides, validation naming the key, the token kept secret."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.settings import REPO_ROOT, Settings, SettingsError, load_settings
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    shutil.copy(REPO_ROOT / "config" / "bot.example.toml", directory / "bot.example.toml")
+    return directory
+
+
+def test_example_file_gives_the_documented_defaults(config_dir: Path) -> None:
+    settings = load_settings({}, config_dir=config_dir)
+    assert settings.sizes["medium"] == 512
+    assert settings.strength_steps == {"subtle": 0.5, "normal": 1.0, "strong": 2.0, "extreme": 4.0}
+    assert settings.per_user_limit == 1 and settings.progress_interval == 5.0
+    assert settings.reaction_emoji == "\N{FLEXED BICEPS}"
+    assert settings.token is None and settings.dev_guild_id is None
+    assert settings.data_dir == config_dir.parent / "data"
+
+
+def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:
+    (config_dir / "bot.toml").write_text("[bot]\nqueue_cap = 5\ncooldown_seconds = 1\n")
+    settings = load_settings({"NST_BOT_QUEUE_CAP": "9", "NST_BOT_SIZES": "{small = 64, medium = 96, large = 128}"},
+                             config_dir=config_dir)
+    assert settings.queue_cap == 9 and settings.cooldown_seconds == 1
+    assert settings.sizes["large"] == 128
+    other = tmp_path / "other.toml"
+    other.write_text("[bot]\nqueue_cap = 3\n")
+    assert load_settings({"NST_BOT_CONFIG": str(other)}, config_dir=config_dir).queue_cap == 3
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"NST_BOT_QUEUE_CAP": "0"}, "queue_cap"),
+    ({"NST_BOT_QUEUE_CAP": "many"}, "queue_cap"),
+    ({"NST_BOT_STRENGTH_STEPS": "{subtle = 3, normal = 1, strong = 2, extreme = 4}"}, "strength_steps"),
+    ({"NST_BOT_DEFAULT_SIZE": "huge"}, "default_size"),
+    ({"NST_BOT_DEVICE": "tpu"}, "device"),
+    ({"NST_BOT_ENGINE_PARAMS": "{pooling = \"median\"}"}, "engine_params"),
+    ({"NST_BOT_LOG_LEVEL": "LOUD"}, "log_level"),
+])
+def test_bad_values_name_the_key(config_dir: Path, env: dict[str, str], key: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(env, config_dir=config_dir)
+    assert error.value.key == key and key in str(error.value)
+
+
+def test_unknown_keys_and_tokens_in_files_are_refused(config_dir: Path) -> None:
+    (config_dir / "bot.toml").write_text("[bot]\nqueue_size = 3\n")
+    with pytest.raises(SettingsError, match="queue_size"):
+        load_settings({}, config_dir=config_dir)
+    (config_dir / "bot.toml").write_text('[bot]\ntoken = "abc"\n')
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN"):
+        load_settings({}, config_dir=config_dir)
+
+
+def test_token_from_environment_or_env_file_and_never_in_repr(config_dir: Path, tmp_path: Path) -> None:
+    secret = "MTIz.secret-token-value"
+    settings = load_settings({"DISCORD_TOKEN": secret}, config_dir=config_dir)
+    assert settings.token == secret
+    assert secret not in repr(settings) and secret not in str(settings)
+    env_file = tmp_path / "bot.env"
+    env_file.write_text(f"# operator secrets\nexport DISCORD_TOKEN='{secret}'\n")
+    from_file = load_settings({"NST_BOT_ENV_FILE": str(env_file)}, config_dir=config_dir)
+    assert from_file.token == secret
+
+
+def test_constructed_directly_for_tests(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, concurrency=2)
+    assert settings.workers == 2 and settings.database_path.parent == tmp_path
+    with pytest.raises(SettingsError, match="per_user_limit"):
+        Settings(per_user_limit=0)

@@ -1,0 +1,140 @@
+"""The happy paths of the real bot over a real discord.py client and the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.app import NSTBot
+from bot.settings import Settings
+from tests.e2e.conftest import painting, photo, result_file, results, started
+from tests.e2e.harness import decode, mean_difference
+from tests.fakediscord import FakeDiscord
+from tests.helpers.images import content_image
+
+
+def unweighted_style_loss(bot: NSTBot, message_id: int) -> float:
+    """The stored style loss divided by its weight (style_weight x strength multiplier)."""
+    record = bot.store.by_result_message(message_id)
+    assert record is not None and record.stats is not None
+    params = bot.get_cog("StylizeCog").engine_params(  # type: ignore[union-attr]
+        __import__("bot.cogs.stylize", fromlist=["JobRequest"]).JobRequest.from_dict(record.params))
+    return record.stats["style_loss"] / (params.style_weight * params.style_strength)
+
+
+async def test_stylize_with_two_attachments(fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings) -> None:
+    content = photo(fake_discord)
+    interaction = await fake_discord.slash_command(
+        "stylize", {"content": content, "style": painting(fake_discord)}, user=fake_discord.alice)
+    [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+
+    assert interaction.response_type == 5, "the command must defer (thinking)"
+    assert interaction.responded_at - interaction.dispatched_at < 3
+    image = decode(result_file(result))
+    assert max(image.size) == settings.sizes[settings.default_size]
+    assert mean_difference(image, content_image(48, 40)) > 2, "the result must not be the photo"
+    assert fake_discord.alice.mention in result.text()
+    assert {b["label"] for b in result.buttons()} == {"Stronger", "Weaker", "Re-roll"}
+    await fake_discord.wait_for(lambda: fake_discord.bot_user.id in result.reactions.get("💪", []))
+
+    progress = fake_discord.original(interaction)
+    assert progress is not None and progress is not result
+    painting_edits = [r for r in progress.revisions if r.content.startswith("Painting") and "%)" in r.content
+                      and "(100%)" not in r.content]  # the final 100% edit is allowed through
+    for earlier, later in zip(painting_edits, painting_edits[1:]):
+        assert later.at - earlier.at >= settings.progress_interval * 0.9, "progress edits must be throttled"
+    assert "Finished" in progress.content and progress.buttons() == []
+    assert content.downloads == 1
+    assert len(results(fake_discord)) == 1
+
+
+async def test_preset_path(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+    # the preset catalogue needs nst_engine.imaging (the imaging engineer's module)
+    pytest.importorskip("nst_engine.imaging")
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "preset": "stripes"})
+    [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    assert "preset `stripes`" in result.text()
+    decode(result_file(result))
+
+
+async def test_style_and_preset_together_is_refused(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+    interaction = await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord), "preset": "stripes"})
+    message = await fake_discord.wait_for(lambda: fake_discord.original(interaction))
+    assert message.ephemeral and "exactly one" in message.content
+
+
+async def test_reaction_runs_a_stronger_version(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
+    await fake_discord.react(first, "💪", user=fake_discord.alice)
+    second = (await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2 and results(fake_discord),
+                                          timeout=60))[1]
+    assert "strong" in second.text()
+    assert unweighted_style_loss(stylebot, second.id) < unweighted_style_loss(stylebot, first.id)
+
+
+async def test_buttons_stronger_weaker_reroll(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    expected = {"Stronger": "strong", "Weaker": "subtle", "Re-roll": "normal"}
+    for count, (label, strength) in enumerate(expected.items(), start=2):
+        await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
+        click = await fake_discord.click(first, label, user=fake_discord.alice)
+        latest = (await fake_discord.wait_for(
+            lambda: len(results(fake_discord)) == count and results(fake_discord), timeout=60))[-1]
+        record = stylebot.store.by_result_message(latest.id)
+        assert record is not None and record.params["strength"] == strength, label
+        assert click.response_type == 5
+    seeds = [stylebot.store.by_result_message(m.id).params["seed"] for m in results(fake_discord)]
+    assert seeds[3] != seeds[0], "Re-roll must use a new seed"
+
+
+async def test_cancel_button_only_for_requester_or_moderator(fake_discord: FakeDiscord, make_settings) -> None:
+    settings = make_settings(iterations=400, progress_interval=0.05)
+    async with started(settings, fake_discord) as bot:
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+        progress = await fake_discord.wait_for(
+            lambda: (m := fake_discord.original(interaction)) and m.buttons() and m, timeout=30)
+        await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
+        refused = await fake_discord.click(progress, "Cancel", user=fake_discord.bob)
+        await fake_discord.wait_for(lambda: fake_discord.original(refused))
+        assert "Only the person" in fake_discord.original(refused).content
+        assert bot.queue.running == 1, "bob must not be able to cancel alice's job"
+
+        allowed = await fake_discord.click(progress, "Cancel", user=fake_discord.moderator)
+        await fake_discord.wait_for(lambda: fake_discord.original(allowed))
+        await fake_discord.wait_for(lambda: "Cancelled" in progress.content, timeout=30)
+        assert results(fake_discord) == []
+        # the slot is free again: alice can ask once more
+        await fake_discord.wait_for(lambda: bot.queue.running == 0)
+        again = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+        await fake_discord.wait_for(lambda: again.response_type == 5)
+
+
+async def test_restart_between_result_and_rerun(fake_discord: FakeDiscord, settings: Settings) -> None:
+    async with started(settings, fake_discord):
+        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+        [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        await fake_discord.wait_for(lambda: "💪" in first.reactions)
+    async with started(settings, fake_discord) as second_bot:
+        await fake_discord.click(first, "Stronger", user=fake_discord.alice)
+        rerun = (await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2 and results(fake_discord),
+                                             timeout=60))[1]
+        assert second_bot.store.by_result_message(rerun.id).params["strength"] == "strong"
+
+
+async def test_websocket_dropped_mid_job_delivers_once(fake_discord: FakeDiscord, make_settings) -> None:
+    async with started(make_settings(iterations=60), fake_discord) as bot:
+        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+        await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
+        await fake_discord.drop_gateway(abort=True)
+        await fake_discord.wait_for(lambda: fake_discord.resumes and fake_discord.connected, timeout=30)
+        await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        await asyncio.sleep(0.5)
+    assert len(results(fake_discord)) == 1
+    assert len(fake_discord.identifies) == 1

@@ -1,0 +1,150 @@
+"""Faults through the real bot: engine errors, Discord errors, expired tokens, a killed process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bot.cogs.stylize as stylize_module
+from bot.app import NSTBot
+from bot.settings import REPO_ROOT
+from bot.store import JobStatus
+from tests.e2e.conftest import TEST_SIZES, painting, photo, result_file, results, started
+from tests.e2e.harness import decode
+from tests.fakediscord import FakeDiscord
+
+
+async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
+        fake_discord: FakeDiscord, stylebot: NSTBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = stylize_module.engine_stylize
+    calls: list[int] = []
+
+    def out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stylize_module, "engine_stylize", out_of_memory_once)
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                     user=fake_discord.alice)
+    [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("out of memory"), timeout=30)
+    assert "CUDA" not in told.text() and "Tried to allocate" not in told.text()
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                     user=fake_discord.bob)
+    await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    await fake_discord.wait_for(lambda: stylebot.queue.running == 0)
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                     user=fake_discord.alice)
+    await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=60)
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_failed_progress_edit_still_delivers(fake_discord: FakeDiscord, stylebot: NSTBot, status: int) -> None:
+    fake_discord.fail(status, "followup_edit", times=2, retry_after=0.2)
+    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    await asyncio.sleep(0.3)
+    edits = fake_discord.requests_to("followup_edit")
+    assert [r.status for r in edits[:1]] == [status]
+    assert len(results(fake_discord)) == 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bot bug: after a 413 the bot halves the *interaction's* limit and re-encodes, but a result "
+    "already under half the limit is re-sent byte-identical (bot/cogs/stylize.py, _JobRun.deliver)"))
+async def test_413_on_upload_is_re_encoded_smaller(fake_discord: FakeDiscord, make_settings) -> None:
+    fake_discord.fail(413, "followup_create", when=lambda details: bool(details["files"]))
+    async with started(make_settings(sizes={**TEST_SIZES, "large": 96}), fake_discord):
+        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord),
+                                                     "size": "large"})
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    uploads = [r for r in fake_discord.requests_to("followup_create") if r.files]
+    assert uploads[0].status == 413
+    assert len(result_file(result).data) < uploads[0].total_upload_bytes
+    decode(result_file(result))
+
+
+@pytest.mark.parametrize("status", [
+    404,
+    pytest.param(401, marks=pytest.mark.xfail(strict=True, reason=(
+        "bot bug: Discord answers an expired interaction token with 401 / code 50027 (Invalid Webhook "
+        "Token); bot/conversation.py only falls back to the channel on discord.NotFound (404)"))),
+])
+async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord, make_settings, status: int) -> None:
+    fake_discord.expired_token_status = status
+    async with started(make_settings(iterations=40, progress_interval=0.05), fake_discord) as bot:
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+        await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
+        fake_discord.expire_interaction(interaction)
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=20)
+    assert result.interaction_id is None, "the result must come as a channel message"
+    assert fake_discord.alice.mention in result.text()
+
+
+async def test_long_job_switches_to_the_channel_before_the_token_expires(fake_discord: FakeDiscord,
+                                                                         make_settings) -> None:
+    fake_discord.token_ttl = 2.0
+    settings = make_settings(iterations=40, interaction_token_seconds=0.3)
+    async with started(settings, fake_discord):
+        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                         user=fake_discord.bob)
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    assert result.interaction_id is None and fake_discord.bob.mention in result.text()
+    assert not [r for r in fake_discord.requests if r.status == 401]
+
+
+def _bot_environment(fake: FakeDiscord, config_dir: Path, data_dir: Path, cache_dir: Path) -> dict[str, str]:
+    sizes = ", ".join(f"{k} = {v}" for k, v in TEST_SIZES.items())
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "FAKE_DISCORD_API": fake.api_base,
+        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
+        "DISCORD_TOKEN": fake.token,
+        "NST_CONFIG_DIR": str(config_dir),
+        "NST_BOT_DATA_DIR": str(data_dir),
+        "NST_BOT_CACHE_DIR": str(cache_dir),
+        "NST_BOT_SIZES": "{" + sizes + "}",
+        "NST_BOT_ITERATIONS": "2000",
+        "NST_BOT_SCALES": "1",
+        "NST_BOT_DEVICE": "cpu",
+        "NST_BOT_PRECISION": "fp32",
+        "NST_BOT_PROGRESS_INTERVAL": "0.2",
+        "NST_BOT_COOLDOWN_SECONDS": "0",
+    }
+
+
+@pytest.mark.slow
+async def test_bot_killed_mid_job_tells_the_user_at_next_start(fake_discord: FakeDiscord, make_settings,
+                                                               config_dir: Path, tmp_path: Path) -> None:
+    settings = make_settings()
+    environment = _bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
+    process = subprocess.Popen([sys.executable, "-m", "tests.e2e.bot_process"], env=environment,
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        await fake_discord.wait_for(lambda: fake_discord.connected or process.poll() is not None, timeout=90)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+        await fake_discord.wait_for(
+            lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
+    async with started(settings, fake_discord) as bot:
+        [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("restarted"), timeout=30)
+        assert fake_discord.alice.mention in told.text()
+        failed = bot.store.with_status(JobStatus.FAILED)
+        assert [r.user_id for r in failed] == [fake_discord.alice.id]
+        assert bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED) == []

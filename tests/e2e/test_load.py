@@ -1,0 +1,75 @@
+"""30 requests from 10 users at once through the real bot: limits held, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import resource
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings
+from tests.e2e.conftest import painting, photo, results, started
+from tests.e2e.harness import files_under
+from tests.fakediscord import FakeDiscord
+
+USERS = 10
+REQUESTS_PER_USER = 3
+QUEUED = re.compile(r"Queued: (\d+) jobs? ahead")
+
+
+async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_settings, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # any temp file the bot makes lands here
+    settings: Settings = make_settings(iterations=2, progress_interval=0.1)
+    users = [fake_discord.add_member(f"user{i}") for i in range(USERS)]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    in_flight_peaks: Counter[int] = Counter()
+
+    async with started(settings, fake_discord) as bot:
+        def sample() -> None:
+            for user_id, count in Counter(job.user_id for job in bot.queue.jobs()).items():
+                in_flight_peaks[user_id] = max(in_flight_peaks[user_id], count)
+
+        interactions = await asyncio.gather(*(
+            fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                       user=user)
+            for _ in range(REQUESTS_PER_USER) for user in users))
+
+        def settled() -> bool:
+            sample()
+            refused = [m for m in fake_discord.messages.values() if "already have" in m.text()]
+            if len(results(fake_discord)) + len(refused) < len(interactions):
+                return False
+            return bot.queue.running == 0 and bot.queue.waiting == 0 and not bot.active_runs
+        await fake_discord.wait_for(settled, timeout=150)
+        await asyncio.sleep(0.3)
+        done = results(fake_discord)
+
+    assert all(i.response_type == 5 or fake_discord.original(i) for i in interactions)
+    # every accepted job delivered exactly once, one per user (limit 1 in flight, all sent at once)
+    owners = Counter(int(re.search(r"<@(\d+)>", m.content).group(1)) for m in done)
+    assert sorted(owners) == sorted(u.id for u in users) and set(owners.values()) == {1}
+    assert max(in_flight_peaks.values()) <= settings.per_user_limit
+    job_ids = [a.filename for m in done for a in m.attachments if a.filename.startswith("stylized-")]
+    assert len(job_ids) == len(set(job_ids)) == USERS
+    # everyone else was told why (whether that is ephemeral: see test_bad_input's xfail)
+    refused = [m for m in fake_discord.messages.values() if "already have" in m.text()]
+    assert len(refused) == USERS * (REQUESTS_PER_USER - 1)
+    assert Counter(m.visible_to for m in refused) == {u.id: REQUESTS_PER_USER - 1 for u in users}
+    # queue positions only ever move forward, and never exceed the jobs that can be ahead
+    for interaction in interactions:
+        progress = fake_discord.original(interaction)
+        if progress is None:
+            continue
+        positions = [int(match.group(1)) for r in progress.revisions if (match := QUEUED.search(r.content))]
+        assert positions == sorted(positions, reverse=True), positions
+        assert all(0 < p < USERS for p in positions)
+    assert files_under(scratch) == set(), "temporary files were left behind"
+    rss_growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert rss_growth_mib < 1024, f"peak RSS grew by {rss_growth_mib:.0f} MiB"

@@ -82,6 +82,7 @@ async def test_refused_jobs_leave_no_inputs_on_disk(fake_discord: FakeDiscord, s
                                          user=fake_discord.alice)
     await fake_discord.wait_for(lambda: results(fake_discord) and stylebot.queue.running == 0, timeout=60)
     failed = stylebot.store.with_status(JobStatus.FAILED)
+    assert failed, "the second request must have been refused at submit for this check to mean anything"
     kept = files_under(settings.inputs_dir)
     for record in failed:
         assert not any(record.job_id in str(p) for p in kept), "a refused job's inputs were kept"

@@ -128,20 +128,25 @@ async def test_bot_killed_mid_job_tells_the_user_at_next_start(fake_discord: Fak
                                                                config_dir: Path, tmp_path: Path) -> None:
     settings = make_settings()
     environment = _bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
-    process = subprocess.Popen([sys.executable, "-m", "tests.e2e.bot_process"], env=environment,
-                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        await fake_discord.wait_for(lambda: fake_discord.connected or process.poll() is not None, timeout=90)
-        assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
-        interaction = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
-        await fake_discord.wait_for(
-            lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        if process.stderr:
-            process.stderr.close()
+    environment["NST_BOT_LOG_LEVEL"] = "DEBUG"  # the most verbose logs must still not hold the token
+    log_path = tmp_path / "bot-stderr.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "tests.e2e.bot_process"], env=environment,
+                                   cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log_file)
+        try:
+            await fake_discord.wait_for(lambda: fake_discord.connected or process.poll() is not None, timeout=90)
+            assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]
+            interaction = await fake_discord.slash_command(
+                "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                user=fake_discord.alice)
+            await fake_discord.wait_for(
+                lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    logged = log_path.read_text(errors="replace")
+    assert "IDENTIFY" in logged, "the child's debug log should show the gateway traffic"
+    assert fake_discord.token not in logged
     async with started(settings, fake_discord) as bot:
         [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("restarted"), timeout=30)
         assert fake_discord.alice.mention in told.text()

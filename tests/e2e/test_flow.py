@@ -138,3 +138,18 @@ async def test_websocket_dropped_mid_job_delivers_once(fake_discord: FakeDiscord
         await asyncio.sleep(0.5)
     assert len(results(fake_discord)) == 1
     assert len(fake_discord.identifies) == 1
+
+
+async def test_progress_edits_are_throttled_and_show_a_preview(fake_discord: FakeDiscord, make_settings) -> None:
+    settings = make_settings(iterations=80, progress_interval=0.3, preview_count=1)
+    async with started(settings, fake_discord):
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+        await fake_discord.wait_for(lambda: results(fake_discord), timeout=90)
+    progress = fake_discord.original(interaction)
+    bars = [r for r in progress.revisions if "%)" in r.content and "(100%)" not in r.content]
+    assert len(bars) >= 2, f"a run this long must show progress more than once: {[r.content for r in progress.revisions]}"
+    gaps = [later.at - earlier.at for earlier, later in zip(bars, bars[1:])]
+    assert min(gaps) >= settings.progress_interval * 0.9, gaps
+    assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
+    assert "ETA" in bars[-1].content

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 
 import discord
 import pytest
-from discord import app_commands
 from discord.ext import commands
 
 from tests.fakediscord import FakeDiscord, WaitTimeout

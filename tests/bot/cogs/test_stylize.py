@@ -1,0 +1,217 @@
+"""The /stylize, button and reaction handlers, with spec'd Discord mocks and the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import MagicMock
+
+import discord
+import pytest
+
+import bot.cogs.stylize as stylize_module
+from bot.cogs.stylize import EXPIRED_TEXT, RerunButton, CancelButton
+from bot.store import JobStatus
+from bot.strength import Rerun
+from tests.bot.conftest import (
+    cog_of,
+    decode_file,
+    make_attachment,
+    make_channel,
+    make_interaction,
+    sent_files,
+    texts,
+    wait_for,
+)
+from tests.helpers.images import content_image, png_bytes, stripes_style
+
+
+def uploads(filename: str = "../../etc/passwd.png") -> tuple[MagicMock, MagicMock]:
+    return (make_attachment(png_bytes(content_image(64, 48)), filename),
+            make_attachment(png_bytes(stripes_style()), "style.png"))
+
+
+async def run_stylize(bot, interaction=None, **options):
+    interaction = interaction or make_interaction()
+    content, style = uploads()
+    await cog_of(bot).handle_stylize(interaction, content, style=style, **options)
+    return interaction
+
+
+async def test_stylize_defers_reports_progress_and_posts_a_png(make_bot) -> None:
+    bot = await make_bot()
+    interaction = await run_stylize(bot, size="medium", strength="strong")
+    interaction.response.defer.assert_awaited_once()
+    files = sent_files(interaction.followup.send)
+    assert len(files) == 1
+    image = decode_file(files[0])
+    assert max(image.size) == 48 and files[0].filename.endswith(".png")
+    result_call = interaction.followup.send.call_args_list[-1]
+    embed: discord.Embed = result_call.kwargs["embed"]
+    fields = {field.name: field.value for field in embed.fields}
+    assert fields["Strength"] == "strong" and "cpu" in fields["Time"] and "42" in fields["Requested by"]
+    custom_ids = {item.custom_id for item in result_call.kwargs["view"].children}
+    assert {cid.split(":")[1] for cid in custom_ids} == {"stronger", "weaker", "reroll"}
+    record = bot.store.get(custom_ids.pop().split(":")[2])
+    assert record.status is JobStatus.DONE and record.stats["iterations"] == 4
+    # The first followup is the progress message: edited with a bar, then with the final line.
+    first = interaction.followup.send.call_args_list[0]
+    assert isinstance(first.kwargs["view"].children[0], CancelButton)
+    assert "cancel" in first.kwargs["view"].children[0].custom_id
+
+
+async def test_progress_edits_carry_the_bar_and_a_preview(make_bot) -> None:
+    bot = await make_bot()
+    interaction = await run_stylize(bot)
+    progress, result = interaction.sent_messages[0], interaction.sent_messages[-1]
+    edits = texts(progress.edit)
+    assert any("4/4" in text and "100%" in text for text in edits)
+    assert edits[-1].startswith("Finished in")
+    previews = [c.kwargs["attachments"] for c in progress.edit.call_args_list if c.kwargs.get("attachments")]
+    assert previews and decode_file(previews[0][0]).size[0] <= 32
+    result.add_reaction.assert_awaited_once_with("\N{FLEXED BICEPS}")
+    stored = bot.store.by_result_message(result.id)
+    assert stored is not None and stored.progress_message_id == progress.id
+
+
+async def test_inputs_are_stored_under_generated_names(make_bot) -> None:
+    bot = await make_bot()
+    await run_stylize(bot)
+    names = [path.name for path in bot.store.inputs_dir.iterdir()]
+    assert len(names) == 2 and not any("passwd" in name for name in names)
+
+
+@pytest.mark.parametrize("style, preset", [(True, "starry-night"), (False, None)])
+async def test_exactly_one_of_style_and_preset(make_bot, style, preset) -> None:
+    bot = await make_bot()
+    interaction = make_interaction()
+    content, style_upload = uploads()
+    await cog_of(bot).handle_stylize(interaction, content, style=style_upload if style else None, preset=preset)
+    interaction.response.send_message.assert_awaited_once()
+    assert "exactly one" in interaction.response.send_message.call_args.args[0]
+    assert interaction.response.send_message.call_args.kwargs["ephemeral"] is True
+    interaction.response.defer.assert_not_awaited()
+
+
+async def test_oversized_attachment_is_refused_before_download(make_bot) -> None:
+    bot = await make_bot(max_attachment_bytes=4096)
+    interaction = make_interaction()
+    content = make_attachment(b"x" * 10, size=50_000_000)
+    style = make_attachment(png_bytes(stripes_style()))
+    await cog_of(bot).handle_stylize(interaction, content, style=style)
+    content.read.assert_not_awaited()
+    message = texts(interaction.followup.send)[-1]
+    assert "larger than" in message and "photo" in message
+    assert interaction.followup.send.call_args.kwargs["ephemeral"] is True
+
+
+@pytest.mark.parametrize("data, words", [(b"this is text, not a PNG", "not an image"),
+                                         (b"", "empty"),
+                                         (png_bytes(content_image(8, 8)), "small")])
+async def test_bad_uploads_get_a_friendly_message(make_bot, data, words) -> None:
+    bot = await make_bot()
+    interaction = make_interaction()
+    await cog_of(bot).handle_stylize(interaction, make_attachment(data, "evil.png"),
+                                     style=make_attachment(png_bytes(stripes_style())))
+    message = texts(interaction.followup.send)[-1]
+    assert message.startswith("I can't use that photo") and words in message.lower()
+    assert "Traceback" not in message and bot.queue.waiting == 0 and bot.queue.running == 0
+
+
+async def test_engine_error_is_reported_and_the_queue_goes_on(make_bot, monkeypatch) -> None:
+    bot = await make_bot()
+    real = stylize_module.engine_stylize
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(stylize_module, "engine_stylize", out_of_memory)
+    interaction = await run_stylize(bot)
+    final_edit = interaction.sent_messages[0].edit.call_args_list[-1].kwargs
+    assert "ran out of memory" in final_edit["content"] and final_edit["view"] is None
+    assert "CUDA" not in final_edit["content"]
+    assert sent_files(interaction.followup.send) == []
+    assert bot.store.with_status(JobStatus.FAILED)
+    monkeypatch.setattr(stylize_module, "engine_stylize", real)
+    again = await run_stylize(bot, make_interaction(user_id=43))
+    assert len(sent_files(again.followup.send)) == 1
+
+
+async def test_stronger_button_reruns_with_the_next_step(make_bot) -> None:
+    bot = await make_bot()
+    first = await run_stylize(bot)
+    job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    press = make_interaction(user_id=77)
+    press.client = bot
+    await RerunButton(Rerun.STRONGER, job_id).callback(press)
+    press.response.defer.assert_awaited_once()
+    embed = press.followup.send.call_args_list[-1].kwargs["embed"]
+    assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
+    assert len(sent_files(press.followup.send)) == 1
+    new_ids = {item.custom_id.split(":")[2] for item in press.followup.send.call_args_list[-1].kwargs["view"].children}
+    rerun_record = bot.store.get(new_ids.pop())
+    assert rerun_record.user_id == 77 and rerun_record.params["strength"] == "strong"
+
+
+async def test_reroll_changes_seed_and_weaker_stops_at_subtle(make_bot) -> None:
+    bot = await make_bot()
+    first = await run_stylize(bot, strength="subtle")
+    job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    weaker = make_interaction()
+    await cog_of(bot).handle_rerun_button(weaker, job_id, Rerun.WEAKER)
+    assert "weakest" in texts(weaker.followup.send)[-1]
+    reroll = make_interaction()
+    await cog_of(bot).handle_rerun_button(reroll, job_id, Rerun.REROLL)
+    embed = reroll.followup.send.call_args_list[-1].kwargs["embed"]
+    assert {f.name: f.value for f in embed.fields}["Seed"] != "0"
+
+
+async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
+    bot = await make_bot()
+    channel = make_channel()
+    first = await run_stylize(bot, make_interaction(channel=channel))
+    result_id = bot.store.with_status(JobStatus.DONE)[0].result_message_id
+    bot.get_channel = MagicMock(return_value=channel)
+    payload = MagicMock(spec=discord.RawReactionActionEvent)
+    payload.user_id, payload.message_id, payload.channel_id = 99, result_id, channel.id
+    payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
+    await bot.on_raw_reaction_add(payload)
+    files = sent_files(channel.send)
+    assert len(files) == 1 and decode_file(files[0]).size[0] == 48
+    embed = channel.send.call_args_list[-1].kwargs["embed"]
+    assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
+    assert first.followup.send.await_count >= 2
+    other = MagicMock(spec=discord.RawReactionActionEvent)
+    other.user_id, other.message_id, other.channel_id = 99, result_id, channel.id
+    other.emoji = discord.PartialEmoji(name="\N{THUMBS UP SIGN}")
+    before = channel.send.await_count
+    await bot.on_raw_reaction_add(other)
+    assert channel.send.await_count == before
+
+
+async def test_rerun_of_an_expired_job_says_so(make_bot) -> None:
+    bot = await make_bot()
+    first = await run_stylize(bot)
+    job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    assert bot.store.purge(-1) == 1
+    press = make_interaction()
+    await cog_of(bot).handle_rerun_button(press, job_id, Rerun.STRONGER)
+    assert texts(press.followup.send)[-1] == EXPIRED_TEXT
+
+
+async def test_cancel_only_by_requester_or_moderator(make_bot) -> None:
+    bot = await make_bot(iterations=100_000)
+    interaction = make_interaction(user_id=42)
+    task = asyncio.create_task(run_stylize(bot, interaction))
+    await wait_for(lambda: bot.queue.running == 1 and interaction.followup.send.await_count >= 1)
+    job_id = bot.queue.jobs()[0].job_id
+    stranger = make_interaction(user_id=5)
+    stranger.client = bot
+    await CancelButton(job_id).callback(stranger)
+    assert "Only the person" in stranger.response.send_message.call_args.args[0]
+    assert bot.queue.running == 1
+    moderator = make_interaction(user_id=6, manage_messages=True)
+    await cog_of(bot).handle_cancel_button(moderator, job_id)
+    await asyncio.wait_for(task, 30)
+    assert bot.store.get(job_id).status is JobStatus.CANCELLED
+    assert interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"] == "Cancelled."
+    assert sent_files(interaction.followup.send) == []

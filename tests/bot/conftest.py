@@ -1,0 +1,144 @@
+"""Fixtures for the bot's handler tests: a real NSTBot on tiny settings and spec'd Discord mocks.
+
+The bot is constructed but never connected: handlers are called directly, their Discord calls
+land on ``MagicMock(spec=...)`` objects (so a misspelt method fails), and the real engine paints
+48-px pictures in a few iterations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock, MagicMock
+
+import discord
+import pytest
+from PIL import Image
+
+from bot.app import NSTBot
+from bot.cogs.stylize import StylizeCog
+from bot.settings import Settings
+
+_ids = itertools.count(1000)
+
+
+def tiny_settings(tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", concurrency=1, queue_cap=5,
+        per_user_limit=1, cooldown_seconds=0, progress_interval=0, preview_count=1, preview_size=32,
+        sizes={"small": 40, "medium": 48, "large": 56}, iterations=4, scales=1, device="cpu",
+        precision="fp32",
+    )
+    values.update(changes)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def make_bot(tmp_path: Path):
+    """``await make_bot(**settings_changes)`` -> a bot with its cog loaded; closed at the end."""
+    bots: list[NSTBot] = []
+
+    async def build(**changes: Any) -> NSTBot:
+        bot = NSTBot(tiny_settings(tmp_path, **changes))
+        await bot.load_commands()
+        bots.append(bot)
+        return bot
+
+    yield build
+    for bot in bots:
+        await bot.queue.shutdown(timeout=10)
+        bot.store.close()
+
+
+def cog_of(bot: NSTBot) -> StylizeCog:
+    cog = bot.get_cog("StylizeCog")
+    assert isinstance(cog, StylizeCog)
+    return cog
+
+
+def make_message(cls: type = discord.WebhookMessage) -> MagicMock:
+    message = MagicMock(spec=cls)
+    message.id = next(_ids)
+    message.edit = AsyncMock(return_value=message)
+    message.add_reaction = AsyncMock()
+    message.delete = AsyncMock()
+    return message
+
+
+def make_channel() -> MagicMock:
+    channel = MagicMock(spec=discord.TextChannel)
+    channel.id = next(_ids)
+    channel.guild = MagicMock(spec=discord.Guild)
+    channel.guild.filesize_limit = 10 * 1024 * 1024
+    channel.send = AsyncMock(side_effect=lambda *a, **k: make_message(discord.Message))
+    return channel
+
+
+def make_interaction(user_id: int = 42, *, channel: MagicMock | None = None,
+                     manage_messages: bool = False) -> MagicMock:
+    interaction = MagicMock(spec=discord.Interaction)
+    interaction.user = MagicMock(spec=discord.Member)
+    interaction.user.id = user_id
+    interaction.channel = channel or make_channel()
+    interaction.channel_id = interaction.channel.id
+    interaction.guild_id = 1
+    interaction.filesize_limit = 10 * 1024 * 1024
+    interaction.permissions = discord.Permissions(manage_messages=manage_messages)
+    interaction.response = MagicMock(spec=discord.InteractionResponse)
+    interaction.response.defer = AsyncMock()
+    interaction.response.send_message = AsyncMock()
+    interaction.response.is_done = MagicMock(return_value=False)
+    interaction.followup = MagicMock(spec=discord.Webhook)
+    sent: list[MagicMock] = []
+
+    def followup_send(*args: Any, **kwargs: Any) -> MagicMock:
+        message = make_message()
+        sent.append(message)
+        return message
+
+    interaction.followup.send = AsyncMock(side_effect=followup_send)
+    interaction.sent_messages = sent  # the followup messages, in order (not a discord attribute)
+    return interaction
+
+
+def make_attachment(data: bytes, filename: str = "photo.png", size: int | None = None) -> MagicMock:
+    attachment = MagicMock(spec=discord.Attachment)
+    attachment.filename = filename
+    attachment.size = len(data) if size is None else size
+    attachment.content_type = "image/png"
+    attachment.read = AsyncMock(return_value=data)
+    return attachment
+
+
+def sent_files(mock_send: AsyncMock) -> list[discord.File]:
+    return [call.kwargs["file"] for call in mock_send.call_args_list if call.kwargs.get("file") is not None]
+
+
+def decode_file(file: discord.File) -> Image.Image:
+    file.fp.seek(0)
+    with Image.open(io.BytesIO(file.fp.read())) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def texts(*mocks: AsyncMock) -> list[str]:
+    """Every text the mocks were called with (positional content or ``content=``)."""
+    found: list[str] = []
+    for mock in mocks:
+        for call in mock.call_args_list:
+            text = call.args[0] if call.args else call.kwargs.get("content")
+            if isinstance(text, str):
+                found.append(text)
+    return found
+
+
+async def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

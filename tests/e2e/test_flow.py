@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot.app import NSTBot
+from bot.cogs.stylize import JobRequest
 from bot.settings import Settings
 from tests.e2e.conftest import painting, photo, result_file, results, started
 from tests.e2e.harness import decode, mean_difference
@@ -18,8 +19,7 @@ def unweighted_style_loss(bot: NSTBot, message_id: int) -> float:
     """The stored style loss divided by its weight (style_weight x strength multiplier)."""
     record = bot.store.by_result_message(message_id)
     assert record is not None and record.stats is not None
-    params = bot.get_cog("StylizeCog").engine_params(  # type: ignore[union-attr]
-        __import__("bot.cogs.stylize", fromlist=["JobRequest"]).JobRequest.from_dict(record.params))
+    params = bot.get_cog("StylizeCog").engine_params(JobRequest.from_dict(record.params))  # type: ignore[union-attr]
     return record.stats["style_loss"] / (params.style_weight * params.style_strength)
 
 

@@ -153,3 +153,17 @@ async def test_bot_killed_mid_job_tells_the_user_at_next_start(fake_discord: Fak
         failed = bot.store.with_status(JobStatus.FAILED)
         assert [r.user_id for r in failed] == [fake_discord.alice.id]
         assert bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED) == []
+
+
+async def test_graceful_shutdown_tells_the_user_whose_job_it_stops(fake_discord: FakeDiscord,
+                                                                   make_settings) -> None:
+    settings = make_settings(iterations=2000, progress_interval=0.1)
+    async with started(settings, fake_discord) as bot:
+        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                         user=fake_discord.alice)
+        await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
+    told = fake_discord.find_messages("restarting")
+    assert told, fake_discord.describe()
+    assert results(fake_discord) == []
+    async with started(settings, fake_discord) as bot:
+        assert bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED) == []

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -90,6 +92,11 @@ async def run_bot(settings: Settings) -> int:
     from .app import NSTBot
 
     bot = NSTBot(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # A service manager's stop: close gracefully, so running jobs tell their users.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
     async with bot:
         await bot.start(settings.token or "")
     return 0

@@ -50,6 +50,8 @@ async def make_bot(tmp_path: Path):
 
     yield build
     for bot in bots:
+        if bot._purge_task is not None:
+            bot._purge_task.cancel()
         await bot.queue.shutdown(timeout=10)
         bot.store.close()
 
@@ -142,3 +144,15 @@ async def wait_for(predicate, timeout: float = 30.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def run_until_running(bot: NSTBot, interaction: MagicMock) -> "asyncio.Task[None]":
+    """Start /stylize (content + stripes style) as a task and return once its job runs."""
+    from tests.helpers.images import content_image, png_bytes, stripes_style
+
+    content = make_attachment(png_bytes(content_image()))
+    style = make_attachment(png_bytes(stripes_style()))
+    cog = cog_of(bot)
+    task = asyncio.create_task(cog.handle_stylize(interaction, content, style=style))
+    await wait_for(lambda: bot.queue.running == 1 and bool(interaction.sent_messages))
+    return task

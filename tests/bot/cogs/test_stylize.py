@@ -215,3 +215,69 @@ async def test_cancel_only_by_requester_or_moderator(make_bot) -> None:
     assert bot.store.get(job_id).status is JobStatus.CANCELLED
     assert interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"] == "Cancelled."
     assert sent_files(interaction.followup.send) == []
+
+
+async def test_long_job_continues_in_the_channel_after_the_token_expires(make_bot) -> None:
+    bot = await make_bot(interaction_token_seconds=0)
+    interaction = await run_stylize(bot)
+    interaction.response.defer.assert_awaited_once()
+    interaction.followup.send.assert_not_awaited()
+    files = sent_files(interaction.channel.send)
+    assert len(files) == 1 and decode_file(files[0]).size[0] == 48
+    assert interaction.channel.send.call_args.args[0].startswith("<@42>")
+
+
+async def test_upload_too_large_is_reencoded_smaller(make_bot) -> None:
+    bot = await make_bot()
+    interaction = make_interaction()
+    limits: list[int] = []
+    original = interaction.followup.send.side_effect
+
+    def send(*args, **kwargs):
+        if kwargs.get("file") is not None:
+            limits.append(kwargs["file"].fp.getbuffer().nbytes)
+            if len(limits) == 1:
+                raise discord.HTTPException(MagicMock(status=413, reason="Payload Too Large"), "too large")
+        return original(*args, **kwargs)
+
+    interaction.followup.send.side_effect = send
+    await run_stylize(bot, interaction)
+    assert len(limits) == 2
+    assert bot.store.with_status(JobStatus.DONE)
+
+
+async def test_upload_failure_is_told_to_the_user(make_bot) -> None:
+    bot = await make_bot()
+    interaction = make_interaction()
+    original = interaction.followup.send.side_effect
+
+    def send(*args, **kwargs):
+        if kwargs.get("file") is not None:
+            raise discord.HTTPException(MagicMock(status=500, reason="Server Error"), "boom")
+        return original(*args, **kwargs)
+
+    interaction.followup.send.side_effect = send
+    await run_stylize(bot, interaction)
+    final = interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"]
+    assert "could not upload" in final
+    assert bot.store.with_status(JobStatus.FAILED)
+
+
+async def test_second_user_sees_their_queue_position(make_bot) -> None:
+    bot = await make_bot(iterations=30)
+    first, second = make_interaction(user_id=1), make_interaction(user_id=2)
+    await asyncio.gather(run_stylize(bot, first), run_stylize(bot, second))
+    assert "1 job ahead" in texts(second.followup.send)[0]
+    assert len(sent_files(first.followup.send)) == len(sent_files(second.followup.send)) == 1
+
+
+async def test_one_job_per_user_is_refused_ephemerally(make_bot) -> None:
+    bot = await make_bot(iterations=100_000)
+    task = asyncio.create_task(run_stylize(bot, make_interaction(user_id=42)))
+    await wait_for(lambda: bot.queue.running == 1)
+    again = make_interaction(user_id=42)
+    await run_stylize(bot, again)
+    again.response.defer.assert_not_awaited()
+    assert "already have 1 job" in again.response.send_message.call_args.args[0]
+    bot.queue.cancel(bot.queue.jobs()[0].job_id)
+    await asyncio.wait_for(task, 30)

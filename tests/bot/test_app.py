@@ -1,0 +1,51 @@
+"""The bot class: intents, start-up recovery of interrupted jobs, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock, MagicMock
+
+from bot.app import NSTBot, bot_intents
+from bot.store import JobRecord, JobStatus, JobStore
+from tests.bot.conftest import make_channel, make_interaction, run_until_running, tiny_settings, wait_for
+
+
+def test_intents_are_the_defaults_without_privileged_ones() -> None:
+    intents = bot_intents()
+    assert intents.reactions and intents.guilds
+    assert not (intents.message_content or intents.members or intents.presences)
+
+
+async def test_setup_hook_fails_interrupted_jobs_and_tells_their_users(tmp_path) -> None:
+    settings = tiny_settings(tmp_path)
+    store = JobStore(settings.data_dir)
+    store.add(JobRecord(job_id="abcdef0123456789", user_id=42, guild_id=1, channel_id=7, params={},
+                        status=JobStatus.RUNNING))
+    store.close()
+    bot = NSTBot(settings)
+    channel = make_channel()
+    bot.get_channel = MagicMock(return_value=channel)
+    bot.wait_until_ready = AsyncMock()
+    try:
+        await bot.setup_hook()
+        assert bot.tree.get_command("stylize") is not None and bot.tree.get_command("presets") is not None
+        await wait_for(lambda: channel.send.await_count == 1)
+        assert "<@42>" in channel.send.call_args.args[0] and "restarted" in channel.send.call_args.args[0]
+        assert bot.store.get("abcdef0123456789").status is JobStatus.FAILED
+        await asyncio.wait_for(bot.model_ready.wait(), 60)
+    finally:
+        bot._purge_task.cancel()
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
+async def test_close_stops_jobs_and_tells_their_users(tmp_path) -> None:
+    bot = NSTBot(tiny_settings(tmp_path, iterations=100_000))
+    await bot.load_commands()
+    interaction = make_interaction()
+    task = await run_until_running(bot, interaction)
+    await bot.close()
+    await asyncio.wait_for(task, 30)
+    told = [c.kwargs.get("content") for c in interaction.sent_messages[0].edit.call_args_list]
+    assert any("restarting" in (text or "") for text in told)
+    assert bot.store.path.exists()

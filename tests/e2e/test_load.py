@@ -73,3 +73,17 @@ async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_se
     assert files_under(scratch) == set(), "temporary files were left behind"
     rss_growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     assert rss_growth_mib < 1024, f"peak RSS grew by {rss_growth_mib:.0f} MiB"
+
+
+async def test_discord_rate_limits_slow_but_do_not_lose_jobs(fake_discord: FakeDiscord, make_settings) -> None:
+    fake_discord.enforce_rate_limits(requests=3, seconds=1.0)
+    users = [fake_discord.add_member(f"limited{i}") for i in range(4)]
+    async with started(make_settings(iterations=20, progress_interval=0.05), fake_discord) as bot:
+        await asyncio.gather(*(
+            fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
+                                       user=user) for user in users))
+        await fake_discord.wait_for(lambda: len(results(fake_discord)) == len(users), timeout=120)
+        await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
+    owners = Counter(int(re.search(r"<@(\d+)>", m.content).group(1)) for m in results(fake_discord))
+    assert set(owners) == {u.id for u in users} and set(owners.values()) == {1}
+    assert fake_discord.buckets_exhausted > 0, "the limits must actually have bitten"

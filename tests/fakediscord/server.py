@@ -193,6 +193,8 @@ class FakeDiscord:
         self._buckets: dict[str, list[float]] = {}
         #: Requests answered 429 by the enforced limits (not by injected faults).
         self.rate_limited: list[RecordedRequest] = []
+        #: How often an enforced bucket was used up (the client had to wait for it).
+        self.buckets_exhausted = 0
 
         self.application_id = new_snowflake()
         self.guild_id = new_snowflake()
@@ -615,6 +617,8 @@ class FakeDiscord:
         allowed = window[1] > 0
         if allowed:
             window[1] -= 1
+            if window[1] == 0:
+                self.buckets_exhausted += 1
         headers = {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(int(window[1])),

@@ -236,6 +236,10 @@ class StylizeCog(commands.Cog):
         except JobRefused as refusal:
             await interaction.response.send_message(str(refusal), ephemeral=True)
             return
+        too_large = self._oversized(content, "photo") or (self._oversized(style, "style image") if style else None)
+        if too_large:  # refused before anything is downloaded, and privately
+            await interaction.response.send_message(too_large, ephemeral=True)
+            return
         await interaction.response.defer(thinking=True)
         conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
         try:
@@ -260,6 +264,12 @@ class StylizeCog(commands.Cog):
             return f"Strength must be one of {', '.join(STRENGTH_NAMES)}."
         if size not in SIZE_NAMES:
             return f"Size must be one of {', '.join(SIZE_NAMES)}."
+        return None
+
+    def _oversized(self, attachment: discord.Attachment, what: str) -> str | None:
+        cap = self.settings.max_attachment_bytes
+        if attachment.size > cap:
+            return f"I can't use that {what}: it is larger than {cap / (1024 * 1024):.0f} MiB."
         return None
 
     async def _download(self, attachment: discord.Attachment, what: str) -> "Image.Image":

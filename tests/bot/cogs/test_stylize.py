@@ -99,9 +99,10 @@ async def test_oversized_attachment_is_refused_before_download(make_bot) -> None
     style = make_attachment(png_bytes(stripes_style()))
     await cog_of(bot).handle_stylize(interaction, content, style=style)
     content.read.assert_not_awaited()
-    message = texts(interaction.followup.send)[-1]
+    interaction.response.defer.assert_not_awaited()
+    message = interaction.response.send_message.call_args.args[0]
     assert "larger than" in message and "photo" in message
-    assert interaction.followup.send.call_args.kwargs["ephemeral"] is True
+    assert interaction.response.send_message.call_args.kwargs["ephemeral"] is True
 
 
 @pytest.mark.parametrize("data, words", [(b"this is text, not a PNG", "not an image"),

@@ -1,0 +1,61 @@
+"""The preset path: the menu from the catalogue, the handler re-check, a local preset painted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from discord import app_commands
+
+from bot.app import NSTBot
+from tests.bot.conftest import cog_of, decode_file, make_attachment, make_interaction, sent_files, tiny_settings
+from tests.helpers.images import content_image, png_bytes, stripes_style
+
+presets = pytest.importorskip("nst_engine.presets", reason="needs nst_engine.imaging (the presets' decoder)")
+
+
+def local_catalog(tmp_path: Path, count: int):
+    stripes_style().save(tmp_path / "stripes.png")
+    entries = [{"name": f"stripes-{i}", "title": f"Stripes {i}", "artist": "Tester", "year": "2024",
+                "licence": "CC0", "source": "file:stripes.png"} for i in range(count)]
+    return presets.PresetCatalog.from_mapping({"preset": entries}, base_dir=tmp_path)
+
+
+async def build(tmp_path: Path, count: int) -> NSTBot:
+    catalog = local_catalog(tmp_path, count)
+    bot = NSTBot(tiny_settings(tmp_path), catalog=catalog,
+                 resolver=presets.PresetResolver(catalog, tmp_path / "cache"))
+    await bot.load_commands()
+    return bot
+
+
+async def test_small_catalogue_is_a_choice_menu_and_a_preset_paints(tmp_path: Path) -> None:
+    bot = await build(tmp_path, 3)
+    try:
+        parameter = next(p for p in cog_of(bot).stylize_command.parameters if p.name == "preset")
+        assert [c.value for c in parameter.choices] == ["stripes-0", "stripes-1", "stripes-2"]
+        interaction = make_interaction()
+        await cog_of(bot).handle_stylize(interaction, make_attachment(png_bytes(content_image())), preset="stripes-1")
+        files = sent_files(interaction.followup.send)
+        assert len(files) == 1 and decode_file(files[0]).size[0] == 48
+        embed = interaction.followup.send.call_args.kwargs["embed"]
+        assert "stripes-1" in embed.description
+        unknown = make_interaction()
+        await cog_of(bot).handle_stylize(unknown, make_attachment(png_bytes(content_image())), preset="strpes-1")
+        assert "no preset called" in unknown.response.send_message.call_args.args[0]
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
+async def test_large_catalogue_uses_autocomplete(tmp_path: Path) -> None:
+    bot = await build(tmp_path, 30)
+    try:
+        parameter = next(p for p in cog_of(bot).stylize_command.parameters if p.name == "preset")
+        assert not parameter.choices and parameter.autocomplete
+        found = cog_of(bot).preset_suggestions("stripes-2")
+        assert all(isinstance(c, app_commands.Choice) for c in found)
+        assert {c.value for c in found} >= {"stripes-2", "stripes-20", "stripes-29"} and len(found) <= 25
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()

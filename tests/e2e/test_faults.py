@@ -92,7 +92,7 @@ async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord
 
 async def test_long_job_switches_to_the_channel_before_the_token_expires(fake_discord: FakeDiscord,
                                                                          make_settings) -> None:
-    fake_discord.token_ttl = 2.0
+    fake_discord.token_ttl = 6.0
     settings = make_settings(iterations=40, interaction_token_seconds=0.3)
     async with started(settings, fake_discord):
         await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},

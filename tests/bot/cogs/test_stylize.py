@@ -18,6 +18,7 @@ from tests.bot.conftest import (
     make_attachment,
     make_channel,
     make_interaction,
+    run_until_running,
     sent_files,
     texts,
     wait_for,
@@ -264,12 +265,19 @@ async def test_upload_failure_is_told_to_the_user(make_bot) -> None:
     assert bot.store.with_status(JobStatus.FAILED)
 
 
-async def test_second_user_sees_their_queue_position(make_bot) -> None:
-    bot = await make_bot(iterations=30)
-    first, second = make_interaction(user_id=1), make_interaction(user_id=2)
-    await asyncio.gather(run_stylize(bot, first), run_stylize(bot, second))
+async def test_second_user_sees_their_queue_position_then_progress(make_bot) -> None:
+    bot = await make_bot(iterations=100_000)
+    first = make_interaction(user_id=1)
+    first_task = await run_until_running(bot, first)
+    second = make_interaction(user_id=2)
+    second_task = asyncio.create_task(run_stylize(bot, second))
+    await wait_for(lambda: bool(second.sent_messages))
     assert "1 job ahead" in texts(second.followup.send)[0]
-    assert len(sent_files(first.followup.send)) == len(sent_files(second.followup.send)) == 1
+    bot.queue.cancel(bot.queue.jobs()[0].job_id)  # the running one: the second moves up and starts
+    await wait_for(lambda: any("Painting" in text for text in texts(second.sent_messages[0].edit)))
+    bot.queue.cancel(bot.queue.jobs()[0].job_id)
+    await asyncio.wait_for(asyncio.gather(first_task, second_task), 30)
+    assert texts(first.sent_messages[0].edit)[-1] == "Cancelled."
 
 
 async def test_one_job_per_user_is_refused_ephemerally(make_bot) -> None:

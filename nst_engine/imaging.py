@@ -166,8 +166,8 @@ def _check_dimensions(
         )
     if min(width, height) < min_side:
         raise InvalidImage(
-            f"The image is {width}×{height} pixels; it needs to be at least {min_side} pixels "
-            "on each side."
+            f"The image is {width}×{height} pixels, too small; it needs to be at least {min_side} "
+            "pixels on each side."
         )
     aspect = max(width, height) / min(width, height)
     if aspect > max_aspect_ratio:

@@ -107,7 +107,7 @@ def test_pixel_cap_below_pillows_own_guard_names_the_size():
 
 
 def test_one_pixel_image_is_too_small():
-    with pytest.raises(InvalidImage, match="The image is 1×1 pixels; it needs to be at least 16"):
+    with pytest.raises(InvalidImage, match="The image is 1×1 pixels, too small; it needs to be at least 16 pixels on each side"):
         decode_image(_save(Image.new("RGB", (1, 1), "red"), "PNG"))
 
 

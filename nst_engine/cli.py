@@ -239,8 +239,8 @@ def _paint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from .imaging import decode_image
 
-    content = decode_image(_existing(content_path, "content image"))
-    styles: list[Any] = [decode_image(_existing(path, "style image")) for path in style_paths]
+    content = _decode(decode_image, content_path, "content image")
+    styles: list[Any] = [_decode(decode_image, path, "style image") for path in style_paths]
     style_cache = None
     if args.preset:
         from .engine import StyleImage
@@ -269,6 +269,14 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
     """StyleParams from the flags that were given; the others keep the dataclass defaults."""
     overrides = {spec.field: getattr(args, spec.field) for spec in PARAM_FLAGS if hasattr(args, spec.field)}
     return StyleParams(**overrides)
+
+
+def _decode(decode_image: Callable[..., Image.Image], path: Path, what: str) -> Image.Image:
+    """Decode with the usual input checks; the message says which of several files was bad."""
+    try:
+        return decode_image(_existing(path, what))
+    except InvalidImage as error:
+        raise InvalidImage(f"{what} {path}: {error}") from None
 
 
 def _existing(path: Path, what: str) -> Path:

@@ -177,7 +177,7 @@ def test_preset_from_a_local_catalogue_reuses_its_style_targets(images: dict[str
 
 @pytest.mark.parametrize(
     ("case", "fragment"),
-    [("bad-image", "notes.png"), ("missing-file", "style image not found"), ("bad-parameter", "--size: must be between")],
+    [("bad-image", "notes.png: "), ("missing-file", "style image not found"), ("bad-parameter", "--size: must be between")],
 )
 def test_bad_input_exits_2_with_one_line(images: dict[str, Path], tmp_path: Path, case: str, fragment: str) -> None:
     args = {

@@ -152,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_presets:
             return _list_presets(args)
         return _paint(parser, args)
+    except BrokenPipeError:  # `nst --list-presets | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        return EXIT_OK
     except KeyboardInterrupt:
         _fail("interrupted")
         return EXIT_INTERRUPTED

@@ -73,10 +73,9 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     """Log in over HTTP only, push the command tree, and report how many commands Discord has."""
     from .app import NSTBot
 
-    bot = NSTBot(settings)
+    bot = NSTBot(settings, commands_only=True)
     async with bot:
-        await bot.login(settings.token or "")
-        await bot.load_commands()
+        await bot.login(settings.token or "")  # runs setup_hook, which builds the command tree
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
             bot.tree.copy_global_to(guild=guild)

@@ -46,7 +46,8 @@ class NSTBot(commands.Bot):
     """The style-transfer bot. Everything it needs comes from ``settings``."""
 
     def __init__(self, settings: Settings, *, catalog: PresetCatalog | None = None,
-                 resolver: PresetResolver | None = None, **kwargs: Any) -> None:
+                 resolver: PresetResolver | None = None, commands_only: bool = False, **kwargs: Any) -> None:
+        """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs jobs."""
         super().__init__(command_prefix=commands.when_mentioned, intents=bot_intents(),
                          help_command=None, **kwargs)
         self.settings = settings
@@ -62,6 +63,7 @@ class NSTBot(commands.Bot):
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active_runs: set[asyncio.Task[Any]] = set()
         self._purge_task: asyncio.Task[None] | None = None
+        self.commands_only = commands_only
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def load_commands(self) -> None:
@@ -73,6 +75,8 @@ class NSTBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.load_commands()
+        if self.commands_only:
+            return
         interrupted = self.store.mark_interrupted()
         if interrupted:
             asyncio.create_task(self._tell_interrupted(interrupted))

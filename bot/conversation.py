@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 #: Interaction tokens last 15 minutes; stop using them a minute early.
 DEFAULT_TOKEN_SECONDS = 14 * 60
+#: Discord's JSON error codes for an unusable interaction token.
+INVALID_WEBHOOK_TOKEN = 50027
+UNKNOWN_WEBHOOK = 10015
 
 
 class Conversation:
@@ -35,6 +38,7 @@ class Conversation:
         self.user_id = user_id
         self._deadline = time.monotonic() + token_seconds
         self.channel_unavailable = False
+        self._thinking = interaction is not None and _deferred_thinking(interaction)
 
     @property
     def token_valid(self) -> bool:
@@ -58,11 +62,19 @@ class Conversation:
         """Post a message; returns it (or None when nowhere accepted it). Raises HTTPException on upload errors."""
         if self.token_valid:
             assert self.interaction is not None
+            if ephemeral and self._thinking:
+                # The first followup after a public "thinking" defer *becomes* that message and
+                # keeps its visibility, so a private notice must first remove it.
+                await _quietly(self.interaction.delete_original_response())
+            self._thinking = False
             try:
                 return await self.interaction.followup.send(content or discord.utils.MISSING, wait=True,
                                                             ephemeral=ephemeral, **kwargs)
-            except discord.NotFound:  # token expired early (clock skew, long outage): use the channel
-                self._deadline = 0
+            except discord.HTTPException as error:
+                # Creating a followup has only one thing to be missing: the webhook itself.
+                if not (token_gone(error) or isinstance(error, discord.NotFound)):
+                    raise
+                self._deadline = 0  # expired early (clock skew, long outage): use the channel
         if self.channel is None or self.channel_unavailable:
             log.warning("job for user %s has no channel to post in", self.user_id)
             return None
@@ -93,16 +105,32 @@ class Conversation:
             return replacement
         try:
             await message.edit(**kwargs)
-        except discord.NotFound:
-            if is_followup:
+        except discord.HTTPException as error:
+            if is_followup and token_gone(error):
                 self._deadline = 0
                 return await self.edit(message, **kwargs)
-            return None
+            if isinstance(error, discord.NotFound):  # deleted by someone: nothing left to edit
+                return None
+            raise
         return message
 
     async def tell(self, content: str) -> None:
         """A short notice to the user: ephemeral where the interaction still allows it."""
         await _quietly(self.send(content, ephemeral=True))
+
+
+def token_gone(error: discord.HTTPException) -> bool:
+    """Whether Discord refused because the interaction token is no longer usable.
+
+    An expired token is answered with 401 / 50027 (Invalid Webhook Token); a webhook Discord
+    has forgotten with 404 / 10015 (Unknown Webhook). Either way only the channel is left.
+    """
+    return error.status == 401 or error.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK)
+
+
+def _deferred_thinking(interaction: discord.Interaction) -> bool:
+    response_type = getattr(interaction.response, "type", None)
+    return response_type is discord.InteractionResponseType.deferred_channel_message
 
 
 async def _quietly(awaitable: Any) -> Any:

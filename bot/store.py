@@ -177,12 +177,16 @@ class JobStore:
                 (cutoff, JobStatus.QUEUED.value, JobStatus.RUNNING.value),
             ).fetchall()
         for row in rows:
-            record = self._record(row)
-            for path in (record.content_path, record.style_path):
-                if path:
-                    Path(path).unlink(missing_ok=True)
-            self.update(record.job_id, expired=True, content_path=None, style_path=None)
+            self.discard_inputs(self._record(row))
         return len(rows)
+
+    def discard_inputs(self, record: JobRecord) -> None:
+        """Delete a job's stored images now (expired, or never run); its record stays, marked expired."""
+        for path in (record.content_path, record.style_path):
+            if path:
+                Path(path).unlink(missing_ok=True)
+        record.expired, record.content_path, record.style_path = True, None, None
+        self.update(record.job_id, expired=True, content_path=None, style_path=None)
 
     # ------------------------------------------------------------------ encoding
     def _one(self, sql: str, args: tuple[Any, ...]) -> JobRecord | None:

@@ -21,10 +21,10 @@ from discord.ext import commands
 
 from nst_engine import stylize as engine_stylize
 from nst_engine.errors import Cancelled, InvalidImage, NSTError
+from nst_engine.imaging import decode_image, encode_image
 
 from ..conversation import Conversation
 from ..jobs import Job, JobCancelled, JobRefused
-from ..media import decode_upload, encode_result
 from ..progress import EditThrottle, preview_every, queue_text, render_progress
 from ..settings import SIZE_NAMES, STRENGTH_NAMES
 from ..store import JobRecord, JobStatus, new_job_id
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from ..app import NSTBot
 
 log = logging.getLogger(__name__)
+
+#: A result refused as too large (413) is re-encoded smaller this many times in all.
+UPLOAD_ATTEMPTS = 3
+#: Never re-encode below this: a picture this small that is still refused means something else is wrong.
+MIN_UPLOAD_BYTES = 8 * 1024
 
 EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /stylize again."
 
@@ -284,7 +289,7 @@ class StylizeCog(commands.Cog):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                None, lambda: decode_upload(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap))
+                None, lambda: decode_image(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap))
         except InvalidImage as error:
             raise InvalidImage(str(error), what) from None
 
@@ -447,9 +452,10 @@ class _JobRun:
                   on_position=self.on_position, on_start=self.on_start, on_progress=self.on_progress)
         try:
             future = self.bot.queue.submit(job)
-        except JobRefused as refusal:
+        except JobRefused as refusal:  # the limits moved since the early check: keep nothing of it
             self.bot.store.update(self.record.job_id, status=JobStatus.FAILED, error=str(refusal),
                                   finished_at=time.time())
+            self.bot.store.discard_inputs(self.record)
             await self.conversation.tell(str(refusal))
             return
         await self._open_progress_message()
@@ -546,10 +552,12 @@ class _JobRun:
         embed = self._embed(stats)
         view = result_view(self.record.job_id)
         message = None
-        for attempt_limit in (limit, limit // 2, limit // 4):
+        budget = limit - 4096  # room for the multipart envelope around the file
+        for _attempt in range(UPLOAD_ATTEMPTS):
+            max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
                 encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: encode_result(result.image, max_bytes=max(64 * 1024, attempt_limit - 4096)))
+                    None, lambda: encode_image(result.image, max_bytes=max_bytes))
             except NSTError as error:
                 await self.failed(error, stopped_by_shutdown=False)
                 return
@@ -561,9 +569,14 @@ class _JobRun:
                     file=discord.File(io.BytesIO(encoded.data), filename=name), view=view)
                 break
             except discord.HTTPException as error:
-                if error.status != 413:
+                if error.status != 413 or max_bytes <= MIN_UPLOAD_BYTES:
                     log.warning("result upload failed for job %s: %s", self.record.job_id, error.status)
                     break
+                # Discord's real limit is below what it advertised (a boost ended, a proxy in
+                # between): the next file must be smaller than the one refused, not just under
+                # a halved limit it may already have met.
+                budget = min(budget // 2, len(encoded.data) * 3 // 4)
+                log.info("upload of %d bytes refused (413); re-encoding under %d", len(encoded.data), budget)
         if message is None:
             await self.failed(RuntimeError("result upload failed"), stopped_by_shutdown=False,
                               text="I finished your picture but could not upload it; please try again.")

@@ -55,3 +55,63 @@ async def test_forbidden_channel_is_noted_and_not_retried() -> None:
     assert await conversation.send("y") is None
     assert channel.send.await_count == 1 and conversation.channel_unavailable
     assert conversation.filesize_limit == channel.guild.filesize_limit
+
+
+def _http_error(error_type: type[discord.HTTPException], status: int, code: int, text: str) -> discord.HTTPException:
+    return error_type(MagicMock(status=status, reason=text), {"code": code, "message": text})
+
+
+async def test_invalid_webhook_token_401_switches_to_the_channel() -> None:
+    interaction = make_interaction()
+    interaction.followup.send = AsyncMock(side_effect=_http_error(
+        discord.HTTPException, 401, 50027, "Invalid Webhook Token"))
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    await conversation.send("result")
+    assert interaction.channel.send.call_args.args[0] == "<@42> result"
+    assert not conversation.token_valid
+
+
+async def test_other_upload_errors_are_raised_for_the_caller() -> None:
+    interaction = make_interaction()
+    interaction.followup.send = AsyncMock(side_effect=_http_error(
+        discord.HTTPException, 413, 40005, "Request entity too large"))
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    try:
+        await conversation.send("result")
+    except discord.HTTPException as error:
+        assert error.status == 413
+    else:
+        raise AssertionError("a 413 must reach the caller, which re-encodes")
+    interaction.channel.send.assert_not_awaited()
+    assert conversation.token_valid
+
+
+async def test_deleted_progress_message_is_not_replaced() -> None:
+    interaction = make_interaction()
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    message = make_message()
+    message.edit = AsyncMock(side_effect=_http_error(discord.NotFound, 404, 10008, "Unknown Message"))
+    assert await conversation.edit(message, content="50%") is None
+    interaction.channel.send.assert_not_awaited()
+
+
+async def test_private_notice_after_a_public_defer_removes_the_thinking_message_first() -> None:
+    interaction = make_interaction()
+    interaction.response.type = discord.InteractionResponseType.deferred_channel_message
+    interaction.delete_original_response = AsyncMock()
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    await conversation.tell("I can't use that photo")
+    interaction.delete_original_response.assert_awaited_once()
+    assert interaction.followup.send.call_args.kwargs["ephemeral"] is True
+    await conversation.tell("and again")  # the thinking message is gone: nothing more to delete
+    interaction.delete_original_response.assert_awaited_once()
+
+
+async def test_public_message_after_a_defer_keeps_the_thinking_message() -> None:
+    interaction = make_interaction()
+    interaction.response.type = discord.InteractionResponseType.deferred_channel_message
+    interaction.delete_original_response = AsyncMock()
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    await conversation.send("Queued")
+    await conversation.tell("a later private note")
+    interaction.delete_original_response.assert_not_awaited()

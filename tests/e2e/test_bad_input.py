@@ -105,11 +105,6 @@ async def test_filename_with_path_characters_never_reaches_the_filesystem(
     assert not (tmp_path.parent / "etc").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot bug: /stylize defers publicly (defer(thinking=True)) before it knows the input is bad; on "
-    "Discord the first followup after a defer *replaces* the thinking message and keeps its "
-    "visibility, so conversation.send(..., ephemeral=True) is shown to the whole channel "
-    "(bot/cogs/stylize.py handle_stylize; same for refusals in _JobRun.follow)"))
 async def test_refusal_is_shown_only_to_the_requester(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
     upload = inputs.text_named_png()
     bad = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)

@@ -57,9 +57,6 @@ async def test_failed_progress_edit_still_delivers(fake_discord: FakeDiscord, st
     assert len(results(fake_discord)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot bug: after a 413 the bot halves the *interaction's* limit and re-encodes, but a result "
-    "already under half the limit is re-sent byte-identical (bot/cogs/stylize.py, _JobRun.deliver)"))
 async def test_413_on_upload_is_re_encoded_smaller(fake_discord: FakeDiscord, make_settings) -> None:
     fake_discord.fail(413, "followup_create", when=lambda details: bool(details["files"]))
     async with started(make_settings(sizes={**TEST_SIZES, "large": 96}), fake_discord):
@@ -72,12 +69,7 @@ async def test_413_on_upload_is_re_encoded_smaller(fake_discord: FakeDiscord, ma
     decode(result_file(result))
 
 
-@pytest.mark.parametrize("status", [
-    404,
-    pytest.param(401, marks=pytest.mark.xfail(strict=True, reason=(
-        "bot bug: Discord answers an expired interaction token with 401 / code 50027 (Invalid Webhook "
-        "Token); bot/conversation.py only falls back to the channel on discord.NotFound (404)"))),
-])
+@pytest.mark.parametrize("status", [404, 401])
 async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord, make_settings, status: int) -> None:
     fake_discord.expired_token_status = status
     async with started(make_settings(iterations=40, progress_interval=0.05), fake_discord) as bot:

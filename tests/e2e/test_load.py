@@ -52,16 +52,19 @@ async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_se
         done = results(fake_discord)
 
     assert all(i.response_type == 5 or fake_discord.original(i) for i in interactions)
-    # every accepted job delivered exactly once, one per user (limit 1 in flight, all sent at once)
+    # Every accepted job is delivered exactly once and every other request is told why. How many a
+    # user gets accepted depends on timing (a 2-iteration job can finish before that user's next
+    # request is handled), but never two of one user's jobs at the same time (limit 1 in flight).
     owners = Counter(int(re.search(r"<@(\d+)>", m.content).group(1)) for m in done)
-    assert sorted(owners) == sorted(u.id for u in users) and set(owners.values()) == {1}
+    assert set(owners) == {u.id for u in users}
     assert max(in_flight_peaks.values()) <= settings.per_user_limit
     job_ids = [a.filename for m in done for a in m.attachments if a.filename.startswith("stylized-")]
-    assert len(job_ids) == len(set(job_ids)) == USERS
-    # everyone else was told why (whether that is ephemeral: see test_bad_input's xfail)
+    assert len(job_ids) == len(set(job_ids)) == sum(owners.values())
     refused = [m for m in fake_discord.messages.values() if "already have" in m.text()]
-    assert len(refused) == USERS * (REQUESTS_PER_USER - 1)
-    assert Counter(m.visible_to for m in refused) == {u.id: REQUESTS_PER_USER - 1 for u in users}
+    assert len(refused) + len(done) == USERS * REQUESTS_PER_USER
+    assert sum(owners.values()) < USERS * REQUESTS_PER_USER, "the per-user limit never refused anyone"
+    told = Counter(m.visible_to for m in refused)
+    assert all(told[u.id] == REQUESTS_PER_USER - owners[u.id] for u in users)
     # queue positions only ever move forward, and never exceed the jobs that can be ahead
     for interaction in interactions:
         progress = fake_discord.original(interaction)

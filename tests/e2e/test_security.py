@@ -70,10 +70,6 @@ async def test_data_dir_and_database_are_private(fake_discord: FakeDiscord, styl
         assert mode_bits(directory) & 0o007 == 0, f"{directory} is open to others"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot bug: start_job stores the inputs (store.save_input) before queue.submit; when submit refuses "
-    "(per-user limit raced past the early check) the record is marked failed but its input files stay "
-    "on disk until retention (bot/cogs/stylize.py start_job / _JobRun.follow)"))
 async def test_refused_jobs_leave_no_inputs_on_disk(fake_discord: FakeDiscord, stylebot: NSTBot,
                                                     settings: Settings, tmp_path: Path) -> None:
     # two at once from one user: both pass the early check, the second is refused at submit

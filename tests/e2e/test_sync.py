@@ -16,10 +16,6 @@ from tests.e2e.conftest import painting, photo, results, started
 from tests.fakediscord import FakeDiscord
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot bug: sync_commands calls bot.login(), which runs setup_hook (loading the cog, marking running "
-    "jobs interrupted, preloading the model), then calls load_commands() again -> ClientException "
-    "'Cog named StylizeCog already loaded' (bot/__main__.py sync_commands, line ~77)"))
 async def test_nst_bot_sync_to_a_guild(fake_discord: FakeDiscord, config_dir: Path, tmp_path: Path) -> None:
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FAKE_DISCORD_API": fake_discord.api_base,
                    "FAKE_DISCORD_GATEWAY": fake_discord.gateway_url, "DISCORD_TOKEN": fake_discord.token,

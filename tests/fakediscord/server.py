@@ -1414,8 +1414,10 @@ class FakeDiscord:
             return too_large
         body = self._body(context)
         original = self.original(interaction)
-        if interaction.response_type == CALLBACK_DEFERRED_MESSAGE and original is not None and original.loading:
-            # Discord: the first followup after a "thinking" defer becomes that message.
+        if (interaction.response_type == CALLBACK_DEFERRED_MESSAGE and original is not None and original.loading
+                and not original.deleted):
+            # Discord: the first followup after a "thinking" defer becomes that message (unless the
+            # bot deleted it first; then followups are new messages with their own visibility).
             original.flags &= ~FLAG_LOADING
             self._apply_body(original, body, context, creating=False)
             message = original

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 #: Pyramid levels whose longest side would be under this are skipped: VGG19's deepest style layer
 #: sees a 4x4 grid at 64 px, too coarse for brush strokes to mean anything.
 PYRAMID_MIN_SIDE = 128
+#: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
+TOP_LEVEL_SHARE = 0.2
+#: How far each finer level's start moves from the upsampled painting back to the photo
+#: (see ``upsample_with_detail``); tuned at 512 px against the single-scale run.
+PYRAMID_ANCHOR = 0.7
 
 
 @dataclass(frozen=True)
@@ -265,16 +270,47 @@ class _Level:
 
 
 def split_iterations(total: int, levels: int) -> list[int]:
-    """Give coarse levels more iterations (halving per level) since they cost a quarter as much;
-    every level gets at least one."""
+    """Iterations per pyramid level, coarsest first.
+
+    The finest level gets ``TOP_LEVEL_SHARE`` of them: it costs four times the next one per
+    iteration and sets the final detail. The coarser levels share the rest, halving per level,
+    since they are cheap and fix the layout. Every level gets at least one.
+    """
     if levels == 1:
         return [total]
-    shares = [2.0 ** (levels - 1 - k) for k in range(levels)]
-    counts = [max(1, int(total * s / sum(shares))) for s in shares]
-    counts[0] += total - sum(counts)
-    if counts[0] < 1:
+    if total < levels:
         raise ParameterError("iterations", f"must be at least {levels} for {levels} scales")
+    top = max(1, round(total * TOP_LEVEL_SHARE))
+    rest = total - top
+    shares = [2.0 ** (levels - 2 - k) for k in range(levels - 1)]
+    counts = [max(1, int(rest * share / sum(shares))) for share in shares] + [top]
+    counts[0] += total - sum(counts)
+    if counts[0] < 1:  # tiny totals: take the shortfall from the largest count
+        counts[counts.index(max(counts))] -= 1 - counts[0]
+        counts[0] = 1
     return counts
+
+
+def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The start of a finer level: the coarser level's painting upsampled to ``content``'s size,
+    with the photo's fine detail added back, and re-anchored on the photo.
+
+    A coarse level cannot hold what lies above its resolution, so a plain upsample is blurred and
+    its strokes are twice too large for the new level; the finer level would spend its expensive
+    iterations re-drawing the photo. Adding the band the coarse level could not see (the content
+    minus its own down-and-up-sampled copy, one step of a Laplacian pyramid) and moving the start
+    ``PYRAMID_ANCHOR`` of the way back to the photo keeps the coarse level's colours and layout
+    while the finer level paints strokes at its own scale. Measured at 512 px (docs/benchmarks.md):
+    content loss 1.24x the single-scale run's with a plain upsample, 1.09x with this, at equal time.
+    """
+    size = (content.shape[2], content.shape[3])
+    coarse = (image.shape[2], image.shape[3])
+    upsampled = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+    blurred_content = F.interpolate(
+        F.interpolate(content, size=coarse, mode="area"), size=size, mode="bicubic", align_corners=False
+    )
+    painted = upsampled + (content - blurred_content)
+    return ((1 - PYRAMID_ANCHOR) * painted + PYRAMID_ANCHOR * content).clamp(0, 255)
 
 
 class _Run:
@@ -507,9 +543,7 @@ class _Run:
             if image is None:
                 image = self._initial_image(level)
             else:
-                image = F.interpolate(
-                    image, size=(level.height, level.width), mode="bicubic", align_corners=False
-                ).clamp(0, 255)
+                image = upsample_with_detail(image, level.content_image)
             level_started = time.perf_counter()
             level_evals_before = self.evaluations
 

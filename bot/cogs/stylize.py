@@ -21,7 +21,7 @@ from discord.ext import commands
 
 from nst_engine import stylize as engine_stylize
 from nst_engine.errors import Cancelled, InvalidImage, NSTError
-from nst_engine.imaging import decode_image, encode_image
+from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
 from ..conversation import Conversation
 from ..jobs import Job, JobCancelled, JobRefused
@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3
 #: Never re-encode below this: a picture this small that is still refused means something else is wrong.
 MIN_UPLOAD_BYTES = 8 * 1024
+
+#: /presets: Discord's limits (10 embeds a message) and a thumbnail small enough to list many.
+EMBEDS_PER_MESSAGE = 10
+MAX_PRESETS_LISTED = 50
+PRESET_THUMBNAIL_SIZE = 160
+PRESET_THUMBNAIL_BYTES = 200 * 1024
 
 EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /stylize again."
 
@@ -213,15 +219,48 @@ class StylizeCog(commands.Cog):
 
     # ------------------------------------------------------------------ /presets
     async def handle_presets(self, interaction: discord.Interaction) -> None:
+        """The catalogue as one embed per painting, with a thumbnail where the image is on disk.
+
+        Presets that were never used are not downloaded just to be listed; their embed has no
+        picture. Discord allows ten embeds a message, so a long catalogue takes several.
+        """
         catalog = self.bot.catalog
         if catalog is None or len(catalog) == 0:
             await interaction.response.send_message("No presets are configured.", ephemeral=True)
             return
-        embed = discord.Embed(title="Preset paintings", description="Use them with `/stylize preset:`")
-        for preset in list(catalog)[:25]:
-            cached = " \N{CHECK MARK}" if self.bot.resolver is not None and self.bot.resolver.is_cached(preset.name) else ""
-            embed.add_field(name=f"{preset.name}{cached}", value=f"*{preset.title}*\n{preset.artist}, {preset.year}")
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        entries = list(catalog)[:MAX_PRESETS_LISTED]
+        thumbnails = await asyncio.get_running_loop().run_in_executor(None, self._preset_thumbnails, entries)
+        for start in range(0, len(entries), EMBEDS_PER_MESSAGE):
+            embeds, files = [], []
+            for preset in entries[start:start + EMBEDS_PER_MESSAGE]:
+                embed = discord.Embed(title=preset.title[:256], description=f"{preset.artist}, {preset.year}")
+                embed.add_field(name="Use it with", value=f"`/stylize preset:{preset.name}`")
+                embed.set_footer(text=preset.licence[:200])
+                thumbnail = thumbnails.get(preset.name)
+                if thumbnail is not None:
+                    name = f"preset-{preset.name}.{thumbnail.extension}"
+                    embed.set_thumbnail(url=f"attachment://{name}")
+                    files.append(discord.File(io.BytesIO(thumbnail.data), filename=name))
+                embeds.append(embed)
+            await interaction.followup.send(embeds=embeds, files=files, ephemeral=True)
+
+    def _preset_thumbnails(self, presets: list[Any]) -> dict[str, EncodedImage]:
+        """Small encoded copies of the presets already on disk (runs in a worker thread)."""
+        resolver = self.bot.resolver
+        thumbnails: dict[str, EncodedImage] = {}
+        if resolver is None:
+            return thumbnails
+        for preset in presets:
+            path = resolver.cached_path(preset.name)
+            if path is None:
+                continue
+            try:
+                image = make_preview(decode_image(path), PRESET_THUMBNAIL_SIZE)
+                thumbnails[preset.name] = encode_image(image, max_bytes=PRESET_THUMBNAIL_BYTES)
+            except NSTError as error:  # a damaged cache file: list the preset without a picture
+                log.warning("no thumbnail for preset %s: %s", preset.name, error)
+        return thumbnails
 
     # ------------------------------------------------------------------ /stylize
     async def handle_stylize(

@@ -50,8 +50,6 @@ async def test_stylize_with_two_attachments(fake_discord: FakeDiscord, stylebot:
 
 
 async def test_preset_path(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
-    # the preset catalogue needs nst_engine.imaging (the imaging engineer's module)
-    pytest.importorskip("nst_engine.imaging")
     await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "preset": "stripes"})
     [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     assert "preset `stripes`" in result.text()
@@ -153,3 +151,14 @@ async def test_progress_edits_are_throttled_and_show_a_preview(fake_discord: Fak
     assert min(gaps) >= settings.progress_interval * 0.9, gaps
     assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
     assert "ETA" in bars[-1].content
+
+
+async def test_presets_command_shows_the_catalogue_privately(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+    await fake_discord.slash_command("presets", {}, user=fake_discord.bob)
+    [listing] = await fake_discord.wait_for(lambda: [m for m in fake_discord.messages.values() if m.embeds])
+    assert listing.ephemeral and listing.visible_to == fake_discord.bob.id
+    [embed] = listing.embeds
+    assert embed["title"] == "Stripes" and "Test Painter" in embed["description"]
+    [thumbnail] = listing.attachments  # a local preset is on disk: it is shown
+    assert embed["thumbnail"]["url"] == f"attachment://{thumbnail.filename}"
+    decode(thumbnail)

@@ -209,7 +209,25 @@ def test_split_iterations_favours_coarse_levels():
     assert engine.split_iterations(300, 1) == [300]
     counts = engine.split_iterations(300, 3)
     assert sum(counts) == 300 and counts[0] > counts[1] > counts[2] >= 1
+    assert counts[-1] == round(300 * engine.TOP_LEVEL_SHARE)
     assert engine.split_iterations(3, 3) == [1, 1, 1]
+    for total in range(4, 40):
+        for levels in (2, 3, 4):
+            counts = engine.split_iterations(total, levels)
+            assert sum(counts) == total and min(counts) >= 1, (total, levels, counts)
+
+
+def test_a_finer_level_starts_from_the_photo_detail_not_a_blur():
+    photo = engine.image_to_tensor(content_image(64, 48), torch.device("cpu"))
+    coarse_copy = torch.nn.functional.interpolate(photo, size=(24, 32), mode="area")
+    start = engine.upsample_with_detail(coarse_copy, photo)
+    # a coarse level that reproduced the photo starts the next level at the photo itself
+    assert torch.allclose(start, photo.clamp(0, 255), atol=1e-3)
+    painted = torch.full_like(coarse_copy, 200.0)
+    start = engine.upsample_with_detail(painted, photo)
+    # otherwise: the painting's colours, pulled PYRAMID_ANCHOR of the way back to the photo
+    expected_mean = (1 - engine.PYRAMID_ANCHOR) * 200.0 + engine.PYRAMID_ANCHOR * photo.mean()
+    assert abs(float(start.mean()) - float(expected_mean)) < 2.0
 
 
 def test_preserve_color_keeps_the_content_chroma(tiny_params):

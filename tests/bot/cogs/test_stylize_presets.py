@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from discord import app_commands
 
 from bot.app import NSTBot
 from tests.bot.conftest import cog_of, decode_file, make_attachment, make_interaction, sent_files, tiny_settings
+from nst_engine import presets
 from tests.helpers.images import content_image, png_bytes, stripes_style
 
-presets = pytest.importorskip("nst_engine.presets", reason="needs nst_engine.imaging (the presets' decoder)")
 
-
-def local_catalog(tmp_path: Path, count: int):
+def local_catalog(tmp_path: Path, count: int, remote: int = 0):
     stripes_style().save(tmp_path / "stripes.png")
     entries = [{"name": f"stripes-{i}", "title": f"Stripes {i}", "artist": "Tester", "year": "2024",
                 "licence": "CC0", "source": "file:stripes.png"} for i in range(count)]
+    entries += [{"name": f"remote-{i}", "title": f"Remote {i}", "artist": "Painter", "year": "1889",
+                 "licence": "public domain", "source": f"https://commons.wikimedia.org/x{i}.jpg"}
+                for i in range(remote)]
     return presets.PresetCatalog.from_mapping({"preset": entries}, base_dir=tmp_path)
 
 
-async def build(tmp_path: Path, count: int) -> NSTBot:
-    catalog = local_catalog(tmp_path, count)
+async def build(tmp_path: Path, count: int, remote: int = 0) -> NSTBot:
+    catalog = local_catalog(tmp_path, count, remote)
     bot = NSTBot(tiny_settings(tmp_path), catalog=catalog,
                  resolver=presets.PresetResolver(catalog, tmp_path / "cache"))
     await bot.load_commands()
@@ -56,6 +57,27 @@ async def test_large_catalogue_uses_autocomplete(tmp_path: Path) -> None:
         found = cog_of(bot).preset_suggestions("stripes-2")
         assert all(isinstance(c, app_commands.Choice) for c in found)
         assert {c.value for c in found} >= {"stripes-2", "stripes-20", "stripes-29"} and len(found) <= 25
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
+async def test_presets_lists_every_painting_with_thumbnails_of_those_on_disk(tmp_path: Path) -> None:
+    bot = await build(tmp_path, 11, remote=2)  # 13 presets: two messages of at most ten embeds
+    try:
+        interaction = make_interaction()
+        await cog_of(bot).handle_presets(interaction)
+        assert interaction.response.defer.call_args.kwargs["ephemeral"] is True
+        pages = [call.kwargs for call in interaction.followup.send.call_args_list]
+        assert [len(page["embeds"]) for page in pages] == [10, 3] and all(page["ephemeral"] for page in pages)
+        embeds = [embed for page in pages for embed in page["embeds"]]
+        assert [e.title for e in embeds] == [f"Stripes {i}" for i in range(11)] + ["Remote 0", "Remote 1"]
+        files = {f.filename: f for page in pages for f in page["files"]}
+        for embed in embeds[:11]:  # local files are on disk: each gets its thumbnail
+            name = embed.thumbnail.url.removeprefix("attachment://")
+            assert max(decode_file(files[name]).size) <= 160
+        assert all(e.thumbnail.url is None for e in embeds[11:]), "nothing is downloaded just to list it"
+        assert len(files) == 11
     finally:
         await bot.queue.shutdown()
         bot.store.close()

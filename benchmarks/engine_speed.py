@@ -210,6 +210,9 @@ def part_memory(args) -> None:
         (s1, r1), (s2, r2) = [(int(r[0]), float(r[2])) for r in rows[-2:]]
         per_pixel = (r2 - r1) / (s2 * s2 - s1 * s1)
         fixed = r1 - per_pixel * s1 * s1
+        if per_pixel <= 0:
+            print("\nMemory did not grow between the two largest sizes: try larger --memory-sizes.")
+            return
         largest = int(((24 - fixed) / per_pixel) ** 0.5)
         print(f"\nEngine memory ≈ {fixed:.2f} GiB + {per_pixel * 1e6:.2f} GiB per megapixel (square images): "
               f"the largest square that fits in 24 GiB is about {largest} px.")

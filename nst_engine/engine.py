@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: sees a 4x4 grid at 64 px, too coarse for brush strokes to mean anything.
 PYRAMID_MIN_SIDE = 128
 #: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
-TOP_LEVEL_SHARE = 0.2
+TOP_LEVEL_SHARE = 0.22
 #: How far each finer level's start moves from the upsampled painting back to the photo
 #: (see ``upsample_with_detail``); tuned at 512 px against the single-scale run.
 PYRAMID_ANCHOR = 0.7
@@ -345,6 +345,8 @@ class _Run:
         self.cached_targets = 0
         self.last_losses: tuple[torch.Tensor, ...] | None = None
         self.current: torch.Tensor | None = None  # the picture being optimised, for previews
+        #: Precision of the loss evaluations: the run's, until reduced precision stalls a level.
+        self.loss_setup = setup
 
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
@@ -459,7 +461,7 @@ class _Run:
     def _loss(self, image: torch.Tensor, level: _Level) -> torch.Tensor:
         self._check_cancel()
         p = self.params
-        with self.setup.autocast():
+        with self.loss_setup.autocast():
             features = self.model(image)
             c = p.content_weight * content_loss(features[vgg.CONTENT_LAYERS[0]], level.content_target)
             s = p.style_weight * p.style_strength * style_loss(features, level.style_targets)
@@ -485,21 +487,49 @@ class _Run:
     def _optimise_lbfgs(
         self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]
     ) -> torch.Tensor:
-        """L-BFGS with strong-Wolfe line search over ``image = z * unit``.
+        """L-BFGS with strong-Wolfe line search over ``image = z * unit``, for the level's iterations.
 
         L-BFGS is invariant to scaling the variables except for its very first step, which
         torch makes one unit long in L1 norm over the whole image: a change of 1/N per pixel,
         far below what reduced precision can even see, and the line search then finds no
         decrease and gives up. Measuring ``z`` in units of N pixel values makes that first step
         about one pixel value per pixel; every later step is scaled by L-BFGS itself.
+
+        Near convergence, bf16 losses are too coarse for the line search to see a decrease and
+        L-BFGS stops early (at 128 px after about half of 300 iterations). The level then goes
+        on in fp32 with a fresh history, so a run does the iterations it was asked for: the
+        picture keeps improving and the ETA stays right.
         """
         unit = float(image.numel())
         z = (image.detach() / unit).requires_grad_(True)
+        done = 0
+        self.loss_setup = self.setup
+        while done < level.iterations:
+            finished = self._lbfgs_pass(z, level, unit, level.iterations - done, done, on_iteration)
+            done += finished
+            if done < level.iterations:
+                if self.loss_setup.precision == "fp32" and finished == 0:
+                    log.info("level %d converged after %d of %d iterations", level.index + 1, done, level.iterations)
+                    break  # even fp32 sees no decrease: the level has converged
+                if self.loss_setup.precision != "fp32":
+                    log.debug("%s stalled at level %d after %d iterations; continuing in fp32",
+                              self.loss_setup.precision, level.index + 1, done)
+                    self.loss_setup = devices.ComputeSetup(self.setup.device, "fp32")
+        if done < level.iterations:
+            on_iteration(level.iterations)  # the skipped rest counts as done for progress
+        self.loss_setup = self.setup
+        return (z * unit).detach()
+
+    def _lbfgs_pass(
+        self, z: torch.Tensor, level: _Level, unit: float, iterations: int, offset: int,
+        on_iteration: Callable[[int], None],
+    ) -> int:
+        """One L-BFGS run of at most ``iterations``; returns how many it finished."""
         optimizer = torch.optim.LBFGS(
             [z],
             lr=1.0,
-            max_iter=level.iterations,
-            max_eval=level.iterations * 2,
+            max_iter=iterations,
+            max_eval=iterations * 2,
             tolerance_grad=0.0,  # run the iterations asked for: a predictable time and ETA
             tolerance_change=0.0,
             history_size=50,
@@ -514,7 +544,7 @@ class _Run:
             done = state.get("n_iter", 0) - 1
             if done > reported:
                 reported = done
-                on_iteration(done)
+                on_iteration(offset + done)
             optimizer.zero_grad(set_to_none=True)
             current = z * unit
             self.current = current
@@ -525,10 +555,13 @@ class _Run:
             return loss
 
         optimizer.step(closure)
-        finished = state.get("n_iter", level.iterations)
+        finished = state.get("n_iter", iterations)
+        if state.get("t") == 0:  # the last line search found no decrease: that step was not taken
+            finished -= 1
+        finished = max(0, min(finished, iterations))
         if finished > reported:
-            on_iteration(finished)
-        return (z * unit).detach()
+            on_iteration(offset + finished)
+        return finished
 
     # -- the whole run --------------------------------------------------------
     def execute(self) -> Result:
@@ -631,17 +664,27 @@ class _EtaModel:
     a full evaluation (forward + backward + loss) to a forward pass.
     """
 
+    #: Weight of the newest interval in the running cost per evaluation: recent enough to follow
+    #: a level that switches to fp32 (see ``_optimise_lbfgs``), smooth enough to ignore jitter.
+    SMOOTHING = 0.2
+
     def __init__(self, levels: list[_Level]) -> None:
         self.levels = levels
         self.seconds_per_eval: dict[int, float] = {}
         self.evals_per_iteration = 1.15
         self.eval_to_forward = 3.0
+        self._last: dict[int, tuple[int, float]] = {}
 
     def observe(self, level: _Level, step: int, evaluations: int, seconds: float) -> None:
         if evaluations <= 1 or step < 1:
             return
-        # The first evaluation at a size pays one-off set-up costs; leave it out once we can.
-        per_eval = seconds / evaluations
+        previous = self._last.get(level.index)
+        self._last[level.index] = (evaluations, seconds)
+        if previous is None or evaluations <= previous[0]:
+            per_eval = seconds / evaluations
+        else:
+            recent = (seconds - previous[1]) / (evaluations - previous[0])
+            per_eval = (1 - self.SMOOTHING) * self.seconds_per_eval[level.index] + self.SMOOTHING * recent
         self.seconds_per_eval[level.index] = per_eval
         self.evals_per_iteration = max(1.0, evaluations / step)
         if level.forward_seconds > 0:

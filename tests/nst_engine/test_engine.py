@@ -304,3 +304,34 @@ def test_a_picture_too_thin_at_the_working_size_is_refused(tiny_params):
     banner = Image.new("RGB", (400, 20), "white")
     with pytest.raises(InvalidImage, match="too thin"):
         stylize(banner, [stripes_style()], tiny_params.replace(size=64))
+
+
+def test_a_level_stalled_by_reduced_precision_goes_on_in_fp32(tiny_params, monkeypatch):
+    passes: list[tuple[str, int]] = []
+
+    def stalls_once_in_bf16(self, z, level, unit, iterations, offset, on_iteration):
+        passes.append((self.loss_setup.precision, iterations))
+        finished = iterations // 2 if self.loss_setup.precision == "bf16" else iterations
+        on_iteration(offset + finished)
+        return finished
+
+    monkeypatch.setattr(engine._Run, "_lbfgs_pass", stalls_once_in_bf16)
+    reports = []
+    result = stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=10, precision="bf16"),
+                     progress=reports.append)
+    assert passes == [("bf16", 10), ("fp32", 5)]
+    assert result.stats.precision == "bf16" and reports[-1].step == 10
+
+
+def test_a_level_that_even_fp32_cannot_improve_ends_early_and_counts_as_done(tiny_params, monkeypatch):
+    passes: list[str] = []
+
+    def converged(self, z, level, unit, iterations, offset, on_iteration):
+        passes.append(self.loss_setup.precision)
+        return 3 if len(passes) == 1 else 0
+
+    monkeypatch.setattr(engine._Run, "_lbfgs_pass", converged)
+    reports = []
+    stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=10, precision="fp32"),
+            progress=reports.append)
+    assert passes == ["fp32", "fp32"] and reports[-1].step == 10

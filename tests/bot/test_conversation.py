@@ -95,11 +95,15 @@ async def test_deleted_progress_message_is_not_replaced() -> None:
     interaction.channel.send.assert_not_awaited()
 
 
-async def test_private_notice_after_a_public_defer_removes_the_thinking_message_first() -> None:
+def _after_a_public_defer() -> tuple[MagicMock, Conversation]:
     interaction = make_interaction()
     interaction.response.type = discord.InteractionResponseType.deferred_channel_message
     interaction.delete_original_response = AsyncMock()
-    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    return interaction, Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+
+
+async def test_private_notice_after_a_public_defer_removes_the_thinking_message_first() -> None:
+    interaction, conversation = _after_a_public_defer()
     await conversation.tell("I can't use that photo")
     interaction.delete_original_response.assert_awaited_once()
     assert interaction.followup.send.call_args.kwargs["ephemeral"] is True
@@ -108,10 +112,7 @@ async def test_private_notice_after_a_public_defer_removes_the_thinking_message_
 
 
 async def test_public_message_after_a_defer_keeps_the_thinking_message() -> None:
-    interaction = make_interaction()
-    interaction.response.type = discord.InteractionResponseType.deferred_channel_message
-    interaction.delete_original_response = AsyncMock()
-    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    interaction, conversation = _after_a_public_defer()
     await conversation.send("Queued")
     await conversation.tell("a later private note")
     interaction.delete_original_response.assert_not_awaited()

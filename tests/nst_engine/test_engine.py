@@ -33,6 +33,20 @@ def test_gram_is_symmetric_positive_semidefinite_and_size_independent():
     assert torch.allclose(engine.gram_matrix(shuffled), gram, atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_matches_autograd_of_the_plain_product(layout):
+    assert torch.autograd.gradcheck(engine._Gram.apply, (torch.randn(2, 12, 5, dtype=torch.float64,
+                                                                      requires_grad=True),))
+    features = torch.randn(1, 8, 5, 6).contiguous(memory_format=layout).requires_grad_(True)
+    weights = torch.randn(1, 8, 8)
+    (engine.gram_matrix(features) * weights).sum().backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(1, 8, 30)
+    ((flat @ flat.transpose(1, 2)) / 30 * weights).sum().backward()
+    assert torch.allclose(ours, features.grad, atol=1e-5)
+
+
 def test_tv_loss_is_zero_for_flat_images_and_grows_with_noise():
     flat = torch.full((1, 3, 16, 16), 100.0)
     assert engine.tv_loss(flat) == 0

@@ -281,7 +281,6 @@ class _Level:
     content_target: torch.Tensor
     style_targets: dict[str, torch.Tensor]
     content_image: torch.Tensor  # what the content looks like at this level (luminance if preserving)
-    forward_seconds: float  # one timed forward pass at this size, for the ETA
 
     @property
     def pixels(self) -> int:
@@ -440,11 +439,6 @@ class _Run:
             if self.params.preserve_color:
                 content_image = luminance_as_rgb(content_image)
             content_target = self._features(content_image)[vgg.CONTENT_LAYERS[0]]
-            # Time a second, warm forward pass: the first at a new size pays one-off set-up costs,
-            # and the ETA predicts this level's cost from it before the level starts.
-            started = time.perf_counter()
-            self._features(content_image)
-            forward = time.perf_counter() - started
             levels.append(
                 _Level(
                     index=index,
@@ -454,7 +448,6 @@ class _Run:
                     content_target=content_target,
                     style_targets=self._style_targets(dims, content_image),
                     content_image=content_image,
-                    forward_seconds=forward,
                 )
             )
         return levels
@@ -681,12 +674,13 @@ class _EtaModel:
 
     The current level's cost is measured, following the recent evaluations (a level can switch to
     fp32 near its end, see ``_optimise_lbfgs``). A level not reached yet is predicted from the
-    current one's fastest steady cost, scaled by pixels: on a CPU an evaluation's cost grows with
-    the pixel count (measured 3.95x from 256 to 512 px). Where small sizes are dominated by fixed
-    overheads (GPUs), the ratio of the forward passes timed while preparing the levels is lower,
-    and the lower of the two wins. A level's first evaluation pays one-off set-up at the new size,
-    so a level starts from the cost predicted for it. Evaluations per iteration are counted over
-    the whole run: L-BFGS's first iterations at each level take several, the later ones one.
+    current one's fastest steady cost, scaled by pixels: an evaluation's cost grows with the pixel
+    count (measured 3.95x from 256 to 512 px on a CPU; on a GPU, where small sizes are dominated
+    by fixed overheads, this errs long, and the estimate corrects itself at the next level). A
+    single timed forward pass, tried before, was too noisy at 128 px to predict from. A level's
+    first evaluation pays one-off set-up at the new size, so a level starts from the cost
+    predicted for it. Evaluations per iteration are counted over the whole run: L-BFGS's first
+    iterations at each level take several, the later ones one.
     """
 
     #: Weight of the newest interval in the running cost per evaluation: recent enough to follow
@@ -732,9 +726,7 @@ class _EtaModel:
         reference = self._steady.get(level.index, current)
         total = max(0, level.iterations - level_step) * self.evals_per_iteration * current
         for other in self.levels[level.index + 1 :]:
-            by_pixels = reference * other.pixels / level.pixels
-            by_forward = reference * other.forward_seconds / max(level.forward_seconds, 1e-9)
-            per_eval = max(reference, min(by_pixels, by_forward))
+            per_eval = reference * other.pixels / level.pixels
             self._predicted[other.index] = per_eval
             total += other.iterations * self.evals_per_iteration * per_eval
         return total

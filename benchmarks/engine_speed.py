@@ -206,16 +206,9 @@ def part_memory(args) -> None:
             rows.append([size, f"{p_rss / GIB:.2f}", f"{o_rss / GIB:.2f}", f"{o_rss / p_rss:.2f}x", f"{p_wall:.1f}", f"{o_wall:.1f}"])
     print("\n## Peak RSS of a whole process (2 iterations; model, targets, optimiser state)\n")
     print(table(["size", "pastiche GiB", "engine GiB", "engine vs pastiche", "pastiche s", "engine s"], rows))
-    if len(args.memory_sizes) >= 2:
-        (s1, r1), (s2, r2) = [(int(r[0]), float(r[2])) for r in rows[-2:]]
-        per_pixel = (r2 - r1) / (s2 * s2 - s1 * s1)
-        fixed = r1 - per_pixel * s1 * s1
-        if per_pixel <= 0:
-            print("\nMemory did not grow between the two largest sizes: try larger --memory-sizes.")
-            return
-        largest = int(((24 - fixed) / per_pixel) ** 0.5)
-        print(f"\nEngine memory ≈ {fixed:.2f} GiB + {per_pixel * 1e6:.2f} GiB per megapixel (square images): "
-              f"the largest square that fits in 24 GiB is about {largest} px.")
+    print("\nUp to about 512 px both are dominated by what any torch process maps; a straight line "
+          "through these points does not extrapolate. Measure a large size directly, e.g. "
+          "/usr/bin/time -v python -m nst_engine C S -o out.png --size 4096 --iterations 2 --scales 1")
 
 
 def part_eta(args, content, style) -> None:

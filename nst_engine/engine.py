@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 #: Pyramid levels whose longest side would be under this are skipped: VGG19's deepest style layer
 #: sees a 4x4 grid at 64 px, too coarse for brush strokes to mean anything.
 PYRAMID_MIN_SIDE = 128
+#: Memory L-BFGS may use for its history of steps (see ``lbfgs_history``).
+LBFGS_HISTORY_BYTES = 1 << 30
 #: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
 TOP_LEVEL_SHARE = 0.22
 #: How far each finer level's start moves from the upsampled painting back to the photo
@@ -309,6 +311,14 @@ def split_iterations(total: int, levels: int) -> list[int]:
     return counts
 
 
+def lbfgs_history(numel: int) -> int:
+    """L-BFGS keeps two vectors the size of the image per remembered step: 50 steps are 240 MB at
+    512 px but 15 GB at 4096x3072, more than the activations. Above ``LBFGS_HISTORY_BYTES`` the
+    memory is shorter (never under 5 steps, where L-BFGS still converges well)."""
+    fits = LBFGS_HISTORY_BYTES // (2 * 4 * max(1, numel))
+    return int(max(5, min(50, fits)))
+
+
 def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """The start of a finer level: the coarser level's painting upsampled to ``content``'s size,
     with the photo's fine detail added back, and re-anchored on the photo.
@@ -320,7 +330,7 @@ def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Te
     ``PYRAMID_ANCHOR`` of the way back to the photo keeps the coarse level's colours and layout
     while the finer level paints strokes at its own scale. At 512 px, against the single-scale
     fp32 run (docs/benchmarks.md): content loss 1.24x with a plain upsample and 14% of the
-    iterations at full size, 1.19x with the detail added, 1.09x with the anchor and 22%.
+    iterations at full size, 1.20x with the detail added, 1.09x with the anchor and 22%.
     """
     size = (content.shape[2], content.shape[3])
     coarse = (image.shape[2], image.shape[3])
@@ -545,7 +555,7 @@ class _Run:
             max_eval=iterations * 2,
             tolerance_grad=0.0,  # run the iterations asked for: a predictable time and ETA
             tolerance_change=0.0,
-            history_size=50,
+            history_size=lbfgs_history(z.numel()),
             line_search_fn="strong_wolfe",
         )
         state = optimizer.state[z]

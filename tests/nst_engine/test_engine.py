@@ -349,3 +349,13 @@ def test_a_level_that_even_fp32_cannot_improve_ends_early_and_counts_as_done(tin
     stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=10, precision="fp32"),
             progress=reports.append)
     assert passes == ["fp32", "fp32"] and reports[-1].step == 10
+
+
+def test_lbfgs_history_is_bounded_by_memory_not_by_image_size():
+    assert engine.lbfgs_history(3 * 512 * 384) == 50  # the default sizes keep the full history
+    big = 3 * 4096 * 3072
+    history = engine.lbfgs_history(big)
+    assert history == 5  # 37.7 M values: even 5 steps exceed the budget, and 5 is the floor
+    middle = 3 * 2048 * 1536
+    assert engine.lbfgs_history(middle) * 2 * 4 * middle <= engine.LBFGS_HISTORY_BYTES
+    assert (engine.lbfgs_history(middle) + 1) * 2 * 4 * middle > engine.LBFGS_HISTORY_BYTES

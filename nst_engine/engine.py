@@ -519,7 +519,7 @@ class _Run:
         about one pixel value per pixel; every later step is scaled by L-BFGS itself.
 
         Near convergence, bf16 losses are too coarse for the line search to see a decrease and
-        L-BFGS stops early (at 128 px after about half of 300 iterations). The level then goes
+        L-BFGS stops early (at 128 px after about 150 iterations in a default run). The level goes
         on in fp32 with a fresh history, so a run does the iterations it was asked for: the
         picture keeps improving and the ETA stays right.
         """

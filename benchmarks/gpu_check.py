@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from bot.app import NSTBot
 from bot.cogs.stylize import JobRequest

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import discord
-import pytest
 
 from bot.settings import REPO_ROOT
 from tests.e2e.conftest import painting, photo, results, started

@@ -526,7 +526,7 @@ class _Run:
         unit = float(image.numel())
         z = (image.detach() / unit).requires_grad_(True)
         done = 0
-        self.loss_setup = self.setup
+        self.loss_setup = self.setup  # each level starts in the run's precision
         while done < level.iterations:
             finished = self._lbfgs_pass(z, level, unit, level.iterations - done, done, on_iteration)
             done += finished
@@ -540,7 +540,6 @@ class _Run:
                     self.loss_setup = devices.ComputeSetup(self.setup.device, "fp32")
         if done < level.iterations:
             on_iteration(level.iterations)  # the skipped rest counts as done for progress
-        self.loss_setup = self.setup
         return (z * unit).detach()
 
     def _lbfgs_pass(
@@ -704,26 +703,25 @@ class _EtaModel:
         self.seconds_per_eval: dict[int, float] = {}
         self._steady: dict[int, float] = {}
         self._predicted: dict[int, float] = {}
-        self._last: dict[int, tuple[int, float]] = {}
-        self._counts: dict[int, tuple[int, int]] = {}  # level -> (evaluations, iterations)
+        #: The latest observation of each level: (evaluations, iterations, seconds) so far.
+        self._last: dict[int, tuple[int, int, float]] = {}
 
     @property
     def evals_per_iteration(self) -> float:
-        evaluations = sum(e for e, _ in self._counts.values())
-        iterations = sum(i for _, i in self._counts.values())
+        evaluations = sum(e for e, _, _ in self._last.values())
+        iterations = sum(i for _, i, _ in self._last.values())
         return max(1.0, evaluations / iterations) if iterations else 1.15
 
     def observe(self, level: _Level, step: int, evaluations: int, seconds: float) -> None:
         if evaluations < 1 or step < 1:
             return
-        self._counts[level.index] = (evaluations, step)
         previous = self._last.get(level.index)
-        self._last[level.index] = (evaluations, seconds)
+        self._last[level.index] = (evaluations, step, seconds)
         if previous is None:
             predicted = self._predicted.get(level.index)
             self.seconds_per_eval[level.index] = predicted if predicted is not None else seconds / evaluations
         elif evaluations > previous[0]:
-            recent = (seconds - previous[1]) / (evaluations - previous[0])
+            recent = (seconds - previous[2]) / (evaluations - previous[0])
             rate = (1 - self.SMOOTHING) * self.seconds_per_eval[level.index] + self.SMOOTHING * recent
             self.seconds_per_eval[level.index] = rate
             if evaluations >= self.STEADY_AFTER:

@@ -150,6 +150,8 @@ class StylizeCog(commands.Cog):
         self.bot = bot
         self.settings = bot.settings
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: /presets thumbnails by (file, modification time).
+        self._thumbnail_cache: dict[tuple[str, int], EncodedImage] = {}
         self.stylize_command = self._build_stylize_command()
         self.presets_command = app_commands.Command(
             name="presets", description="List the preset paintings", callback=self._presets_callback())
@@ -246,7 +248,11 @@ class StylizeCog(commands.Cog):
             await interaction.followup.send(embeds=embeds, files=files, ephemeral=True)
 
     def _preset_thumbnails(self, presets: list[Any]) -> dict[str, EncodedImage]:
-        """Small encoded copies of the presets already on disk (runs in a worker thread)."""
+        """Small encoded copies of the presets already on disk (runs in a worker thread).
+
+        Each is made once per file version and kept: decoding a dozen full-size paintings on
+        every /presets would be most of the command's time.
+        """
         resolver = self.bot.resolver
         thumbnails: dict[str, EncodedImage] = {}
         if resolver is None:
@@ -255,11 +261,17 @@ class StylizeCog(commands.Cog):
             path = resolver.cached_path(preset.name)
             if path is None:
                 continue
-            try:
-                image = make_preview(decode_image(path), PRESET_THUMBNAIL_SIZE)
-                thumbnails[preset.name] = encode_image(image, max_bytes=PRESET_THUMBNAIL_BYTES)
-            except NSTError as error:  # a damaged cache file: list the preset without a picture
-                log.warning("no thumbnail for preset %s: %s", preset.name, error)
+            key = (str(path), path.stat().st_mtime_ns)
+            thumbnail = self._thumbnail_cache.get(key)
+            if thumbnail is None:
+                try:
+                    image = make_preview(decode_image(path), PRESET_THUMBNAIL_SIZE)
+                    thumbnail = encode_image(image, max_bytes=PRESET_THUMBNAIL_BYTES)
+                except NSTError as error:  # a damaged cache file: list the preset without a picture
+                    log.warning("no thumbnail for preset %s: %s", preset.name, error)
+                    continue
+                self._thumbnail_cache[key] = thumbnail
+            thumbnails[preset.name] = thumbnail
         return thumbnails
 
     # ------------------------------------------------------------------ /stylize

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from discord import app_commands
@@ -78,6 +79,29 @@ async def test_presets_lists_every_painting_with_thumbnails_of_those_on_disk(tmp
             assert max(decode_file(files[name]).size) <= 160
         assert all(e.thumbnail.url is None for e in embeds[11:]), "nothing is downloaded just to list it"
         assert len(files) == 11
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
+async def test_presets_thumbnails_are_made_once_per_file_version(tmp_path: Path, monkeypatch) -> None:
+    from bot.cogs import stylize as cog_module
+
+    decoded: list[Path] = []
+    real_decode = cog_module.decode_image
+    monkeypatch.setattr(cog_module, "decode_image", lambda path: decoded.append(path) or real_decode(path))
+    bot = await build(tmp_path, 2)  # both presets use the same local file
+    try:
+        for _ in range(2):
+            await cog_of(bot).handle_presets(make_interaction())
+        assert len(decoded) == 1, "the same file, unchanged, is decoded once"
+        stripes_style().rotate(90).save(tmp_path / "stripes.png")  # the operator replaces the file
+        os.utime(tmp_path / "stripes.png", ns=(0, 10**18))
+        interaction = make_interaction()
+        await cog_of(bot).handle_presets(interaction)
+        assert len(decoded) == 2
+        [page] = [call.kwargs for call in interaction.followup.send.call_args_list]
+        assert len(page["files"]) == 2
     finally:
         await bot.queue.shutdown()
         bot.store.close()

@@ -149,7 +149,6 @@ class StylizeCog(commands.Cog):
     def __init__(self, bot: "NSTBot") -> None:
         self.bot = bot
         self.settings = bot.settings
-        self._tasks: set[asyncio.Task[Any]] = set()
         #: /presets thumbnails by (file, modification time).
         self._thumbnail_cache: dict[tuple[str, int], EncodedImage] = {}
         self.stylize_command = self._build_stylize_command()

@@ -539,12 +539,24 @@ class _JobRun:
         self.last_position = position
         self.message_ready.set()
 
-    async def on_position(self, position: int) -> None:
+    async def on_position(self, announced: int) -> None:
+        """Show the job's place in line, read from the queue when the edit is made.
+
+        Each announcement becomes its own task, and a burst of them (several jobs ahead finishing
+        while an edit is in flight) waits on the edit lock; the number an announcement carried may
+        be stale by then. Reading the queue under the lock makes the shown number only ever fall,
+        and collapses a burst into one edit, whatever order the tasks run in.
+        """
+        del announced  # the queue is asked instead; see above
         await self.message_ready.wait()
-        if position == self.last_position or self.started_at is not None:
-            return
-        self.last_position = position
-        await self._edit(content=queue_text(position))
+        async with self.edit_lock:
+            position = self.bot.queue.position(self.record.job_id)
+            if self.started_at is not None or position <= 0:
+                return
+            if self.last_position is not None and position >= self.last_position:
+                return
+            self.last_position = position
+            await self._edit_locked(content=queue_text(position))
 
     def on_start(self) -> None:
         self.started_at = time.monotonic()
@@ -569,12 +581,16 @@ class _JobRun:
 
     async def _edit(self, **kwargs: Any) -> None:
         async with self.edit_lock:
-            if self.message is None:
-                return
-            try:
-                self.message = await self.conversation.edit(self.message, **kwargs)
-            except discord.HTTPException as error:  # a skipped progress edit is harmless
-                log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
+            await self._edit_locked(**kwargs)
+
+    async def _edit_locked(self, **kwargs: Any) -> None:
+        """Edit the progress message; the caller holds ``edit_lock``."""
+        if self.message is None:
+            return
+        try:
+            self.message = await self.conversation.edit(self.message, **kwargs)
+        except discord.HTTPException as error:  # a skipped progress edit is harmless
+            log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
 
     # -- endings -------------------------------------------------------------------------------
     async def failed(self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None) -> None:

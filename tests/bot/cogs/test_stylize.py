@@ -290,3 +290,38 @@ async def test_one_job_per_user_is_refused_ephemerally(make_bot) -> None:
     assert "already have 1 job" in again.response.send_message.call_args.args[0]
     bot.queue.cancel(bot.queue.jobs()[0].job_id)
     await asyncio.wait_for(task, 30)
+
+
+async def test_queue_position_edits_only_fall_and_a_burst_is_one_edit(make_bot) -> None:
+    """Three jobs ahead leave while the waiting user's message edit is slow: the next edit shows where
+    the job is now (1 ahead), not each step (2, then 1), and the number never goes back up."""
+    bot = await make_bot(iterations=100_000)
+    tasks = [await run_until_running(bot, make_interaction(user_id=1))]
+    waiting = [make_interaction(user_id=user_id) for user_id in (2, 3, 4, 5)]
+    for interaction in waiting:
+        tasks.append(asyncio.create_task(run_stylize(bot, interaction)))
+        await wait_for(lambda: bool(interaction.sent_messages))
+    last = waiting[-1]
+    assert "4 jobs ahead" in texts(last.followup.send)[0]
+    gate = asyncio.Event()
+    progress_message = last.sent_messages[0]
+
+    async def slow_edit(**kwargs):
+        await gate.wait()
+        return progress_message
+
+    progress_message.edit.side_effect = slow_edit
+    ahead = [job.job_id for job in bot.queue.jobs()[1:4]]
+    bot.queue.cancel(ahead[0])
+    await wait_for(lambda: progress_message.edit.await_count == 1)  # "3 ahead", held at the gate
+    bot.queue.cancel(ahead[1])
+    bot.queue.cancel(ahead[2])
+    await asyncio.sleep(0.2)  # both announcements are now waiting behind the slow edit
+    gate.set()
+    await wait_for(lambda: progress_message.edit.await_count >= 2)
+    await asyncio.sleep(0.2)
+    shown = [text for text in texts(progress_message.edit) if text.startswith("Queued")]
+    assert shown == ["Queued: 3 jobs ahead of yours.", "Queued: 1 job ahead of yours."]
+    for job in bot.queue.jobs():
+        bot.queue.cancel(job.job_id)
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)

@@ -77,7 +77,7 @@ async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord
             "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
         await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
         fake_discord.expire_interaction(interaction)
-        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=10)
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     assert result.interaction_id is None, "the result must come as a channel message"
     assert fake_discord.alice.mention in result.text()
 

@@ -504,7 +504,7 @@ class FakeDiscord:
         self,
         predicate: Callable[[], Any],
         *,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         message: str = "",
     ) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked after every request, gateway event and

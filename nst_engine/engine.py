@@ -702,7 +702,6 @@ class _EtaModel:
         self.levels = levels
         self.seconds_per_eval: dict[int, float] = {}
         self._steady: dict[int, float] = {}
-        self._predicted: dict[int, float] = {}
         #: The latest observation of each level: (evaluations, iterations, seconds) so far.
         self._last: dict[int, tuple[int, int, float]] = {}
 
@@ -718,8 +717,11 @@ class _EtaModel:
         previous = self._last.get(level.index)
         self._last[level.index] = (evaluations, step, seconds)
         if previous is None:
-            predicted = self._predicted.get(level.index)
-            self.seconds_per_eval[level.index] = predicted if predicted is not None else seconds / evaluations
+            before = self.levels[level.index - 1] if level.index > 0 else None
+            if before is not None and before.index in self.seconds_per_eval:
+                self.seconds_per_eval[level.index] = self._predicted(level, before)
+            else:
+                self.seconds_per_eval[level.index] = seconds / evaluations
         elif evaluations > previous[0]:
             recent = (seconds - previous[2]) / (evaluations - previous[0])
             rate = (1 - self.SMOOTHING) * self.seconds_per_eval[level.index] + self.SMOOTHING * recent
@@ -730,14 +732,15 @@ class _EtaModel:
     def remaining(self, level: _Level, level_step: int) -> float | None:
         if level.index not in self.seconds_per_eval:
             return None
-        current = self.seconds_per_eval[level.index]
-        reference = self._steady.get(level.index, current)
-        total = max(0, level.iterations - level_step) * self.evals_per_iteration * current
+        total = max(0, level.iterations - level_step) * self.seconds_per_eval[level.index]
         for other in self.levels[level.index + 1 :]:
-            per_eval = reference * other.pixels / level.pixels
-            self._predicted[other.index] = per_eval
-            total += other.iterations * self.evals_per_iteration * per_eval
-        return total
+            total += other.iterations * self._predicted(other, level)
+        return total * self.evals_per_iteration
+
+    def _predicted(self, level: _Level, measured: _Level) -> float:
+        """``level``'s cost per evaluation: ``measured``'s fastest steady cost, scaled by pixels."""
+        reference = self._steady.get(measured.index, self.seconds_per_eval[measured.index])
+        return reference * level.pixels / measured.pixels
 
 
 __all__ = [

@@ -530,14 +530,15 @@ class _Run:
         while done < level.iterations:
             finished = self._lbfgs_pass(z, level, unit, level.iterations - done, done, on_iteration)
             done += finished
-            if done < level.iterations:
-                if self.loss_setup.precision == "fp32" and finished == 0:
-                    log.info("level %d converged after %d of %d iterations", level.index + 1, done, level.iterations)
-                    break  # even fp32 sees no decrease: the level has converged
-                if self.loss_setup.precision != "fp32":
-                    log.debug("%s stalled at level %d after %d iterations; continuing in fp32",
-                              self.loss_setup.precision, level.index + 1, done)
-                    self.loss_setup = devices.ComputeSetup(self.setup.device, "fp32")
+            if done >= level.iterations:
+                break
+            if self.loss_setup.precision != "fp32":
+                log.debug("%s stalled at level %d after %d iterations; continuing in fp32",
+                          self.loss_setup.precision, level.index + 1, done)
+                self.loss_setup = devices.ComputeSetup(self.setup.device, "fp32")
+            elif finished == 0:
+                log.info("level %d converged after %d of %d iterations", level.index + 1, done, level.iterations)
+                break  # even fp32 sees no decrease: the level has converged
         if done < level.iterations:
             on_iteration(level.iterations)  # the skipped rest counts as done for progress
         return (z * unit).detach()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from bot.app import NSTBot
 from bot.cogs.stylize import JobRequest
 from bot.settings import Settings

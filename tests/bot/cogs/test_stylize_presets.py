@@ -8,8 +8,8 @@ from pathlib import Path
 from discord import app_commands
 
 from bot.app import NSTBot
-from tests.bot.conftest import cog_of, decode_file, make_attachment, make_interaction, sent_files, tiny_settings
 from nst_engine import presets
+from tests.bot.conftest import cog_of, decode_file, make_attachment, make_interaction, sent_files, tiny_settings
 from tests.helpers.images import content_image, png_bytes, stripes_style
 
 

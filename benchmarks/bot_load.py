@@ -63,25 +63,41 @@ class LoadReport:
 
 
 def _result_count(fake: FakeDiscord, user: FakeUser) -> int:
-    return sum(1 for m in fake.messages.values()
-               if user.mention in m.content and any(a.filename.startswith("stylized-") for a in m.attachments))
+    return sum(
+        1
+        for m in fake.messages.values()
+        if user.mention in m.content and any(a.filename.startswith("stylized-") for a in m.attachments)
+    )
 
 
-async def _one_user(fake: FakeDiscord, user: FakeUser, requests: int, content: bytes, style: bytes,
-                    latencies: list[float], timeout: float) -> int:
+async def _one_user(
+    fake: FakeDiscord,
+    user: FakeUser,
+    requests: int,
+    content: bytes,
+    style: bytes,
+    latencies: list[float],
+    timeout: float,
+) -> int:
     """Send ``requests`` commands one after another; returns how many did not deliver."""
     failures = 0
     for _ in range(requests):
         before = _result_count(fake, user)
         started = time.perf_counter()
-        interaction = await fake.slash_command("stylize", {
-            "content": fake.make_attachment(content, "photo.png", content_type="image/png"),
-            "style": fake.make_attachment(style, "style.png", content_type="image/png"),
-        }, user=user)
+        interaction = await fake.slash_command(
+            "stylize",
+            {
+                "content": fake.make_attachment(content, "photo.png", content_type="image/png"),
+                "style": fake.make_attachment(style, "style.png", content_type="image/png"),
+            },
+            user=user,
+        )
 
         def finished() -> bool:
-            refused = any("already have" in m.text() or "Please wait" in m.text()
-                          for m in fake.messages_for(interaction))
+            refused = any(
+                "already have" in m.text() or "Please wait" in m.text()
+                for m in fake.messages_for(interaction)
+            )
             return _result_count(fake, user) > before or refused
 
         await fake.wait_for(finished, timeout=timeout)
@@ -99,11 +115,20 @@ async def run_load(users: int, requests: int, size: int, iterations: int, timeou
         async with FakeDiscord() as fake:
             with fake.patched_discord():
                 settings = Settings(
-                    data_dir=Path(scratch) / "data", cache_dir=Path(scratch) / "cache",
-                    config_dir=Path(scratch) / "config", concurrency=1, queue_cap=max(20, users * 2),
-                    per_user_limit=1, cooldown_seconds=0.0, progress_interval=1.0, preview_count=0,
-                    sizes={"small": size, "medium": size, "large": size}, iterations=iterations, scales=1,
-                    device="cpu", token=fake.token,
+                    data_dir=Path(scratch) / "data",
+                    cache_dir=Path(scratch) / "cache",
+                    config_dir=Path(scratch) / "config",
+                    concurrency=1,
+                    queue_cap=max(20, users * 2),
+                    per_user_limit=1,
+                    cooldown_seconds=0.0,
+                    progress_interval=1.0,
+                    preview_count=0,
+                    sizes={"small": size, "medium": size, "large": size},
+                    iterations=iterations,
+                    scales=1,
+                    device="cpu",
+                    token=fake.token,
                 )
                 people = [fake.add_member(f"load{i}") for i in range(users)]
                 bot = NSTBot(settings, guild_ready_timeout=0.05)
@@ -111,12 +136,21 @@ async def run_load(users: int, requests: int, size: int, iterations: int, timeou
                     await fake.wait_for(lambda: bot.model_ready.is_set(), timeout=120)
                     latencies: list[float] = []
                     started = time.perf_counter()
-                    failures = await asyncio.gather(*(
-                        _one_user(fake, person, requests, content, style, latencies, timeout) for person in people))
+                    failures = await asyncio.gather(
+                        *(
+                            _one_user(fake, person, requests, content, style, latencies, timeout)
+                            for person in people
+                        )
+                    )
                     seconds = time.perf_counter() - started
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return LoadReport(jobs=len(latencies), failed=sum(failures), seconds=seconds, latencies=latencies,
-                      peak_rss_mib=peak_rss_mib)
+    return LoadReport(
+        jobs=len(latencies),
+        failed=sum(failures),
+        seconds=seconds,
+        latencies=latencies,
+        peak_rss_mib=peak_rss_mib,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one result")
     args = parser.parse_args(argv)
     report = asyncio.run(run_load(args.users, args.requests, args.size, args.iterations, args.timeout))
-    print(f"bot load: {args.users} users x {args.requests} requests, {args.size} px, {args.iterations} iterations")
+    print(
+        f"bot load: {args.users} users x {args.requests} requests, {args.size} px, {args.iterations} iterations"
+    )
     for line in report.lines():
         print("  " + line)
     return 0 if report.failed == 0 else 1

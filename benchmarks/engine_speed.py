@@ -34,8 +34,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nst_engine import StyleParams, stylize  # noqa: E402
-from nst_engine import engine, vgg  # noqa: E402
+from nst_engine import StyleParams, engine, losses, stylize, tensors, vgg  # noqa: E402  # noqa: E402
 from nst_engine.device import resolve  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "images"
@@ -63,7 +62,7 @@ def load(path: Path) -> Image.Image:
 
 
 def dims_for(image: Image.Image, size: int) -> tuple[int, int]:
-    return engine.scaled_dimensions(*image.size, size)
+    return tensors.scaled_dimensions(*image.size, size)
 
 
 def engine_run(content, style, params: StyleParams) -> tuple[engine.Result, float]:
@@ -76,8 +75,12 @@ def engine_seconds_per_eval(content, style, size: int, precision: str, repeats: 
     """Difference of two run lengths, so set-up (targets, model) cancels out."""
     samples = []
     for _ in range(repeats):
-        short, t_short = engine_run(content, style, StyleParams(size=size, iterations=2, scales=1, precision=precision))
-        long, t_long = engine_run(content, style, StyleParams(size=size, iterations=8, scales=1, precision=precision))
+        short, t_short = engine_run(
+            content, style, StyleParams(size=size, iterations=2, scales=1, precision=precision)
+        )
+        long, t_long = engine_run(
+            content, style, StyleParams(size=size, iterations=8, scales=1, precision=precision)
+        )
         samples.append((t_long - t_short) / max(1, long.stats.evaluations - short.stats.evaluations))
     return statistics.median(samples)
 
@@ -107,18 +110,20 @@ class Judge:
         self.dims = dims_for(content, size)
         self.params = StyleParams()
         with torch.no_grad():
-            c = self.model(engine.image_to_tensor(engine.resize(content, self.dims), torch.device("cpu")))
-            s_img = engine.resize(style, dims_for(style, size))
-            s = self.model(engine.image_to_tensor(s_img, torch.device("cpu")))
+            c = self.model(tensors.image_to_tensor(tensors.resize(content, self.dims), torch.device("cpu")))
+            s_img = tensors.resize(style, dims_for(style, size))
+            s = self.model(tensors.image_to_tensor(s_img, torch.device("cpu")))
         self.content_target = c["relu4_2"]
-        self.style_targets = {n: engine.gram_matrix(s[n]) for n in vgg.STYLE_LAYERS}
+        self.style_targets = {n: losses.gram_matrix(s[n]) for n in vgg.STYLE_LAYERS}
 
     def __call__(self, image: Image.Image) -> tuple[float, float]:
-        tensor = engine.image_to_tensor(image.resize(self.dims, Image.Resampling.LANCZOS), torch.device("cpu"))
+        tensor = tensors.image_to_tensor(
+            image.resize(self.dims, Image.Resampling.LANCZOS), torch.device("cpu")
+        )
         with torch.no_grad():
             f = self.model(tensor)
-        content = self.params.content_weight * float(engine.content_loss(f["relu4_2"], self.content_target))
-        style = self.params.style_weight * float(engine.style_loss(f, self.style_targets))
+        content = self.params.content_weight * float(losses.content_loss(f["relu4_2"], self.content_target))
+        style = self.params.style_weight * float(losses.style_loss(f, self.style_targets))
         return content, style
 
 
@@ -153,8 +158,21 @@ def part_eval(args, content, style) -> None:
         pastiche = pastiche_seconds_per_eval(args.content, args.style, size, args.repeats)
         fp32 = engine_seconds_per_eval(content, style, size, "fp32", args.repeats)
         fast = engine_seconds_per_eval(content, style, size, default_precision, args.repeats)
-        for name, seconds in (("pastiche 1.6.0", pastiche), ("engine fp32", fp32), (f"engine {default_precision}", fast)):
-            rows.append([f"{w}x{h}", name, f"{seconds:.3f}", f"{seconds / pastiche:.2f}x", f"{gflop:.0f}", f"{gflop / seconds:.0f}"])
+        for name, seconds in (
+            ("pastiche 1.6.0", pastiche),
+            ("engine fp32", fp32),
+            (f"engine {default_precision}", fast),
+        ):
+            rows.append(
+                [
+                    f"{w}x{h}",
+                    name,
+                    f"{seconds:.3f}",
+                    f"{seconds / pastiche:.2f}x",
+                    f"{gflop:.0f}",
+                    f"{gflop / seconds:.0f}",
+                ]
+            )
     print("\n## Seconds per evaluation (forward + backward, relu4_2 + relu1_1..relu5_1)\n")
     print(table(["size", "run", "s/evaluation", "vs pastiche", "GFLOP/eval", "GFLOP/s"], rows))
 
@@ -163,7 +181,10 @@ def part_quality(args, content, style) -> None:
     size, iterations = args.quality_size, args.iterations
     judge = Judge(content, style, size)
     runs = [
-        ("baseline (1 scale, fp32)", StyleParams(size=size, iterations=iterations, scales=1, precision="fp32")),
+        (
+            "baseline (1 scale, fp32)",
+            StyleParams(size=size, iterations=iterations, scales=1, precision="fp32"),
+        ),
         ("default (pyramid, auto)", StyleParams(size=size, iterations=iterations)),
     ]
     results = []
@@ -182,14 +203,44 @@ def part_quality(args, content, style) -> None:
     rows = []
     for name, params, result, seconds, c, s in results:
         st = result.stats
-        rows.append([
-            f"{st.width}x{st.height}", name, st.precision, st.levels, st.iterations, st.evaluations,
-            f"{seconds:.1f}", f"{seconds / base[3]:.2f}x", f"{c:.4f}", f"{c / base[4]:.2f}x",
-            f"{s:.4f}", f"{s / base[5]:.2f}x",
-        ])
-    print(f"\n## Time to quality at {size} px, {iterations} L-BFGS iterations (losses judged in fp32 at full size)\n")
-    print(table(["size", "mode", "precision", "levels", "iterations", "evaluations", "seconds",
-                 "time vs baseline", "content loss", "vs baseline", "style loss", "vs baseline"], rows))
+        rows.append(
+            [
+                f"{st.width}x{st.height}",
+                name,
+                st.precision,
+                st.levels,
+                st.iterations,
+                st.evaluations,
+                f"{seconds:.1f}",
+                f"{seconds / base[3]:.2f}x",
+                f"{c:.4f}",
+                f"{c / base[4]:.2f}x",
+                f"{s:.4f}",
+                f"{s / base[5]:.2f}x",
+            ]
+        )
+    print(
+        f"\n## Time to quality at {size} px, {iterations} L-BFGS iterations (losses judged in fp32 at full size)\n"
+    )
+    print(
+        table(
+            [
+                "size",
+                "mode",
+                "precision",
+                "levels",
+                "iterations",
+                "evaluations",
+                "seconds",
+                "time vs baseline",
+                "content loss",
+                "vs baseline",
+                "style loss",
+                "vs baseline",
+            ],
+            rows,
+        )
+    )
 
 
 def part_memory(args) -> None:
@@ -197,18 +248,59 @@ def part_memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.png"
         for size in args.memory_sizes:
-            pastiche = [sys.executable, "-m", "pastiche", "-c", str(args.content), "-s", str(args.style),
-                        "-o", str(out), "--size", str(size), "--num-steps", "2", "--device", "cpu", "--no-verbose"]
-            ours = [sys.executable, "-m", "nst_engine", str(args.content), str(args.style), "-o", str(out),
-                    "--size", str(size), "--iterations", "2", "--scales", "1", "--quiet"]
+            pastiche = [
+                sys.executable,
+                "-m",
+                "pastiche",
+                "-c",
+                str(args.content),
+                "-s",
+                str(args.style),
+                "-o",
+                str(out),
+                "--size",
+                str(size),
+                "--num-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-verbose",
+            ]
+            ours = [
+                sys.executable,
+                "-m",
+                "nst_engine",
+                str(args.content),
+                str(args.style),
+                "-o",
+                str(out),
+                "--size",
+                str(size),
+                "--iterations",
+                "2",
+                "--scales",
+                "1",
+                "--quiet",
+            ]
             p_rss, p_wall = child_peak_rss(pastiche)
             o_rss, o_wall = child_peak_rss(ours)
-            rows.append([size, f"{p_rss / GIB:.2f}", f"{o_rss / GIB:.2f}", f"{o_rss / p_rss:.2f}x", f"{p_wall:.1f}", f"{o_wall:.1f}"])
+            rows.append(
+                [
+                    size,
+                    f"{p_rss / GIB:.2f}",
+                    f"{o_rss / GIB:.2f}",
+                    f"{o_rss / p_rss:.2f}x",
+                    f"{p_wall:.1f}",
+                    f"{o_wall:.1f}",
+                ]
+            )
     print("\n## Peak RSS of a whole process (2 iterations; model, targets, optimiser state)\n")
     print(table(["size", "pastiche GiB", "engine GiB", "engine vs pastiche", "pastiche s", "engine s"], rows))
-    print("\nUp to about 512 px both are dominated by what any torch process maps; a straight line "
-          "through these points does not extrapolate. Measure a large size directly, e.g. "
-          "/usr/bin/time -v python -m nst_engine C S -o out.png --size 4096 --iterations 2 --scales 1")
+    print(
+        "\nUp to about 512 px both are dominated by what any torch process maps; a straight line "
+        "through these points does not extrapolate. Measure a large size directly, e.g. "
+        "/usr/bin/time -v python -m nst_engine C S -o out.png --size 4096 --iterations 2 --scales 1"
+    )
 
 
 def part_eta(args, content, style) -> None:
@@ -227,15 +319,25 @@ def part_eta(args, content, style) -> None:
     for fraction in (0.1, 0.25, 0.5, 0.75, 0.9):
         r = next((r for r in reports if r.elapsed >= fraction * total and r.eta is not None), None)
         if r:
-            rows.append([f"{fraction:.0%}", r.step, f"{r.elapsed:.1f}", f"{r.eta:.1f}", f"{r.elapsed + r.eta:.1f}",
-                         f"{abs(r.elapsed + r.eta - total) / total:.0%}"])
+            rows.append(
+                [
+                    f"{fraction:.0%}",
+                    r.step,
+                    f"{r.elapsed:.1f}",
+                    f"{r.eta:.1f}",
+                    f"{r.elapsed + r.eta:.1f}",
+                    f"{abs(r.elapsed + r.eta - total) / total:.0%}",
+                ]
+            )
     print(f"\n## ETA of a default run at {args.eta_size} px (actual total {total:.1f} s)\n")
     print(table(["time into run", "step", "elapsed s", "ETA s", "predicted total s", "error"], rows))
     print(f"\nWorst ETA error after the first 10% of the run: {worst:.0%}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--content", type=Path, default=SHARED / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=SHARED / "starry_night.jpg")
     parser.add_argument("--parts", default="eval,quality,memory,eta")
@@ -253,8 +355,10 @@ def main() -> None:
     content, style = load(args.content), load(args.style)
     parts = args.parts.split(",")
     print(f"# Engine benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, auto precision on CPU: {resolve('cpu', 'auto').precision}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, auto precision on CPU: {resolve('cpu', 'auto').precision}"
+    )
     print(f"content {args.content.name} {content.size[0]}x{content.size[1]}, style {args.style.name}")
     vgg.get_model("caffe", "max", torch.device("cpu"))
     if "eval" in parts:

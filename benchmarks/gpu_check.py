@@ -17,8 +17,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nst_engine import StyleParams, stylize  # noqa: E402
-from nst_engine import vgg  # noqa: E402
+from nst_engine import (  # noqa: E402
+    StyleParams,
+    stylize,
+    vgg,
+)
 from nst_engine.device import resolve  # noqa: E402
 from tests.helpers.images import content_image, stripes_style  # noqa: E402
 
@@ -28,7 +31,9 @@ def seconds_per_eval(content, style, size: int, precision: str) -> tuple[float, 
     for iterations in (3, 13):
         torch.cuda.synchronize()
         started = time.perf_counter()
-        result = stylize(content, [style], StyleParams(size=size, iterations=iterations, scales=1, precision=precision))
+        result = stylize(
+            content, [style], StyleParams(size=size, iterations=iterations, scales=1, precision=precision)
+        )
         torch.cuda.synchronize()
         runs.append((time.perf_counter() - started, result.stats.evaluations, result.stats.peak_memory_bytes))
     (t1, e1, _), (t2, e2, peak) = runs
@@ -47,9 +52,11 @@ def main() -> None:
     vgg.clear_model_cache()
     result = stylize(photo, [painting], StyleParams(size=512))
     torch.cuda.synchronize()
-    print(f"default 512 px run incl. model load: {time.perf_counter() - started:.2f} s "
-          f"({result.stats.iterations} iterations, {result.stats.evaluations} evaluations, "
-          f"{result.stats.levels} levels, {result.stats.precision})")
+    print(
+        f"default 512 px run incl. model load: {time.perf_counter() - started:.2f} s "
+        f"({result.stats.iterations} iterations, {result.stats.evaluations} evaluations, "
+        f"{result.stats.levels} levels, {result.stats.precision})"
+    )
 
     print("| size | precision | s/evaluation | peak GPU GiB |")
     print("|---|---|---|---|")

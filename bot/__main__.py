@@ -64,8 +64,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nst-bot", description="Neural style transfer Discord bot.")
     sub = parser.add_subparsers(dest="command")
     sync = sub.add_parser("sync", help="register the slash commands with Discord, then exit")
-    sync.add_argument("--guild", type=int, default=None,
-                      help="sync to this guild only (instant); without it, globally (up to an hour)")
+    sync.add_argument(
+        "--guild",
+        type=int,
+        default=None,
+        help="sync to this guild only (instant); without it, globally (up to an hour)",
+    )
     return parser.parse_args(argv)
 
 
@@ -109,8 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nst-bot: {error}", file=sys.stderr)
         return 2
     if not settings.token:
-        print(f"nst-bot: set {TOKEN_ENV} (in the environment or the env_file setting) to the bot token",
-              file=sys.stderr)
+        print(
+            f"nst-bot: set {TOKEN_ENV} (in the environment or the env_file setting) to the bot token",
+            file=sys.stderr,
+        )
         return 2
     setup_logging(settings)
     try:

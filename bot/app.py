@@ -45,20 +45,31 @@ def bot_intents() -> discord.Intents:
 class NSTBot(commands.Bot):
     """The style-transfer bot. Everything it needs comes from ``settings``."""
 
-    def __init__(self, settings: Settings, *, catalog: PresetCatalog | None = None,
-                 resolver: PresetResolver | None = None, commands_only: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: PresetCatalog | None = None,
+        resolver: PresetResolver | None = None,
+        commands_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs jobs."""
-        super().__init__(command_prefix=commands.when_mentioned, intents=bot_intents(),
-                         help_command=None, **kwargs)
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None, **kwargs
+        )
         self.settings = settings
         self.catalog = catalog if catalog is not None else _load_catalog(settings)
         cache_dir = settings.cache_dir
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache(cache_dir / "style-targets") if cache_dir is not None else None
         self.store = JobStore(settings.data_dir)
-        self.queue = JobQueue(workers=settings.workers, queue_cap=settings.queue_cap,
-                              per_user_limit=settings.per_user_limit,
-                              cooldown_seconds=settings.cooldown_seconds)
+        self.queue = JobQueue(
+            workers=settings.workers,
+            queue_cap=settings.queue_cap,
+            per_user_limit=settings.per_user_limit,
+            cooldown_seconds=settings.cooldown_seconds,
+        )
         self.model_ready = asyncio.Event()
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active_runs: set[asyncio.Task[Any]] = set()
@@ -103,7 +114,9 @@ class NSTBot(commands.Bot):
                 channel = self.get_channel(record.channel_id) or await self.fetch_channel(record.channel_id)
                 await channel.send(  # type: ignore[union-attr]
                     f"<@{record.user_id}> Sorry, the bot restarted while your picture was being painted; "
-                    "please run /stylize again.", allowed_mentions=discord.AllowedMentions(users=True))
+                    "please run /stylize again.",
+                    allowed_mentions=discord.AllowedMentions(users=True),
+                )
             except (discord.HTTPException, AttributeError) as error:
                 log.warning("could not tell user %s about job %s: %s", record.user_id, record.job_id, error)
 
@@ -123,8 +136,9 @@ class NSTBot(commands.Bot):
         if cog is not None:
             await cog.handle_reaction(payload)  # type: ignore[attr-defined]
 
-    async def on_app_command_error(self, interaction: discord.Interaction,
-                                   error: app_commands.AppCommandError) -> None:
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
         """Log the detail; tell the user something short. Never a traceback in Discord."""
         log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
         text = "Something went wrong on my side; it has been logged."
@@ -150,7 +164,7 @@ class NSTBot(commands.Bot):
         self.store.close()
 
 
-def _load_catalog(settings: Settings) -> "PresetCatalog | None":
+def _load_catalog(settings: Settings) -> PresetCatalog | None:
     path = settings.config_dir / "presets.toml"
     if not path.is_file():
         log.warning("no preset catalogue at %s; presets are off", path)
@@ -167,7 +181,7 @@ def _load_catalog(settings: Settings) -> "PresetCatalog | None":
         return None
 
 
-def _make_resolver(catalog: "PresetCatalog | None", cache_dir: Any) -> "PresetResolver | None":
+def _make_resolver(catalog: PresetCatalog | None, cache_dir: Any) -> PresetResolver | None:
     if catalog is None:
         return None
     from nst_engine.presets import PresetResolver

@@ -68,8 +68,9 @@ class Conversation:
                 await _quietly(self.interaction.delete_original_response())
             self._thinking = False
             try:
-                return await self.interaction.followup.send(content or discord.utils.MISSING, wait=True,
-                                                            ephemeral=ephemeral, **kwargs)
+                return await self.interaction.followup.send(
+                    content or discord.utils.MISSING, wait=True, ephemeral=ephemeral, **kwargs
+                )
             except discord.HTTPException as error:
                 # Creating a followup has only one thing to be missing: the webhook itself.
                 if not (token_gone(error) or isinstance(error, discord.NotFound)):
@@ -81,11 +82,16 @@ class Conversation:
         kwargs.pop("ephemeral", None)
         text = content if content is None or self.interaction is None else f"{self.mention} {content}"
         try:
-            return await self.channel.send(text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs)
+            return await self.channel.send(
+                text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs
+            )
         except discord.Forbidden:
             self.channel_unavailable = True
-            log.warning("no permission to post in channel %s for user %s", getattr(self.channel, "id", "?"),
-                        self.user_id)
+            log.warning(
+                "no permission to post in channel %s for user %s",
+                getattr(self.channel, "id", "?"),
+                self.user_id,
+            )
             return None
 
     async def edit(self, message: Any, **kwargs: Any) -> Any:

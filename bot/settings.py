@@ -62,9 +62,7 @@ class Settings:
     strength_steps: Mapping[str, float] = field(
         default_factory=lambda: {"subtle": 0.5, "normal": 1.0, "strong": 2.0, "extreme": 4.0}
     )
-    sizes: Mapping[str, int] = field(
-        default_factory=lambda: {"small": 256, "medium": 512, "large": 768}
-    )
+    sizes: Mapping[str, int] = field(default_factory=lambda: {"small": 256, "medium": 512, "large": 768})
     default_size: str = "medium"
     default_strength: str = "normal"
     iterations: int = 300
@@ -115,7 +113,9 @@ class Settings:
             raise SettingsError("strength_steps", f"needs exactly the keys {', '.join(STRENGTH_NAMES)}")
         values = [self.strength_steps[name] for name in STRENGTH_NAMES]
         if any(not isinstance(v, (int, float)) or v <= 0 for v in values) or values != sorted(values):
-            raise SettingsError("strength_steps", "multipliers must be > 0 and increase from subtle to extreme")
+            raise SettingsError(
+                "strength_steps", "multipliers must be > 0 and increase from subtle to extreme"
+            )
         if set(self.sizes) != set(SIZE_NAMES):
             raise SettingsError("sizes", f"needs exactly the keys {', '.join(SIZE_NAMES)}")
         for name, px in self.sizes.items():
@@ -227,16 +227,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(bot_table)
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, *, config_dir: Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path | None = None) -> Settings:
     """Build the settings from the TOML layers and the environment; raises :class:`SettingsError`."""
     environ = os.environ if environ is None else environ
     config_dir = Path(environ.get("NST_CONFIG_DIR") or config_dir or default_config_dir())
     names = _field_types()
     values: dict[str, Any] = {}
     layers = [config_dir / "bot.example.toml"]
-    layers.append(Path(environ["NST_BOT_CONFIG"]) if environ.get("NST_BOT_CONFIG") else config_dir / "bot.toml")
+    layers.append(
+        Path(environ["NST_BOT_CONFIG"]) if environ.get("NST_BOT_CONFIG") else config_dir / "bot.toml"
+    )
     for path in layers:
         if path.is_file():
             for key, value in _read_toml(path).items():

@@ -71,8 +71,21 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_result_message ON jobs(result_message_id);
 """
 _COLUMNS = [
-    "job_id", "user_id", "guild_id", "channel_id", "params", "content_path", "style_path", "status",
-    "created_at", "finished_at", "progress_message_id", "result_message_id", "stats", "error", "expired",
+    "job_id",
+    "user_id",
+    "guild_id",
+    "channel_id",
+    "params",
+    "content_path",
+    "style_path",
+    "status",
+    "created_at",
+    "finished_at",
+    "progress_message_id",
+    "result_message_id",
+    "stats",
+    "error",
+    "expired",
 ]
 
 
@@ -157,7 +170,8 @@ class JobStore:
         marks = ", ".join("?" * len(statuses))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", [s.value for s in statuses]
+                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at",
+                [s.value for s in statuses],
             ).fetchall()
         return [self._record(row) for row in rows]
 
@@ -197,10 +211,21 @@ class JobStore:
     @staticmethod
     def _row(record: JobRecord) -> list[Any]:
         return [
-            record.job_id, record.user_id, record.guild_id, record.channel_id, json.dumps(record.params),
-            record.content_path, record.style_path, JobStatus(record.status).value, record.created_at,
-            record.finished_at, record.progress_message_id, record.result_message_id,
-            None if record.stats is None else json.dumps(record.stats), record.error, int(record.expired),
+            record.job_id,
+            record.user_id,
+            record.guild_id,
+            record.channel_id,
+            json.dumps(record.params),
+            record.content_path,
+            record.style_path,
+            JobStatus(record.status).value,
+            record.created_at,
+            record.finished_at,
+            record.progress_message_id,
+            record.result_message_id,
+            None if record.stats is None else json.dumps(record.stats),
+            record.error,
+            int(record.expired),
         ]
 
     @staticmethod

@@ -80,20 +80,51 @@ PARAM_FLAGS: tuple[ParamFlag, ...] = (
     ParamFlag("iterations", "--iterations", "optimiser iterations over all pyramid levels", int, metavar="N"),
     ParamFlag("content_weight", "--content-weight", "weight of the content loss", float, metavar="W"),
     ParamFlag("style_weight", "--style-weight", "weight of the style loss", float, metavar="W"),
-    ParamFlag("tv_weight", "--tv-weight", "weight of the smoothness (total variation) loss", float, metavar="W"),
-    ParamFlag("style_strength", "--style-strength", "multiplier on the style weight: 2 = stronger, 0.5 = subtler", float, metavar="X"),
-    ParamFlag("style_blend", "--style-weights", "blend weights, one per style image, e.g. 0.7,0.3", _float_list, metavar="W,W,..."),
-    ParamFlag("preserve_color", "--preserve-color", "keep the content's colours, transfer only the style's luminance", boolean=True),
+    ParamFlag(
+        "tv_weight", "--tv-weight", "weight of the smoothness (total variation) loss", float, metavar="W"
+    ),
+    ParamFlag(
+        "style_strength",
+        "--style-strength",
+        "multiplier on the style weight: 2 = stronger, 0.5 = subtler",
+        float,
+        metavar="X",
+    ),
+    ParamFlag(
+        "style_blend",
+        "--style-weights",
+        "blend weights, one per style image, e.g. 0.7,0.3",
+        _float_list,
+        metavar="W,W,...",
+    ),
+    ParamFlag(
+        "preserve_color",
+        "--preserve-color",
+        "keep the content's colours, transfer only the style's luminance",
+        boolean=True,
+    ),
     ParamFlag("pooling", "--pooling", "VGG19 pooling", choices=POOLINGS),
     ParamFlag("init", "--init", "image the optimisation starts from", choices=INITS),
-    ParamFlag("init_noise", "--init-noise", "share of seeded noise mixed into the start image (0-1)", float, metavar="X"),
+    ParamFlag(
+        "init_noise",
+        "--init-noise",
+        "share of seeded noise mixed into the start image (0-1)",
+        float,
+        metavar="X",
+    ),
     ParamFlag("optimizer", "--optimizer", "optimiser", choices=OPTIMIZERS),
     ParamFlag("adam_lr", "--adam-lr", "Adam's learning rate, in 0-255 pixel units", float, metavar="LR"),
     ParamFlag("device", "--device", "auto, cpu, cuda, cuda:N or mps", str, metavar="DEV"),
     ParamFlag("precision", "--precision", "arithmetic precision", choices=PRECISIONS),
-    ParamFlag("scales", "--scales", "levels of the coarse-to-fine pyramid (1 = full size only)", int, metavar="N"),
-    ParamFlag("seed", "--seed", "random seed; the same seed gives the same image on the CPU", int, metavar="N"),
-    ParamFlag("weights", "--weights", "VGG19 weights: caffe, torchvision or a state-dict file", str, metavar="W"),
+    ParamFlag(
+        "scales", "--scales", "levels of the coarse-to-fine pyramid (1 = full size only)", int, metavar="N"
+    ),
+    ParamFlag(
+        "seed", "--seed", "random seed; the same seed gives the same image on the CPU", int, metavar="N"
+    ),
+    ParamFlag(
+        "weights", "--weights", "VGG19 weights: caffe, torchvision or a state-dict file", str, metavar="W"
+    ),
 )
 
 
@@ -111,11 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="CONTENT, then zero or more STYLE images")
-    parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="where to write the painting (.png, .jpg or .webp)")
-    parser.add_argument("-p", "--preset", action="append", default=[], metavar="NAME", help="use a preset painting as a style (repeatable)")
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="OUT", help="where to write the painting (.png, .jpg or .webp)"
+    )
+    parser.add_argument(
+        "-p",
+        "--preset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="use a preset painting as a style (repeatable)",
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the preset paintings and exit")
-    parser.add_argument("--config-dir", type=Path, metavar="DIR", help="directory of presets.toml (default: $NST_CONFIG_DIR or the checkout's config/)")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache for presets and style targets (default: $NST_CACHE_DIR or ~/.cache/nst-engine)")
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory of presets.toml (default: $NST_CONFIG_DIR or the checkout's config/)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="cache for presets and style targets (default: $NST_CACHE_DIR or ~/.cache/nst-engine)",
+    )
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the run's statistics as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -124,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in PARAM_FLAGS:
         help_text = f"{spec.help} (default: {_show_default(defaults[spec.field])})"
         if spec.boolean:
-            group.add_argument(spec.flag, dest=spec.field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                spec.flag,
+                dest=spec.field,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
         else:
             group.add_argument(
                 spec.flag, dest=spec.field, type=spec.type, choices=spec.choices, metavar=spec.metavar,
@@ -170,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NSTError as error:  # e.g. WeightsUnavailable: not the user's input, still explainable
         _fail(str(error))
         return EXIT_FAILED
-    except Exception as error:  # noqa: BLE001 - the one place that turns surprises into a line
+    except Exception as error:
         if os.environ.get("NST_DEBUG"):
             raise
         _fail(f"unexpected {type(error).__name__}: {error} (set NST_DEBUG=1 for a traceback)")
@@ -183,7 +239,7 @@ def _with_flag_name(error: ParameterError) -> str:
     flags = {spec.field: spec.flag for spec in PARAM_FLAGS}
     prefix = f"{error.parameter}:"
     if error.parameter in flags and message.startswith(prefix):
-        return f"{flags[error.parameter]}:{message[len(prefix):]}"
+        return f"{flags[error.parameter]}:{message[len(prefix) :]}"
     return message
 
 
@@ -305,7 +361,9 @@ def _style_target_cache(cache_dir: Path) -> Any:
     return StyleTargetCache(cache_dir / "style-targets")
 
 
-def _run_with_progress(content: Image.Image, styles: list[Any], params: StyleParams, *, style_cache: Any, quiet: bool) -> Any:
+def _run_with_progress(
+    content: Image.Image, styles: list[Any], params: StyleParams, *, style_cache: Any, quiet: bool
+) -> Any:
     """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
     from tqdm import tqdm
 
@@ -333,7 +391,9 @@ def _run_with_progress(content: Image.Image, styles: list[Any], params: StylePar
 
     def work() -> None:
         try:
-            outcome["result"] = stylize(content, styles, params, progress=on_progress, cancel=cancel, style_cache=style_cache)
+            outcome["result"] = stylize(
+                content, styles, params, progress=on_progress, cancel=cancel, style_cache=style_cache
+            )
         except BaseException as error:  # handed to the main thread, which decides what it means
             outcome["error"] = error
         finally:
@@ -379,4 +439,4 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise _WriteFailed(f"cannot write {path}: {error.strerror or error}") from None
 
 
-__all__ = ["main", "build_parser", "params_from_args", "PARAM_FLAGS", "OUTPUT_FORMATS"]
+__all__ = ["OUTPUT_FORMATS", "PARAM_FLAGS", "build_parser", "main", "params_from_args"]

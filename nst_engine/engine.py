@@ -23,7 +23,17 @@ from . import device as devices
 from . import vgg
 from .cache import StyleTargetCache
 from .errors import Cancelled, InvalidImage, ParameterError
+from .eta import EtaModel
+from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .params import MIN_SIZE, StyleParams
+from .tensors import (
+    image_to_tensor,
+    luminance_as_rgb,
+    resize,
+    scaled_dimensions,
+    tensor_to_image,
+    with_chroma_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,124 +163,6 @@ def stylize(
         style_cache=style_cache,
     )
     return run.execute()
-
-
-# ---------------------------------------------------------------------------- losses
-class _Gram(torch.autograd.Function):
-    """``flat^T @ flat`` for ``flat`` of shape (N, positions, C), with a one-product backward.
-
-    Autograd's own backward of ``x^T x`` computes two products (one per operand) and adds them;
-    the Gram matrix is symmetric in its operands, so one product with the symmetrised gradient
-    gives the same result: about 5% of an evaluation at 512 px on a CPU.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, flat: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(flat)
-        return flat.transpose(1, 2) @ flat
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (flat,) = ctx.saved_tensors
-        return flat @ (grad + grad.transpose(1, 2)).to(flat.dtype)
-
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Channel correlations averaged over positions: independent of the image's size.
-
-    The product runs in the features' own precision (bf16 under autocast: a tenth of an
-    evaluation saved, with matmul accumulating in fp32 anyway); the result is fp32.
-    """
-    n, c, h, w = features.shape
-    if features.is_contiguous(memory_format=torch.channels_last):
-        # (N, H*W, C) is a free view of channels_last memory; the gradient comes back in the
-        # same layout, instead of a copy forward and a slow mixed-layout add backward.
-        flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
-    else:
-        flat = features.reshape(n, c, h * w).transpose(1, 2)
-    return _Gram.apply(flat).float() / (h * w)
-
-
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error relative to the target's mean energy (size-independent)."""
-    return (features.float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-8)
-
-
-def style_loss(
-    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
-) -> torch.Tensor:
-    """Average over layers of the relative squared Frobenius distance between Grams."""
-    total = torch.zeros((), device=next(iter(targets.values())).device)
-    for name, target in targets.items():
-        gram = gram_matrix(features[name])
-        total = total + (gram - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-8)
-    return total / len(targets)
-
-
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Squared total variation of the image in 0-1 units, averaged over pixels."""
-    x = image / 255.0
-    dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).pow(2).mean()
-    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
-    return dx + dy
-
-
-# ---------------------------------------------------------------------------- image helpers
-def image_to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
-    """PIL RGB -> (1, 3, H, W) float32 in 0-255."""
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    tensor = data.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0)
-    return tensor.to(device=device, dtype=torch.float32).contiguous()
-
-
-def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
-    array = tensor.detach()[0].float().clamp(0, 255).round().to(torch.uint8)
-    array = array.permute(1, 2, 0).contiguous().cpu()
-    return Image.frombytes("RGB", (array.shape[1], array.shape[0]), array.numpy().tobytes())
-
-
-def scaled_dimensions(width: int, height: int, longest: int) -> tuple[int, int]:
-    scale = longest / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def resize(image: Image.Image, dims: tuple[int, int]) -> Image.Image:
-    if image.size == dims:
-        return image
-    return image.resize(dims, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-# YIQ: luminance (Y) and chroma (I, Q), for colour preservation (Gatys et al. 2016).
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
-)
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
-
-
-def _color_transform(tensor: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", matrix.to(tensor.device), tensor)
-
-
-def luminance(tensor: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) RGB -> (1, 1, H, W) luminance, in the same units."""
-    return _color_transform(tensor, _RGB_TO_YIQ)[:, :1]
-
-
-def luminance_as_rgb(tensor: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
-    """A grey RGB image of ``tensor``'s luminance, optionally matched in mean and spread to
-    ``match``'s luminance (so a dark painting's strokes land on a bright photo's tones)."""
-    y = luminance(tensor)
-    if match is not None:
-        ref = luminance(match)
-        y = (y - y.mean()) / y.std().clamp_min(1e-5) * ref.std() + ref.mean()
-    return y.expand(-1, 3, -1, -1).clamp(0, 255).contiguous()
-
-
-def with_chroma_of(luma_image: torch.Tensor, colour_source: torch.Tensor) -> torch.Tensor:
-    """Keep ``luma_image``'s luminance and ``colour_source``'s chroma (same size)."""
-    yiq = _color_transform(colour_source, _RGB_TO_YIQ)
-    yiq = torch.cat([luminance(luma_image), yiq[:, 1:]], dim=1)
-    return _color_transform(yiq, _YIQ_TO_RGB)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -494,7 +386,9 @@ class _Run:
         self.last_losses = (c.detach(), s.detach(), t.detach(), total.detach())
         return total
 
-    def _optimise(self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]) -> torch.Tensor:
+    def _optimise(
+        self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]
+    ) -> torch.Tensor:
         if self.params.optimizer == "adam":
             image = image.detach().requires_grad_(True)
             self.current = image
@@ -533,18 +427,29 @@ class _Run:
             if done >= level.iterations:
                 break
             if self.loss_setup.precision != "fp32":
-                log.debug("%s stalled at level %d after %d iterations; continuing in fp32",
-                          self.loss_setup.precision, level.index + 1, done)
+                log.debug(
+                    "%s stalled at level %d after %d iterations; continuing in fp32",
+                    self.loss_setup.precision,
+                    level.index + 1,
+                    done,
+                )
                 self.loss_setup = devices.ComputeSetup(self.setup.device, "fp32")
             elif finished == 0:
-                log.info("level %d converged after %d of %d iterations", level.index + 1, done, level.iterations)
+                log.info(
+                    "level %d converged after %d of %d iterations", level.index + 1, done, level.iterations
+                )
                 break  # even fp32 sees no decrease: the level has converged
         if done < level.iterations:
             on_iteration(level.iterations)  # the skipped rest counts as done for progress
         return (z * unit).detach()
 
     def _lbfgs_pass(
-        self, z: torch.Tensor, level: _Level, unit: float, iterations: int, offset: int,
+        self,
+        z: torch.Tensor,
+        level: _Level,
+        unit: float,
+        iterations: int,
+        offset: int,
         on_iteration: Callable[[int], None],
     ) -> int:
         """One L-BFGS run of at most ``iterations``; returns how many it finished."""
@@ -593,7 +498,7 @@ class _Run:
         levels = self._prepare_levels()
         total = sum(level.iterations for level in levels)
         done_before = 0
-        eta = _EtaModel(levels)
+        eta = EtaModel(levels)
         image: torch.Tensor | None = None
         for level in levels:
             if image is None:
@@ -643,15 +548,17 @@ class _Run:
         level: _Level,
         levels: int,
         started: float,
-        eta: "_EtaModel",
+        eta: EtaModel,
         level_step: int,
     ) -> None:
         if self.progress is None:
             return
         preview = None
         end_of_level = level_step >= level.iterations
-        if self.preview_every and self.current is not None and (
-            step % self.preview_every == 0 or end_of_level
+        if (
+            self.preview_every
+            and self.current is not None
+            and (step % self.preview_every == 0 or end_of_level)
         ):
             shown = self.current.detach()
             if self.params.preserve_color:
@@ -679,80 +586,11 @@ class _Run:
         )
 
 
-class _EtaModel:
-    """Seconds left = evaluations left at each level x seconds per evaluation there.
-
-    The current level's cost is measured, following the recent evaluations (a level can switch to
-    fp32 near its end, see ``_optimise_lbfgs``). A level not reached yet is predicted from the
-    current one's fastest steady cost, scaled by pixels: an evaluation's cost grows with the pixel
-    count (measured 3.95x from 256 to 512 px on a CPU; on a GPU, where small sizes are dominated
-    by fixed overheads, this errs long, and the estimate corrects itself at the next level). A
-    single timed forward pass, tried before, was too noisy at 128 px to predict from. A level's
-    first evaluation pays one-off set-up at the new size, so a level starts from the cost
-    predicted for it. Evaluations per iteration are counted over the whole run: L-BFGS's first
-    iterations at each level take several, the later ones one.
-    """
-
-    #: Weight of the newest interval in the running cost per evaluation: recent enough to follow
-    #: a level that switches to fp32, smooth enough to ignore jitter.
-    SMOOTHING = 0.2
-    #: Evaluations at a level before its cost counts as steady enough to predict the others from.
-    STEADY_AFTER = 4
-
-    def __init__(self, levels: list[_Level]) -> None:
-        self.levels = levels
-        self.seconds_per_eval: dict[int, float] = {}
-        self._steady: dict[int, float] = {}
-        #: The latest observation of each level: (evaluations, iterations, seconds) so far.
-        self._last: dict[int, tuple[int, int, float]] = {}
-
-    @property
-    def evals_per_iteration(self) -> float:
-        evaluations = sum(e for e, _, _ in self._last.values())
-        iterations = sum(i for _, i, _ in self._last.values())
-        return max(1.0, evaluations / iterations) if iterations else 1.15
-
-    def observe(self, level: _Level, step: int, evaluations: int, seconds: float) -> None:
-        if evaluations < 1 or step < 1:
-            return
-        previous = self._last.get(level.index)
-        self._last[level.index] = (evaluations, step, seconds)
-        if previous is None:
-            before = self.levels[level.index - 1] if level.index > 0 else None
-            if before is not None and before.index in self.seconds_per_eval:
-                self.seconds_per_eval[level.index] = self._predicted(level, before)
-            else:
-                self.seconds_per_eval[level.index] = seconds / evaluations
-        elif evaluations > previous[0]:
-            recent = (seconds - previous[2]) / (evaluations - previous[0])
-            rate = (1 - self.SMOOTHING) * self.seconds_per_eval[level.index] + self.SMOOTHING * recent
-            self.seconds_per_eval[level.index] = rate
-            if evaluations >= self.STEADY_AFTER:
-                self._steady[level.index] = min(rate, self._steady.get(level.index, rate))
-
-    def remaining(self, level: _Level, level_step: int) -> float | None:
-        if level.index not in self.seconds_per_eval:
-            return None
-        total = max(0, level.iterations - level_step) * self.seconds_per_eval[level.index]
-        for other in self.levels[level.index + 1 :]:
-            total += other.iterations * self._predicted(other, level)
-        return total * self.evals_per_iteration
-
-    def _predicted(self, level: _Level, measured: _Level) -> float:
-        """``level``'s cost per evaluation: ``measured``'s fastest steady cost, scaled by pixels."""
-        reference = self._steady.get(measured.index, self.seconds_per_eval[measured.index])
-        return reference * level.pixels / measured.pixels
-
-
 __all__ = [
     "Progress",
     "Result",
     "RunStats",
     "StyleImage",
-    "content_loss",
-    "gram_matrix",
     "preload",
-    "style_loss",
     "stylize",
-    "tv_loss",
 ]

@@ -33,9 +33,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (PNG, JPEG, WebP, GIF, BMP, TIFF)."
-SVG_MESSAGE = (
-    "SVG (vector) images aren't supported; please send a PNG, JPEG, WebP or GIF image instead."
-)
+SVG_MESSAGE = "SVG (vector) images aren't supported; please send a PNG, JPEG, WebP or GIF image instead."
 EMPTY_MESSAGE = "The file is empty (0 bytes); please send the image again."
 TRUNCATED_MESSAGE = (
     "This image is damaged or incomplete (the file may have been cut off); please send it again."
@@ -116,9 +114,7 @@ def _read_source(source: ImageSource, *, max_bytes: int | None) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if max_bytes is not None and len(data) > max_bytes:
-            raise InvalidImage(
-                f"The file is {_bytes_text(len(data))}; the limit is {limit_text}."
-            )
+            raise InvalidImage(f"The file is {_bytes_text(len(data))}; the limit is {limit_text}.")
         return data
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"decode_image needs bytes or a path, not {type(source).__name__}")
@@ -154,9 +150,7 @@ def _looks_like_svg(data: bytes) -> bool:
     return b"<svg" in head or b"<!doctype svg" in head
 
 
-def _check_dimensions(
-    size: tuple[int, int], max_pixels: int, min_side: int, max_aspect_ratio: float
-) -> None:
+def _check_dimensions(size: tuple[int, int], max_pixels: int, min_side: int, max_aspect_ratio: float) -> None:
     """Refuse from the header: too many pixels, a side too short, or a banner-like shape."""
     width, height = size
     if width * height > max_pixels:
@@ -227,7 +221,7 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
             )
             if converted is not None:
                 return converted
-        except Exception:  # noqa: BLE001 - a bad profile must not make a readable image fail
+        except Exception:
             pass
     return image.convert("RGB")
 
@@ -251,7 +245,7 @@ def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
 def _float_grey_to_rgb(image: Image.Image) -> Image.Image:
     """Float greyscale: 0..1 is the usual convention; anything else is stretched to fit."""
     low, high = image.getextrema()
-    if 0.0 <= low and high <= 1.0:
+    if low >= 0.0 and high <= 1.0:
         scaled = image.point(lambda value: value * 255)
     else:
         span = max(1e-12, high - low)

@@ -109,9 +109,7 @@ class StyleParams:
         _check_int("scales", self.scales, 1, 8)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if not isinstance(self.device, str) or not _valid_device_string(self.device):
-            raise ParameterError(
-                "device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
-            )
+            raise ParameterError("device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not isinstance(self.weights, str) or not self.weights:
             raise ParameterError("weights", "must be caffe, torchvision or a file path")
         if self.weights not in NAMED_WEIGHTS and not Path(self.weights).expanduser().is_file():
@@ -120,7 +118,7 @@ class StyleParams:
             )
 
     # ------------------------------------------------------------------ helpers
-    def replace(self, **changes: Any) -> "StyleParams":
+    def replace(self, **changes: Any) -> StyleParams:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)
 
@@ -131,7 +129,7 @@ class StyleParams:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StyleParams":
+    def from_dict(cls, data: dict[str, Any]) -> StyleParams:
         """Build params from a mapping (a JSON record, a config table); unknown keys are errors."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
@@ -182,4 +180,4 @@ def _valid_device_string(device: str) -> bool:
     return prefix == "cuda" and index.isdigit()
 
 
-__all__ = ["StyleParams", "POOLINGS", "INITS", "OPTIMIZERS", "PRECISIONS", "MIN_SIZE", "MAX_SIZE"]
+__all__ = ["INITS", "MAX_SIZE", "MIN_SIZE", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "StyleParams"]

@@ -195,7 +195,7 @@ class PresetCatalog:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> "PresetCatalog":
+    def load(cls, path: str | os.PathLike[str] | None = None) -> PresetCatalog:
         """Read and validate a catalogue file (default: ``<config dir>/presets.toml``)."""
         path = Path(path) if path is not None else default_catalog_path()
         try:
@@ -212,7 +212,7 @@ class PresetCatalog:
     @classmethod
     def from_mapping(
         cls, data: Mapping[str, Any], *, origin: str = "<presets>", base_dir: Path | None = None
-    ) -> "PresetCatalog":
+    ) -> PresetCatalog:
         """Build a catalogue from parsed TOML: ``{"preset": [{name, title, ...}, ...]}``."""
         unknown = sorted(set(data) - {"preset"})
         if unknown:
@@ -426,7 +426,9 @@ class PresetResolver:
         try:
             return decode_image(data, max_bytes=self.max_bytes)
         except InvalidImage as error:
-            raise self._download_error(preset, preset.source, f"the download is not a usable image: {error}", path) from None
+            raise self._download_error(
+                preset, preset.source, f"the download is not a usable image: {error}", path
+            ) from None
 
     def _url_problem(self, url: str) -> str | None:
         """Why the resolver refuses to fetch ``url`` (a source or a redirect target), or None."""
@@ -456,12 +458,14 @@ class PresetResolver:
         except _Refused as refused:
             raise self._download_error(preset, url, str(refused), path) from None
         except urllib.error.HTTPError as error:
-            raise self._download_error(preset, url, f"the server answered HTTP {error.code} {error.reason}", path) from None
+            raise self._download_error(
+                preset, url, f"the server answered HTTP {error.code} {error.reason}", path
+            ) from None
         except urllib.error.URLError as error:
             reason = error.reason
             why = "timed out" if isinstance(reason, (socket.timeout, TimeoutError)) else str(reason)
             raise self._download_error(preset, url, f"no connection ({why})", path) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise self._download_error(preset, url, f"timed out after {self.timeout:g} s", path) from None
         except OSError as error:  # connection reset mid-body, etc.
             raise self._download_error(preset, url, f"the connection failed ({error})", path) from None

@@ -115,7 +115,7 @@ def _torch_load(path: Path) -> Mapping[str, torch.Tensor]:
 def _features_subset(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Accept a whole torchvision vgg19 state dict or one of ``features`` alone."""
     if any(key.startswith("features.") for key in state):
-        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     return dict(state)
 
 

@@ -62,13 +62,23 @@ class JobRequest:
     preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strength": self.strength, "size": self.size, "preserve_color": self.preserve_color,
-                "seed": self.seed, "preset": self.preset}
+        return {
+            "strength": self.strength,
+            "size": self.size,
+            "preserve_color": self.preserve_color,
+            "seed": self.seed,
+            "preset": self.preset,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobRequest":
-        return cls(**{key: data[key] for key in ("strength", "size", "preserve_color", "seed", "preset")
-                      if key in data})
+    def from_dict(cls, data: dict[str, Any]) -> JobRequest:
+        return cls(
+            **{
+                key: data[key]
+                for key in ("strength", "size", "preserve_color", "seed", "preset")
+                if key in data
+            }
+        )
 
 
 def friendly_error(error: BaseException) -> str:
@@ -80,26 +90,37 @@ def friendly_error(error: BaseException) -> str:
     if isinstance(error, NSTError):
         return f"That didn't work: {error}"
     text = str(error).lower()
-    if isinstance(error, (RuntimeError, MemoryError)) and ("out of memory" in text or isinstance(error, MemoryError)):
+    if isinstance(error, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or isinstance(error, MemoryError)
+    ):
         return "The painter ran out of memory; try a smaller size."
     return "Something went wrong on my side; it has been logged. Please try again later."
 
 
 # ---------------------------------------------------------------------------- buttons
-class RerunButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                  template=r"nst:(?P<action>stronger|weaker|reroll):(?P<job_id>[0-9a-f]{8,32})"):
+class RerunButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"nst:(?P<action>stronger|weaker|reroll):(?P<job_id>[0-9a-f]{8,32})",
+):
     """Stronger / Weaker / Re-roll on a result; the job id in ``custom_id`` survives restarts."""
 
     LABELS = {Rerun.STRONGER: "Stronger", Rerun.WEAKER: "Weaker", Rerun.REROLL: "Re-roll"}
 
     def __init__(self, action: Rerun, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label=self.LABELS[action], style=discord.ButtonStyle.secondary,
-                                           custom_id=f"nst:{action.value}:{job_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label=self.LABELS[action],
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"nst:{action.value}:{job_id}",
+            )
+        )
         self.action = action
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> "RerunButton":
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+    ) -> RerunButton:
         return cls(Rerun(match["action"]), match["job_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -107,16 +128,23 @@ class RerunButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         await cog.handle_rerun_button(interaction, self.job_id, self.action)
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:cancel:(?P<job_id>[0-9a-f]{8,32})"):
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:cancel:(?P<job_id>[0-9a-f]{8,32})"
+):
     """Cancel on a progress message; only the requester or a member with Manage Messages."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Cancel", style=discord.ButtonStyle.danger,
-                                           custom_id=f"nst:cancel:{job_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"nst:cancel:{job_id}"
+            )
+        )
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> "CancelButton":
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+    ) -> CancelButton:
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -136,7 +164,7 @@ def cancel_view(job_id: str) -> discord.ui.View:
     return view
 
 
-def _cog_of(interaction: discord.Interaction) -> "StylizeCog":
+def _cog_of(interaction: discord.Interaction) -> StylizeCog:
     cog = interaction.client.get_cog("StylizeCog")  # type: ignore[attr-defined]
     assert isinstance(cog, StylizeCog)
     return cog
@@ -146,16 +174,18 @@ def _cog_of(interaction: discord.Interaction) -> "StylizeCog":
 class StylizeCog(commands.Cog):
     """Owns the user-facing commands; the bot (``NSTBot``) owns settings, store and queue."""
 
-    def __init__(self, bot: "NSTBot") -> None:
+    def __init__(self, bot: NSTBot) -> None:
         self.bot = bot
         self.settings = bot.settings
         #: /presets thumbnails by (file, modification time).
         self._thumbnail_cache: dict[tuple[str, int], EncodedImage] = {}
         self.stylize_command = self._build_stylize_command()
         self.presets_command = app_commands.Command(
-            name="presets", description="List the preset paintings", callback=self._presets_callback())
+            name="presets", description="List the preset paintings", callback=self._presets_callback()
+        )
         self.context_menu = app_commands.ContextMenu(
-            name="Stylize with preset\u2026", callback=self._context_callback())
+            name="Stylize with preset\u2026", callback=self._context_callback()
+        )
 
     async def cog_load(self) -> None:
         for command in (self.stylize_command, self.presets_command, self.context_menu):
@@ -170,31 +200,55 @@ class StylizeCog(commands.Cog):
     def _build_stylize_command(self) -> app_commands.Command[Any, ..., Any]:
         cog = self
         strengths = [app_commands.Choice(name=name, value=name) for name in STRENGTH_NAMES]
-        sizes = [app_commands.Choice(name=f"{name} ({self.settings.sizes[name]} px)", value=name)
-                 for name in SIZE_NAMES]
+        sizes = [
+            app_commands.Choice(name=f"{name} ({self.settings.sizes[name]} px)", value=name)
+            for name in SIZE_NAMES
+        ]
 
-        @app_commands.describe(content="Your photo", style="A painting to copy the style of",
-                               preset="A preset painting instead of a style image",
-                               strength="How strongly to apply the style", size="Output size",
-                               preserve_colors="Keep your photo's colours")
+        @app_commands.describe(
+            content="Your photo",
+            style="A painting to copy the style of",
+            preset="A preset painting instead of a style image",
+            strength="How strongly to apply the style",
+            size="Output size",
+            preserve_colors="Keep your photo's colours",
+        )
         @app_commands.choices(strength=strengths, size=sizes)
-        async def stylize(interaction: discord.Interaction, content: discord.Attachment,
-                          style: discord.Attachment | None = None, preset: str | None = None,
-                          strength: str | None = None, size: str | None = None,
-                          preserve_colors: bool = False) -> None:
-            await cog.handle_stylize(interaction, content, style=style, preset=preset, strength=strength,
-                                     size=size, preserve_colors=preserve_colors)
+        async def stylize(
+            interaction: discord.Interaction,
+            content: discord.Attachment,
+            style: discord.Attachment | None = None,
+            preset: str | None = None,
+            strength: str | None = None,
+            size: str | None = None,
+            preserve_colors: bool = False,
+        ) -> None:
+            await cog.handle_stylize(
+                interaction,
+                content,
+                style=style,
+                preset=preset,
+                strength=strength,
+                size=size,
+                preserve_colors=preserve_colors,
+            )
 
         catalog = self.bot.catalog
         if catalog is not None and 0 < len(catalog) <= 25:
-            stylize = app_commands.choices(preset=[
-                app_commands.Choice(name=p.label[:100], value=p.name) for p in catalog])(stylize)
+            stylize = app_commands.choices(
+                preset=[app_commands.Choice(name=p.label[:100], value=p.name) for p in catalog]
+            )(stylize)
         else:
-            async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+
+            async def complete(
+                interaction: discord.Interaction, current: str
+            ) -> list[app_commands.Choice[str]]:
                 return cog.preset_suggestions(current)
+
             stylize = app_commands.autocomplete(preset=complete)(stylize)
-        return app_commands.Command(name="stylize", description="Paint your photo in the style of a painting",
-                                    callback=stylize)
+        return app_commands.Command(
+            name="stylize", description="Paint your photo in the style of a painting", callback=stylize
+        )
 
     def preset_suggestions(self, current: str) -> list[app_commands.Choice[str]]:
         catalog = self.bot.catalog
@@ -209,6 +263,7 @@ class StylizeCog(commands.Cog):
 
         async def presets(interaction: discord.Interaction) -> None:
             await cog.handle_presets(interaction)
+
         return presets
 
     def _context_callback(self) -> Any:
@@ -216,6 +271,7 @@ class StylizeCog(commands.Cog):
 
         async def stylize_with_preset(interaction: discord.Interaction, message: discord.Message) -> None:
             await cog.handle_context_menu(interaction, message)
+
         return stylize_with_preset
 
     # ------------------------------------------------------------------ /presets
@@ -234,7 +290,7 @@ class StylizeCog(commands.Cog):
         thumbnails = await asyncio.get_running_loop().run_in_executor(None, self._preset_thumbnails, entries)
         for start in range(0, len(entries), EMBEDS_PER_MESSAGE):
             embeds, files = [], []
-            for preset in entries[start:start + EMBEDS_PER_MESSAGE]:
+            for preset in entries[start : start + EMBEDS_PER_MESSAGE]:
                 embed = discord.Embed(title=preset.title[:256], description=f"{preset.artist}, {preset.year}")
                 embed.add_field(name="Use it with", value=f"`/stylize preset:{preset.name}`")
                 embed.set_footer(text=preset.licence[:200])
@@ -275,9 +331,15 @@ class StylizeCog(commands.Cog):
 
     # ------------------------------------------------------------------ /stylize
     async def handle_stylize(
-        self, interaction: discord.Interaction, content: discord.Attachment, *,
-        style: discord.Attachment | None = None, preset: str | None = None, strength: str | None = None,
-        size: str | None = None, preserve_colors: bool = False,
+        self,
+        interaction: discord.Interaction,
+        content: discord.Attachment,
+        *,
+        style: discord.Attachment | None = None,
+        preset: str | None = None,
+        strength: str | None = None,
+        size: str | None = None,
+        preserve_colors: bool = False,
     ) -> None:
         """The /stylize handler (tests call it directly with spec'd mocks)."""
         strength = strength or self.settings.default_strength
@@ -291,7 +353,9 @@ class StylizeCog(commands.Cog):
         except JobRefused as refusal:
             await interaction.response.send_message(str(refusal), ephemeral=True)
             return
-        too_large = self._oversized(content, "photo") or (self._oversized(style, "style image") if style else None)
+        too_large = self._oversized(content, "photo") or (
+            self._oversized(style, "style image") if style else None
+        )
         if too_large:  # refused before anything is downloaded, and privately
             await interaction.response.send_message(too_large, ephemeral=True)
             return
@@ -301,12 +365,20 @@ class StylizeCog(commands.Cog):
             content_image = await self._download(content, "photo")
             style_image = await self._download(style, "style image") if style is not None else None
         except InvalidImage as error:
-            await conversation.send(f"I can't use that {error.args[1] if len(error.args) > 1 else 'image'}: "
-                                    f"{error.args[0]}", ephemeral=True)
+            await conversation.send(
+                f"I can't use that {error.args[1] if len(error.args) > 1 else 'image'}: {error.args[0]}",
+                ephemeral=True,
+            )
             return
         request = JobRequest(strength=strength, size=size, preserve_color=preserve_colors, preset=preset)
-        await self.start_job(conversation, content_image, style_image, request,
-                             guild_id=interaction.guild_id, channel_id=interaction.channel_id)
+        await self.start_job(
+            conversation,
+            content_image,
+            style_image,
+            request,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+        )
 
     def _check_choices(self, style: Any, preset: str | None, strength: str, size: str) -> str | None:
         if (style is None) == (preset is None):
@@ -327,7 +399,7 @@ class StylizeCog(commands.Cog):
             return f"I can't use that {what}: it is larger than {cap / (1024 * 1024):.0f} MiB."
         return None
 
-    async def _download(self, attachment: discord.Attachment, what: str) -> "Image.Image":
+    async def _download(self, attachment: discord.Attachment, what: str) -> Image.Image:
         """Size-check (before downloading), download and decode one attachment."""
         cap = self.settings.max_attachment_bytes
         if attachment.size > cap:
@@ -339,13 +411,20 @@ class StylizeCog(commands.Cog):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                None, lambda: decode_image(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap))
+                None, lambda: decode_image(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap)
+            )
         except InvalidImage as error:
             raise InvalidImage(str(error), what) from None
 
-    def _conversation(self, interaction: discord.Interaction | None, channel: Any, user_id: int) -> Conversation:
-        return Conversation(interaction=interaction, channel=channel, user_id=user_id,
-                            token_seconds=self.settings.interaction_token_seconds)
+    def _conversation(
+        self, interaction: discord.Interaction | None, channel: Any, user_id: int
+    ) -> Conversation:
+        return Conversation(
+            interaction=interaction,
+            channel=channel,
+            user_id=user_id,
+            token_seconds=self.settings.interaction_token_seconds,
+        )
 
     # ------------------------------------------------------------------ context menu
     async def handle_context_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -357,9 +436,15 @@ class StylizeCog(commands.Cog):
         if catalog is None or len(catalog) == 0:
             await interaction.response.send_message("No presets are configured.", ephemeral=True)
             return
-        select = discord.ui.Select(placeholder="Choose a painting", options=[
-            discord.SelectOption(label=p.title[:100], description=f"{p.artist}, {p.year}"[:100], value=p.name)
-            for p in list(catalog)[:25]])
+        select = discord.ui.Select(
+            placeholder="Choose a painting",
+            options=[
+                discord.SelectOption(
+                    label=p.title[:100], description=f"{p.artist}, {p.year}"[:100], value=p.name
+                )
+                for p in list(catalog)[:25]
+            ],
+        )
         attachment = images[0]
 
         async def chosen(choice: discord.Interaction) -> None:
@@ -367,6 +452,7 @@ class StylizeCog(commands.Cog):
                 await choice.response.send_message("This menu is not yours.", ephemeral=True)
                 return
             await self.handle_stylize(choice, attachment, preset=select.values[0])
+
         select.callback = chosen  # type: ignore[method-assign]
         view = discord.ui.View(timeout=300)
         view.add_item(select)
@@ -424,20 +510,28 @@ class StylizeCog(commands.Cog):
             await conversation.tell(EXPIRED_TEXT)
             return
         strength, seed = changed
-        new_request = JobRequest(strength=strength, size=request.size, preserve_color=request.preserve_color,
-                                 seed=seed, preset=request.preset)
-        await self.start_job(conversation, content, style, new_request, guild_id=record.guild_id,
-                             channel_id=record.channel_id)
+        new_request = JobRequest(
+            strength=strength,
+            size=request.size,
+            preserve_color=request.preserve_color,
+            seed=seed,
+            preset=request.preset,
+        )
+        await self.start_job(
+            conversation, content, style, new_request, guild_id=record.guild_id, channel_id=record.channel_id
+        )
 
     # ------------------------------------------------------------------ cancel
     async def handle_cancel_button(self, interaction: discord.Interaction, job_id: str) -> None:
         record = self.bot.store.get(job_id)
         permissions = getattr(interaction, "permissions", None)
         allowed = record is not None and (
-            interaction.user.id == record.user_id or bool(permissions and permissions.manage_messages))
+            interaction.user.id == record.user_id or bool(permissions and permissions.manage_messages)
+        )
         if not allowed:
-            await interaction.response.send_message("Only the person who asked (or a moderator) can cancel this.",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                "Only the person who asked (or a moderator) can cancel this.", ephemeral=True
+            )
             return
         if self.bot.queue.cancel(job_id):
             await interaction.response.send_message("Cancelling\u2026", ephemeral=True)
@@ -445,13 +539,26 @@ class StylizeCog(commands.Cog):
             await interaction.response.send_message("That job has already finished.", ephemeral=True)
 
     # ------------------------------------------------------------------ running a job
-    async def start_job(self, conversation: Conversation, content: "Image.Image", style: "Image.Image | None",
-                        request: JobRequest, *, guild_id: int | None, channel_id: int | None) -> None:
+    async def start_job(
+        self,
+        conversation: Conversation,
+        content: Image.Image,
+        style: Image.Image | None,
+        request: JobRequest,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> None:
         """Store, enqueue and follow one job until its result (or failure) is posted."""
         store = self.bot.store
         job_id = new_job_id()
-        record = JobRecord(job_id=job_id, user_id=conversation.user_id, guild_id=guild_id,
-                           channel_id=channel_id, params=request.to_dict())
+        record = JobRecord(
+            job_id=job_id,
+            user_id=conversation.user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=request.to_dict(),
+        )
         record.content_path = str(store.save_input(job_id, "content", content))
         if style is not None:
             record.style_path = str(store.save_input(job_id, "style", style))
@@ -469,15 +576,25 @@ class StylizeCog(commands.Cog):
     def engine_params(self, request: JobRequest) -> Any:
         return self.settings.base_params().replace(
             size=self.settings.sizes[request.size],
-            style_strength=self.settings.base_params().style_strength * self.settings.strength_steps[request.strength],
-            preserve_color=request.preserve_color, seed=request.seed)
+            style_strength=self.settings.base_params().style_strength
+            * self.settings.strength_steps[request.strength],
+            preserve_color=request.preserve_color,
+            seed=request.seed,
+        )
 
 
 class _JobRun:
     """The life of one job as its user sees it: queue position, progress edits, result."""
 
-    def __init__(self, cog: StylizeCog, conversation: Conversation, record: JobRecord, request: JobRequest,
-                 content: "Image.Image", style: "Image.Image | None") -> None:
+    def __init__(
+        self,
+        cog: StylizeCog,
+        conversation: Conversation,
+        record: JobRecord,
+        request: JobRequest,
+        content: Image.Image,
+        style: Image.Image | None,
+    ) -> None:
         self.cog = cog
         self.bot = cog.bot
         self.settings = cog.settings
@@ -498,20 +615,27 @@ class _JobRun:
         self.last_position: int | None = None
 
     async def follow(self) -> None:
-        job = Job(job_id=self.record.job_id, user_id=self.record.user_id, work=self.work,
-                  on_position=self.on_position, on_start=self.on_start, on_progress=self.on_progress)
+        job = Job(
+            job_id=self.record.job_id,
+            user_id=self.record.user_id,
+            work=self.work,
+            on_position=self.on_position,
+            on_start=self.on_start,
+            on_progress=self.on_progress,
+        )
         try:
             future = self.bot.queue.submit(job)
         except JobRefused as refusal:  # the limits moved since the early check: keep nothing of it
-            self.bot.store.update(self.record.job_id, status=JobStatus.FAILED, error=str(refusal),
-                                  finished_at=time.time())
+            self.bot.store.update(
+                self.record.job_id, status=JobStatus.FAILED, error=str(refusal), finished_at=time.time()
+            )
             self.bot.store.discard_inputs(self.record)
             await self.conversation.tell(str(refusal))
             return
         await self._open_progress_message()
         try:
             result = await future
-        except BaseException as error:  # noqa: BLE001 - every failure becomes a user message
+        except BaseException as error:
             await self.failed(error, stopped_by_shutdown=job.stopped_by_shutdown)
             if isinstance(error, asyncio.CancelledError):
                 raise
@@ -525,9 +649,15 @@ class _JobRun:
             assert self.bot.resolver is not None and self.request.preset is not None
             style = self.bot.resolver.resolve(self.request.preset)
         return engine_stylize(
-            self.content, [style], self.params, progress=report, cancel=cancel,
+            self.content,
+            [style],
+            self.params,
+            progress=report,
+            cancel=cancel,
             preview_every=preview_every(self.params.iterations, self.settings.preview_count),
-            preview_size=self.settings.preview_size, style_cache=self.bot.style_cache)
+            preview_size=self.settings.preview_size,
+            style_cache=self.bot.style_cache,
+        )
 
     # -- event loop observers -------------------------------------------------------------------
     async def _open_progress_message(self) -> None:
@@ -571,8 +701,10 @@ class _JobRun:
             return
         if self.edit_lock.locked() and not final:
             return
-        kwargs: dict[str, Any] = {"content": "Painting\u2026 " + render_progress(
-            progress.step, progress.total, progress.elapsed, progress.eta)}
+        kwargs: dict[str, Any] = {
+            "content": "Painting\u2026 "
+            + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
+        }
         if self.pending_preview is not None:
             kwargs["attachments"] = [_png_file(self.pending_preview, f"preview-{self.record.job_id}.png")]
             self.pending_preview = None
@@ -593,7 +725,9 @@ class _JobRun:
             log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
 
     # -- endings -------------------------------------------------------------------------------
-    async def failed(self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None) -> None:
+    async def failed(
+        self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None
+    ) -> None:
         cancelled = isinstance(error, (Cancelled, JobCancelled, asyncio.CancelledError))
         if text is not None:
             pass
@@ -603,8 +737,12 @@ class _JobRun:
             text = friendly_error(error)
         if not cancelled:
             log.error("job %s failed", self.record.job_id, exc_info=error)
-        self.bot.store.update(self.record.job_id, status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown
-                              else JobStatus.FAILED, error=text, finished_at=time.time())
+        self.bot.store.update(
+            self.record.job_id,
+            status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
+            error=text,
+            finished_at=time.time(),
+        )
         if self.message is not None:
             await self._edit(content=text, view=None, attachments=[])
             if stopped_by_shutdown:
@@ -623,7 +761,8 @@ class _JobRun:
             max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
                 encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: encode_image(result.image, max_bytes=max_bytes))
+                    None, lambda: encode_image(result.image, max_bytes=max_bytes)
+                )
             except NSTError as error:
                 await self.failed(error, stopped_by_shutdown=False)
                 return
@@ -631,8 +770,11 @@ class _JobRun:
             embed.set_image(url=f"attachment://{name}")
             try:
                 message = await self.conversation.send(
-                    f"Done, {self.conversation.mention}!", embed=embed,
-                    file=discord.File(io.BytesIO(encoded.data), filename=name), view=view)
+                    f"Done, {self.conversation.mention}!",
+                    embed=embed,
+                    file=discord.File(io.BytesIO(encoded.data), filename=name),
+                    view=view,
+                )
                 break
             except discord.HTTPException as error:
                 if error.status != 413 or max_bytes <= MIN_UPLOAD_BYTES:
@@ -644,11 +786,19 @@ class _JobRun:
                 budget = min(budget // 2, len(encoded.data) * 3 // 4)
                 log.info("upload of %d bytes refused (413); re-encoding under %d", len(encoded.data), budget)
         if message is None:
-            await self.failed(RuntimeError("result upload failed"), stopped_by_shutdown=False,
-                              text="I finished your picture but could not upload it; please try again.")
+            await self.failed(
+                RuntimeError("result upload failed"),
+                stopped_by_shutdown=False,
+                text="I finished your picture but could not upload it; please try again.",
+            )
             return
-        self.bot.store.update(self.record.job_id, status=JobStatus.DONE, result_message_id=message.id,
-                              stats=stats.to_dict(), finished_at=time.time())
+        self.bot.store.update(
+            self.record.job_id,
+            status=JobStatus.DONE,
+            result_message_id=message.id,
+            stats=stats.to_dict(),
+            finished_at=time.time(),
+        )
         await self._edit(content=f"Finished in {stats.seconds:.1f} s.", view=None, attachments=[])
         try:
             await message.add_reaction(self.settings.reaction_emoji)
@@ -666,12 +816,13 @@ class _JobRun:
         embed.add_field(name="Time", value=f"{stats.seconds:.1f} s on {stats.device} ({stats.precision})")
         embed.add_field(name="Seed", value=str(request.seed))
         embed.add_field(name="Requested by", value=f"<@{self.record.user_id}>")
-        embed.set_footer(text=f"React "
-                              f"{self.settings.reaction_emoji} for stronger \u00b7 job {self.record.job_id}")
+        embed.set_footer(
+            text=f"React {self.settings.reaction_emoji} for stronger \u00b7 job {self.record.job_id}"
+        )
         return embed
 
 
-def _png_file(image: "Image.Image", name: str) -> discord.File:
+def _png_file(image: Image.Image, name: str) -> discord.File:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     buffer.seek(0)

@@ -27,9 +27,19 @@ _ids = itertools.count(1000)
 
 def tiny_settings(tmp_path: Path, **changes: Any) -> Settings:
     values: dict[str, Any] = dict(
-        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", concurrency=1, queue_cap=5,
-        per_user_limit=1, cooldown_seconds=0, progress_interval=0, preview_count=1, preview_size=32,
-        sizes={"small": 40, "medium": 48, "large": 56}, iterations=4, scales=1, device="cpu",
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        concurrency=1,
+        queue_cap=5,
+        per_user_limit=1,
+        cooldown_seconds=0,
+        progress_interval=0,
+        preview_count=1,
+        preview_size=32,
+        sizes={"small": 40, "medium": 48, "large": 56},
+        iterations=4,
+        scales=1,
+        device="cpu",
         precision="fp32",
     )
     values.update(changes)
@@ -79,8 +89,9 @@ def make_channel() -> MagicMock:
     return channel
 
 
-def make_interaction(user_id: int = 42, *, channel: MagicMock | None = None,
-                     manage_messages: bool = False) -> MagicMock:
+def make_interaction(
+    user_id: int = 42, *, channel: MagicMock | None = None, manage_messages: bool = False
+) -> MagicMock:
     interaction = MagicMock(spec=discord.Interaction)
     interaction.user = MagicMock(spec=discord.Member)
     interaction.user.id = user_id
@@ -145,7 +156,7 @@ async def wait_for(predicate, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def run_until_running(bot: NSTBot, interaction: MagicMock) -> "asyncio.Task[None]":
+async def run_until_running(bot: NSTBot, interaction: MagicMock) -> asyncio.Task[None]:
     """Start /stylize (content + stripes style) as a task and return once its job runs."""
     from tests.helpers.images import content_image, png_bytes, stripes_style
 

@@ -19,8 +19,16 @@ def test_intents_are_the_defaults_without_privileged_ones() -> None:
 async def test_setup_hook_fails_interrupted_jobs_and_tells_their_users(tmp_path) -> None:
     settings = tiny_settings(tmp_path)
     store = JobStore(settings.data_dir)
-    store.add(JobRecord(job_id="abcdef0123456789", user_id=42, guild_id=1, channel_id=7, params={},
-                        status=JobStatus.RUNNING))
+    store.add(
+        JobRecord(
+            job_id="abcdef0123456789",
+            user_id=42,
+            guild_id=1,
+            channel_id=7,
+            params={},
+            status=JobStatus.RUNNING,
+        )
+    )
     store.close()
     bot = NSTBot(settings)
     channel = make_channel()

@@ -20,7 +20,9 @@ async def test_uses_the_interaction_while_the_token_lives() -> None:
 
 async def test_expired_token_falls_back_to_the_channel_with_a_mention() -> None:
     interaction = make_interaction()
-    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0)
+    conversation = Conversation(
+        interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0
+    )
     await conversation.send("done")
     interaction.followup.send.assert_not_awaited()
     assert interaction.channel.send.call_args.args[0] == "<@42> done"
@@ -28,7 +30,9 @@ async def test_expired_token_falls_back_to_the_channel_with_a_mention() -> None:
 
 async def test_edit_of_a_followup_after_expiry_posts_a_replacement() -> None:
     interaction = make_interaction()
-    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0)
+    conversation = Conversation(
+        interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0
+    )
     old = make_message()
     new = await conversation.edit(old, content="50%")
     old.edit.assert_not_awaited()
@@ -57,14 +61,17 @@ async def test_forbidden_channel_is_noted_and_not_retried() -> None:
     assert conversation.filesize_limit == channel.guild.filesize_limit
 
 
-def _http_error(error_type: type[discord.HTTPException], status: int, code: int, text: str) -> discord.HTTPException:
+def _http_error(
+    error_type: type[discord.HTTPException], status: int, code: int, text: str
+) -> discord.HTTPException:
     return error_type(MagicMock(status=status, reason=text), {"code": code, "message": text})
 
 
 async def test_invalid_webhook_token_401_switches_to_the_channel() -> None:
     interaction = make_interaction()
-    interaction.followup.send = AsyncMock(side_effect=_http_error(
-        discord.HTTPException, 401, 50027, "Invalid Webhook Token"))
+    interaction.followup.send = AsyncMock(
+        side_effect=_http_error(discord.HTTPException, 401, 50027, "Invalid Webhook Token")
+    )
     conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
     await conversation.send("result")
     assert interaction.channel.send.call_args.args[0] == "<@42> result"
@@ -73,8 +80,9 @@ async def test_invalid_webhook_token_401_switches_to_the_channel() -> None:
 
 async def test_other_upload_errors_are_raised_for_the_caller() -> None:
     interaction = make_interaction()
-    interaction.followup.send = AsyncMock(side_effect=_http_error(
-        discord.HTTPException, 413, 40005, "Request entity too large"))
+    interaction.followup.send = AsyncMock(
+        side_effect=_http_error(discord.HTTPException, 413, 40005, "Request entity too large")
+    )
     conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
     try:
         await conversation.send("result")

@@ -103,7 +103,9 @@ async def test_progress_crosses_to_the_event_loop_thread() -> None:
         return "ok"
 
     queue = JobQueue(workers=1)
-    await queue.submit(Job("p", 1, work, on_progress=lambda step: received.append((step, threading.get_ident()))))
+    await queue.submit(
+        Job("p", 1, work, on_progress=lambda step: received.append((step, threading.get_ident())))
+    )
     await asyncio.sleep(0.01)
     assert [step for step, _ in received] == [0, 1, 2]
     assert {thread for _, thread in received} == {loop_thread}

@@ -23,8 +23,9 @@ def test_no_token_one_line_exit_2(monkeypatch, capsys, tmp_path) -> None:
 
 def test_python_dash_m_bot_without_token(tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "NST_BOT_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "DISCORD_TOKEN" in done.stderr
 
 

@@ -30,8 +30,10 @@ def test_example_file_gives_the_documented_defaults(config_dir: Path) -> None:
 
 def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:
     (config_dir / "bot.toml").write_text("[bot]\nqueue_cap = 5\ncooldown_seconds = 1\n")
-    settings = load_settings({"NST_BOT_QUEUE_CAP": "9", "NST_BOT_SIZES": "{small = 64, medium = 96, large = 128}"},
-                             config_dir=config_dir)
+    settings = load_settings(
+        {"NST_BOT_QUEUE_CAP": "9", "NST_BOT_SIZES": "{small = 64, medium = 96, large = 128}"},
+        config_dir=config_dir,
+    )
     assert settings.queue_cap == 9 and settings.cooldown_seconds == 1
     assert settings.sizes["large"] == 128
     other = tmp_path / "other.toml"
@@ -39,15 +41,18 @@ def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Pat
     assert load_settings({"NST_BOT_CONFIG": str(other)}, config_dir=config_dir).queue_cap == 3
 
 
-@pytest.mark.parametrize("env, key", [
-    ({"NST_BOT_QUEUE_CAP": "0"}, "queue_cap"),
-    ({"NST_BOT_QUEUE_CAP": "many"}, "queue_cap"),
-    ({"NST_BOT_STRENGTH_STEPS": "{subtle = 3, normal = 1, strong = 2, extreme = 4}"}, "strength_steps"),
-    ({"NST_BOT_DEFAULT_SIZE": "huge"}, "default_size"),
-    ({"NST_BOT_DEVICE": "tpu"}, "device"),
-    ({"NST_BOT_ENGINE_PARAMS": "{pooling = \"median\"}"}, "engine_params"),
-    ({"NST_BOT_LOG_LEVEL": "LOUD"}, "log_level"),
-])
+@pytest.mark.parametrize(
+    "env, key",
+    [
+        ({"NST_BOT_QUEUE_CAP": "0"}, "queue_cap"),
+        ({"NST_BOT_QUEUE_CAP": "many"}, "queue_cap"),
+        ({"NST_BOT_STRENGTH_STEPS": "{subtle = 3, normal = 1, strong = 2, extreme = 4}"}, "strength_steps"),
+        ({"NST_BOT_DEFAULT_SIZE": "huge"}, "default_size"),
+        ({"NST_BOT_DEVICE": "tpu"}, "device"),
+        ({"NST_BOT_ENGINE_PARAMS": '{pooling = "median"}'}, "engine_params"),
+        ({"NST_BOT_LOG_LEVEL": "LOUD"}, "log_level"),
+    ],
+)
 def test_bad_values_name_the_key(config_dir: Path, env: dict[str, str], key: str) -> None:
     with pytest.raises(SettingsError) as error:
         load_settings(env, config_dir=config_dir)

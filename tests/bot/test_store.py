@@ -12,8 +12,14 @@ from tests.helpers.images import content_image
 
 def make_record(store: JobStore, **changes) -> JobRecord:
     job_id = new_job_id()
-    record = JobRecord(job_id=job_id, user_id=42, guild_id=1, channel_id=2,
-                       params={"strength": "normal", "seed": 0}, **changes)
+    record = JobRecord(
+        job_id=job_id,
+        user_id=42,
+        guild_id=1,
+        channel_id=2,
+        params={"strength": "normal", "seed": 0},
+        **changes,
+    )
     record.content_path = str(store.save_input(job_id, "content", content_image()))
     store.add(record)
     return record

@@ -28,7 +28,9 @@ def config_dir(tmp_path: Path) -> Path:
     stripes_style(48, 48).save(directory / "paintings" / "stripes.png")
     (directory / "presets.toml").write_text(
         '[[preset]]\nname = "stripes"\ntitle = "Stripes"\nartist = "Test Painter"\nyear = "2024"\n'
-        'licence = "CC0"\nsource = "file:paintings/stripes.png"\n', encoding="utf-8")
+        'licence = "CC0"\nsource = "file:paintings/stripes.png"\n',
+        encoding="utf-8",
+    )
     return directory
 
 
@@ -37,15 +39,29 @@ def make_settings(tmp_path: Path, config_dir: Path, fake_discord: FakeDiscord) -
     # Discord's 3 s acknowledgement deadline, loosened for two shared CPU cores where a busy machine
     # can stall any process; test_flow still asserts the defer came within 3 s on the main path.
     fake_discord.ack_deadline = 10.0
+
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
-            data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", config_dir=config_dir,
-            concurrency=1, queue_cap=50, per_user_limit=1, cooldown_seconds=0.0,
-            progress_interval=0.2, preview_count=1, preview_size=32, sizes=TEST_SIZES,
-            iterations=4, scales=1, device="cpu", precision="fp32", token=fake_discord.token,
+            data_dir=tmp_path / "data",
+            cache_dir=tmp_path / "cache",
+            config_dir=config_dir,
+            concurrency=1,
+            queue_cap=50,
+            per_user_limit=1,
+            cooldown_seconds=0.0,
+            progress_interval=0.2,
+            preview_count=1,
+            preview_size=32,
+            sizes=TEST_SIZES,
+            iterations=4,
+            scales=1,
+            device="cpu",
+            precision="fp32",
+            token=fake_discord.token,
         )
         values.update(overrides)
         return Settings(**values)
+
     return build
 
 
@@ -70,7 +86,9 @@ async def stylebot(settings: Settings, fake_discord: FakeDiscord) -> AsyncIterat
 
 
 def photo(fake: FakeDiscord, width: int = 48, height: int = 40) -> FakeAttachment:
-    return fake.make_attachment(png_bytes(content_image(width, height)), "photo.png", content_type="image/png")
+    return fake.make_attachment(
+        png_bytes(content_image(width, height)), "photo.png", content_type="image/png"
+    )
 
 
 def painting(fake: FakeDiscord) -> FakeAttachment:
@@ -79,8 +97,11 @@ def painting(fake: FakeDiscord) -> FakeAttachment:
 
 def results(fake: FakeDiscord) -> list[FakeMessage]:
     """Messages carrying a painted result, oldest first."""
-    return [m for m in fake.messages.values()
-            if not m.deleted and any(a.filename.startswith("stylized-") for a in m.attachments)]
+    return [
+        m
+        for m in fake.messages.values()
+        if not m.deleted and any(a.filename.startswith("stylized-") for a in m.attachments)
+    ]
 
 
 def result_file(message: FakeMessage) -> FakeAttachment:

@@ -20,8 +20,9 @@ from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage
 
 
 @contextlib.asynccontextmanager
-async def running_bot(client: discord.Client, fake: FakeDiscord, *, ready_timeout: float = 60.0
-                      ) -> AsyncIterator[discord.Client]:
+async def running_bot(
+    client: discord.Client, fake: FakeDiscord, *, ready_timeout: float = 60.0
+) -> AsyncIterator[discord.Client]:
     """Start ``client`` with the fake's token, wait for READY, close it when the block ends.
 
     If the client dies while starting (an exception in ``setup_hook``...), the error surfaces

@@ -59,8 +59,12 @@ def decompression_bomb_png() -> Upload:
     row = b"\x00" * (1 + width // 8)  # filter byte + packed bits
     block = row * 1000
     body = b"".join(compressor.compress(block) for _ in range(height // 1000)) + compressor.flush()
-    data = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body)
-            + _png_chunk(b"IEND", b""))
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
     return Upload(data, "bomb.png", "image/png")
 
 
@@ -70,8 +74,12 @@ def bomb_header_only_png() -> Upload:
     width = height = 40_000
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     rows = (b"\x00" + b"\x00" * (3 * width)) * 4
-    data = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(rows, 9)) + _png_chunk(b"IEND", b""))
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
     return Upload(data, "bomb-header.png", "image/png")
 
 
@@ -84,8 +92,10 @@ def banner_2000x20() -> Upload:
 
 
 def svg() -> Upload:
-    data = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
-            b'<circle cx="32" cy="32" r="20" fill="red"/></svg>')
+    data = (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+        b'<circle cx="32" cy="32" r="20" fill="red"/></svg>'
+    )
     return Upload(data, "drawing.svg", "image/svg+xml")
 
 

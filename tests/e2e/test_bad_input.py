@@ -46,14 +46,20 @@ async def still_serves(fake: FakeDiscord, bot: NSTBot, user: FakeUser) -> None:
 
 @pytest.mark.parametrize("role", ["content", "style"])
 @pytest.mark.parametrize("build", REFUSED.values(), ids=REFUSED.keys())
-async def test_refused_with_a_clear_message(fake_discord: FakeDiscord, stylebot: NSTBot,
-                                            build: Callable[[], inputs.Upload], role: str) -> None:
+async def test_refused_with_a_clear_message(
+    fake_discord: FakeDiscord, stylebot: NSTBot, build: Callable[[], inputs.Upload], role: str
+) -> None:
     upload = build()
     bad = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)
-    options = {"content": bad, "style": painting(fake_discord)} if role == "content" else {
-        "content": photo(fake_discord), "style": bad}
+    options = (
+        {"content": bad, "style": painting(fake_discord)}
+        if role == "content"
+        else {"content": photo(fake_discord), "style": bad}
+    )
     interaction = await fake_discord.slash_command("stylize", options, user=fake_discord.bob)
-    [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("can't use", user=fake_discord.bob))
+    [told] = await fake_discord.wait_for(
+        lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
+    )
     assert told.visible_to == fake_discord.bob.id
     assert "Traceback" not in told.text() and "Error" not in told.text()
     assert interaction.response_type == 5
@@ -62,8 +68,9 @@ async def test_refused_with_a_clear_message(fake_discord: FakeDiscord, stylebot:
 
 
 @pytest.mark.parametrize("build", ACCEPTED.values(), ids=ACCEPTED.keys())
-async def test_unusual_but_valid_images_are_painted(fake_discord: FakeDiscord, stylebot: NSTBot,
-                                                    build: Callable[[], inputs.Upload]) -> None:
+async def test_unusual_but_valid_images_are_painted(
+    fake_discord: FakeDiscord, stylebot: NSTBot, build: Callable[[], inputs.Upload]
+) -> None:
     upload = build()
     attachment = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)
     await fake_discord.slash_command("stylize", {"content": attachment, "style": painting(fake_discord)})
@@ -74,8 +81,9 @@ async def test_unusual_but_valid_images_are_painted(fake_discord: FakeDiscord, s
 async def test_exif_rotated_photo_comes_out_upright(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
     upload = inputs.exif_rotated_jpeg()
     attachment = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)
-    await fake_discord.slash_command("stylize", {"content": attachment, "style": painting(fake_discord),
-                                                 "preserve_colors": True})
+    await fake_discord.slash_command(
+        "stylize", {"content": attachment, "style": painting(fake_discord), "preserve_colors": True}
+    )
     [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     image = decode(result_file(result))
     assert image.height > image.width, "orientation 6 must come out portrait"
@@ -84,10 +92,15 @@ async def test_exif_rotated_photo_comes_out_upright(fake_discord: FakeDiscord, s
     assert top[0] > top[2] and bottom[2] > bottom[0], f"red must be on top, blue below: {top} {bottom}"
 
 
-async def test_attachment_over_the_cap_is_refused_before_download(fake_discord: FakeDiscord, stylebot: NSTBot,
-                                                                  settings: Settings) -> None:
-    big = fake_discord.make_attachment(png_bytes(content_image()), "huge.png", content_type="image/png",
-                                       size=settings.max_attachment_bytes + 1)
+async def test_attachment_over_the_cap_is_refused_before_download(
+    fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings
+) -> None:
+    big = fake_discord.make_attachment(
+        png_bytes(content_image()),
+        "huge.png",
+        content_type="image/png",
+        size=settings.max_attachment_bytes + 1,
+    )
     await fake_discord.slash_command("stylize", {"content": big, "style": painting(fake_discord)})
     await fake_discord.wait_for(lambda: fake_discord.find_messages("larger than"))
     assert big.downloads == 0, "an oversized attachment must not be downloaded"
@@ -95,7 +108,8 @@ async def test_attachment_over_the_cap_is_refused_before_download(fake_discord: 
 
 
 async def test_filename_with_path_characters_never_reaches_the_filesystem(
-        fake_discord: FakeDiscord, stylebot: NSTBot, tmp_path: Path) -> None:
+    fake_discord: FakeDiscord, stylebot: NSTBot, tmp_path: Path
+) -> None:
     upload = inputs.path_characters_name(png_bytes(content_image()))
     attachment = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)
     await fake_discord.slash_command("stylize", {"content": attachment, "style": painting(fake_discord)})
@@ -108,7 +122,8 @@ async def test_filename_with_path_characters_never_reaches_the_filesystem(
 async def test_refusal_is_shown_only_to_the_requester(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
     upload = inputs.text_named_png()
     bad = fake_discord.make_attachment(upload.data, upload.filename, content_type=upload.content_type)
-    await fake_discord.slash_command("stylize", {"content": bad, "style": painting(fake_discord)},
-                                     user=fake_discord.bob)
+    await fake_discord.slash_command(
+        "stylize", {"content": bad, "style": painting(fake_discord)}, user=fake_discord.bob
+    )
     [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("can't use"))
     assert told not in fake_discord.visible_to(fake_discord.alice)

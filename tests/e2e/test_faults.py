@@ -22,7 +22,8 @@ from tests.fakediscord import FakeDiscord
 
 
 async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
-        fake_discord: FakeDiscord, stylebot: NSTBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_discord: FakeDiscord, stylebot: NSTBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = stylize_module.engine_stylize
     calls: list[int] = []
 
@@ -33,23 +34,30 @@ async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(stylize_module, "engine_stylize", out_of_memory_once)
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                     user=fake_discord.alice)
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice
+    )
     [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("out of memory"), timeout=30)
     assert "CUDA" not in told.text() and "Tried to allocate" not in told.text()
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                     user=fake_discord.bob)
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.bob
+    )
     await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     await fake_discord.wait_for(lambda: stylebot.queue.running == 0)
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                     user=fake_discord.alice)
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice
+    )
     await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=60)
 
 
 @pytest.mark.parametrize("status", [429, 500])
-async def test_failed_progress_edit_still_delivers(fake_discord: FakeDiscord, stylebot: NSTBot, status: int) -> None:
+async def test_failed_progress_edit_still_delivers(
+    fake_discord: FakeDiscord, stylebot: NSTBot, status: int
+) -> None:
     fake_discord.fail(status, "followup_edit", times=2, retry_after=0.2)
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
     await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     await asyncio.sleep(0.3)
     edits = fake_discord.requests_to("followup_edit")
@@ -60,8 +68,9 @@ async def test_failed_progress_edit_still_delivers(fake_discord: FakeDiscord, st
 async def test_413_on_upload_is_re_encoded_smaller(fake_discord: FakeDiscord, make_settings) -> None:
     fake_discord.fail(413, "followup_create", when=lambda details: bool(details["files"]))
     async with started(make_settings(sizes={**TEST_SIZES, "large": 96}), fake_discord):
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord),
-                                                     "size": "large"})
+        await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord), "size": "large"}
+        )
         [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     uploads = [r for r in fake_discord.requests_to("followup_create") if r.files]
     assert uploads[0].status == 413
@@ -70,11 +79,16 @@ async def test_413_on_upload_is_re_encoded_smaller(fake_discord: FakeDiscord, ma
 
 
 @pytest.mark.parametrize("status", [404, 401])
-async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord, make_settings, status: int) -> None:
+async def test_expired_token_falls_back_to_the_channel(
+    fake_discord: FakeDiscord, make_settings, status: int
+) -> None:
     fake_discord.expired_token_status = status
     async with started(make_settings(iterations=40, progress_interval=0.05), fake_discord) as bot:
         interaction = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
         fake_discord.expire_interaction(interaction)
         [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
@@ -82,13 +96,17 @@ async def test_expired_token_falls_back_to_the_channel(fake_discord: FakeDiscord
     assert fake_discord.alice.mention in result.text()
 
 
-async def test_long_job_switches_to_the_channel_before_the_token_expires(fake_discord: FakeDiscord,
-                                                                         make_settings) -> None:
+async def test_long_job_switches_to_the_channel_before_the_token_expires(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     fake_discord.token_ttl = 6.0
     settings = make_settings(iterations=40, interaction_token_seconds=0.3)
     async with started(settings, fake_discord):
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                         user=fake_discord.bob)
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.bob,
+        )
         [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     assert result.interaction_id is None and fake_discord.bob.mention in result.text()
     assert not [r for r in fake_discord.requests if r.status == 401]
@@ -116,23 +134,34 @@ def _bot_environment(fake: FakeDiscord, config_dir: Path, data_dir: Path, cache_
 
 
 @pytest.mark.slow
-async def test_bot_killed_mid_job_tells_the_user_at_next_start(fake_discord: FakeDiscord, make_settings,
-                                                               config_dir: Path, tmp_path: Path) -> None:
+async def test_bot_killed_mid_job_tells_the_user_at_next_start(
+    fake_discord: FakeDiscord, make_settings, config_dir: Path, tmp_path: Path
+) -> None:
     settings = make_settings()
     environment = _bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
     environment["NST_BOT_LOG_LEVEL"] = "DEBUG"  # the most verbose logs must still not hold the token
     log_path = tmp_path / "bot-stderr.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "tests.e2e.bot_process"], env=environment,
-                                   cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log_file)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.bot_process"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
         try:
-            await fake_discord.wait_for(lambda: fake_discord.connected or process.poll() is not None, timeout=90)
+            await fake_discord.wait_for(
+                lambda: fake_discord.connected or process.poll() is not None, timeout=90
+            )
             assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]
             interaction = await fake_discord.slash_command(
-                "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                user=fake_discord.alice)
+                "stylize",
+                {"content": photo(fake_discord), "style": painting(fake_discord)},
+                user=fake_discord.alice,
+            )
             await fake_discord.wait_for(
-                lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90)
+                lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90
+            )
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
@@ -147,12 +176,16 @@ async def test_bot_killed_mid_job_tells_the_user_at_next_start(fake_discord: Fak
         assert bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED) == []
 
 
-async def test_graceful_shutdown_tells_the_user_whose_job_it_stops(fake_discord: FakeDiscord,
-                                                                   make_settings) -> None:
+async def test_graceful_shutdown_tells_the_user_whose_job_it_stops(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     settings = make_settings(iterations=2000, progress_interval=0.1)
     async with started(settings, fake_discord) as bot:
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                         user=fake_discord.alice)
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
     told = fake_discord.find_messages("restarting")
     assert told, fake_discord.describe()

@@ -21,10 +21,13 @@ def unweighted_style_loss(bot: NSTBot, message_id: int) -> float:
     return record.stats["style_loss"] / (params.style_weight * params.style_strength)
 
 
-async def test_stylize_with_two_attachments(fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings) -> None:
+async def test_stylize_with_two_attachments(
+    fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings
+) -> None:
     content = photo(fake_discord)
     interaction = await fake_discord.slash_command(
-        "stylize", {"content": content, "style": painting(fake_discord)}, user=fake_discord.alice)
+        "stylize", {"content": content, "style": painting(fake_discord)}, user=fake_discord.alice
+    )
     [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
 
     assert interaction.response_type == 5, "the command must defer (thinking)"
@@ -38,8 +41,11 @@ async def test_stylize_with_two_attachments(fake_discord: FakeDiscord, stylebot:
 
     progress = fake_discord.original(interaction)
     assert progress is not None and progress is not result
-    painting_edits = [r for r in progress.revisions if r.content.startswith("Painting") and "%)" in r.content
-                      and "(100%)" not in r.content]  # the final 100% edit is allowed through
+    painting_edits = [
+        r
+        for r in progress.revisions
+        if r.content.startswith("Painting") and "%)" in r.content and "(100%)" not in r.content
+    ]  # the final 100% edit is allowed through
     for earlier, later in zip(painting_edits, painting_edits[1:]):
         assert later.at - earlier.at >= settings.progress_interval * 0.9, "progress edits must be throttled"
     assert "Finished" in progress.content and progress.buttons() == []
@@ -56,31 +62,42 @@ async def test_preset_path(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
 
 async def test_style_and_preset_together_is_refused(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
     interaction = await fake_discord.slash_command(
-        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord), "preset": "stripes"})
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord), "preset": "stripes"}
+    )
     message = await fake_discord.wait_for(lambda: fake_discord.original(interaction))
     assert message.ephemeral and "exactly one" in message.content
 
 
 async def test_reaction_runs_a_stronger_version(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
     [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
     await fake_discord.react(first, "💪", user=fake_discord.alice)
-    second = (await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2 and results(fake_discord),
-                                          timeout=60))[1]
+    second = (
+        await fake_discord.wait_for(
+            lambda: len(results(fake_discord)) == 2 and results(fake_discord), timeout=60
+        )
+    )[1]
     assert "strong" in second.text()
     assert unweighted_style_loss(stylebot, second.id) < unweighted_style_loss(stylebot, first.id)
 
 
 async def test_buttons_stronger_weaker_reroll(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
     [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     expected = {"Stronger": "strong", "Weaker": "subtle", "Re-roll": "normal"}
     for count, (label, strength) in enumerate(expected.items(), start=2):
         await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
         click = await fake_discord.click(first, label, user=fake_discord.alice)
-        latest = (await fake_discord.wait_for(
-            lambda: len(results(fake_discord)) == count and results(fake_discord), timeout=60))[-1]
+        latest = (
+            await fake_discord.wait_for(
+                lambda: len(results(fake_discord)) == count and results(fake_discord), timeout=60
+            )
+        )[-1]
         record = stylebot.store.by_result_message(latest.id)
         assert record is not None and record.params["strength"] == strength, label
         assert click.response_type == 5
@@ -88,13 +105,19 @@ async def test_buttons_stronger_weaker_reroll(fake_discord: FakeDiscord, stylebo
     assert seeds[3] != seeds[0], "Re-roll must use a new seed"
 
 
-async def test_cancel_button_only_for_requester_or_moderator(fake_discord: FakeDiscord, make_settings) -> None:
+async def test_cancel_button_only_for_requester_or_moderator(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     settings = make_settings(iterations=400, progress_interval=0.05)
     async with started(settings, fake_discord) as bot:
         interaction = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         progress = await fake_discord.wait_for(
-            lambda: (m := fake_discord.original(interaction)) and m.buttons() and m, timeout=30)
+            lambda: (m := fake_discord.original(interaction)) and m.buttons() and m, timeout=30
+        )
         await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
         refused = await fake_discord.click(progress, "Cancel", user=fake_discord.bob)
         await fake_discord.wait_for(lambda: fake_discord.original(refused))
@@ -108,25 +131,35 @@ async def test_cancel_button_only_for_requester_or_moderator(fake_discord: FakeD
         # the slot is free again: alice can ask once more
         await fake_discord.wait_for(lambda: bot.queue.running == 0)
         again = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice)
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         await fake_discord.wait_for(lambda: again.response_type == 5)
 
 
 async def test_restart_between_result_and_rerun(fake_discord: FakeDiscord, settings: Settings) -> None:
     async with started(settings, fake_discord):
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+        await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
         [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
         await fake_discord.wait_for(lambda: "💪" in first.reactions)
     async with started(settings, fake_discord) as second_bot:
         await fake_discord.click(first, "Stronger", user=fake_discord.alice)
-        rerun = (await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2 and results(fake_discord),
-                                             timeout=60))[1]
+        rerun = (
+            await fake_discord.wait_for(
+                lambda: len(results(fake_discord)) == 2 and results(fake_discord), timeout=60
+            )
+        )[1]
         assert second_bot.store.by_result_message(rerun.id).params["strength"] == "strong"
 
 
 async def test_websocket_dropped_mid_job_delivers_once(fake_discord: FakeDiscord, make_settings) -> None:
     async with started(make_settings(iterations=60), fake_discord) as bot:
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+        await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
         await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
         await fake_discord.drop_gateway(abort=True)
         await fake_discord.wait_for(lambda: fake_discord.resumes and fake_discord.connected, timeout=30)
@@ -136,22 +169,29 @@ async def test_websocket_dropped_mid_job_delivers_once(fake_discord: FakeDiscord
     assert len(fake_discord.identifies) == 1
 
 
-async def test_progress_edits_are_throttled_and_show_a_preview(fake_discord: FakeDiscord, make_settings) -> None:
+async def test_progress_edits_are_throttled_and_show_a_preview(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     settings = make_settings(iterations=80, progress_interval=0.3, preview_count=1)
     async with started(settings, fake_discord):
         interaction = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
         await fake_discord.wait_for(lambda: results(fake_discord), timeout=90)
     progress = fake_discord.original(interaction)
     bars = [r for r in progress.revisions if "%)" in r.content and "(100%)" not in r.content]
-    assert len(bars) >= 2, f"a run this long must show progress more than once: {[r.content for r in progress.revisions]}"
+    assert len(bars) >= 2, (
+        f"a run this long must show progress more than once: {[r.content for r in progress.revisions]}"
+    )
     gaps = [later.at - earlier.at for earlier, later in zip(bars, bars[1:])]
     assert min(gaps) >= settings.progress_interval * 0.9, gaps
     assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
     assert "ETA" in bars[-1].content
 
 
-async def test_presets_command_shows_the_catalogue_privately(fake_discord: FakeDiscord, stylebot: NSTBot) -> None:
+async def test_presets_command_shows_the_catalogue_privately(
+    fake_discord: FakeDiscord, stylebot: NSTBot
+) -> None:
     await fake_discord.slash_command("presets", {}, user=fake_discord.bob)
     [listing] = await fake_discord.wait_for(lambda: [m for m in fake_discord.messages.values() if m.embeds])
     assert listing.ephemeral and listing.visible_to == fake_discord.bob.id

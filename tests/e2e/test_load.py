@@ -21,8 +21,9 @@ REQUESTS_PER_USER = 3
 QUEUED = re.compile(r"Queued: (\d+) jobs? ahead")
 
 
-async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_settings, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_thirty_requests_from_ten_users(
+    fake_discord: FakeDiscord, make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # any temp file the bot makes lands here
@@ -32,14 +33,20 @@ async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_se
     in_flight_peaks: Counter[int] = Counter()
 
     async with started(settings, fake_discord) as bot:
+
         def sample() -> None:
             for user_id, count in Counter(job.user_id for job in bot.queue.jobs()).items():
                 in_flight_peaks[user_id] = max(in_flight_peaks[user_id], count)
 
-        interactions = await asyncio.gather(*(
-            fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                       user=user)
-            for _ in range(REQUESTS_PER_USER) for user in users))
+        interactions = await asyncio.gather(
+            *(
+                fake_discord.slash_command(
+                    "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=user
+                )
+                for _ in range(REQUESTS_PER_USER)
+                for user in users
+            )
+        )
 
         def settled() -> bool:
             sample()
@@ -47,6 +54,7 @@ async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_se
             if len(results(fake_discord)) + len(refused) < len(interactions):
                 return False
             return bot.queue.running == 0 and bot.queue.waiting == 0 and not bot.active_runs
+
         await fake_discord.wait_for(settled, timeout=150)
         await asyncio.sleep(0.3)
         done = results(fake_discord)
@@ -78,13 +86,20 @@ async def test_thirty_requests_from_ten_users(fake_discord: FakeDiscord, make_se
     assert rss_growth_mib < 1024, f"peak RSS grew by {rss_growth_mib:.0f} MiB"
 
 
-async def test_discord_rate_limits_slow_but_do_not_lose_jobs(fake_discord: FakeDiscord, make_settings) -> None:
+async def test_discord_rate_limits_slow_but_do_not_lose_jobs(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     fake_discord.enforce_rate_limits(requests=3, seconds=1.0)
     users = [fake_discord.add_member(f"limited{i}") for i in range(4)]
     async with started(make_settings(iterations=20, progress_interval=0.05), fake_discord) as bot:
-        await asyncio.gather(*(
-            fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                       user=user) for user in users))
+        await asyncio.gather(
+            *(
+                fake_discord.slash_command(
+                    "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=user
+                )
+                for user in users
+            )
+        )
         await fake_discord.wait_for(lambda: len(results(fake_discord)) == len(users), timeout=120)
         await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
     owners = Counter(int(re.search(r"<@(\d+)>", m.content).group(1)) for m in results(fake_discord))

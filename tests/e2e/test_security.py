@@ -17,40 +17,61 @@ from tests.fakediscord import FakeDiscord
 
 async def test_rerun_by_someone_else_counts_against_them(fake_discord: FakeDiscord, make_settings) -> None:
     async with started(make_settings(iterations=4), fake_discord) as bot:
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                         user=fake_discord.alice)
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
         await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
         await fake_discord.react(first, "💪", user=fake_discord.bob)
-        second = (await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2 and results(fake_discord),
-                                              timeout=60))[1]
+        second = (
+            await fake_discord.wait_for(
+                lambda: len(results(fake_discord)) == 2 and results(fake_discord), timeout=60
+            )
+        )[1]
         record = bot.store.by_result_message(second.id)
         assert record is not None and record.user_id == fake_discord.bob.id
         assert fake_discord.bob.mention in second.text()
 
 
-async def test_rerun_while_busy_is_refused_for_the_reactor_only(fake_discord: FakeDiscord, make_settings) -> None:
+async def test_rerun_while_busy_is_refused_for_the_reactor_only(
+    fake_discord: FakeDiscord, make_settings
+) -> None:
     async with started(make_settings(iterations=80), fake_discord) as bot:
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                         user=fake_discord.alice)
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
         [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
         await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
         # bob has a long job of his own in flight: his re-run of alice's result must be refused
         bobs_job = await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.bob)
-        await fake_discord.wait_for(lambda: any(j.user_id == fake_discord.bob.id for j in bot.queue.jobs()),
-                                    timeout=30)
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.bob,
+        )
+        await fake_discord.wait_for(
+            lambda: any(j.user_id == fake_discord.bob.id for j in bot.queue.jobs()), timeout=30
+        )
         click = await fake_discord.click(first, "Stronger", user=fake_discord.bob)
         message = await fake_discord.wait_for(lambda: fake_discord.original(click), timeout=30)
         assert "already have" in message.text() and message.ephemeral
         assert bobs_job.response_type == 5
 
 
-async def test_token_never_logged(fake_discord: FakeDiscord, stylebot: NSTBot, caplog: pytest.LogCaptureFixture,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_token_never_logged(
+    fake_discord: FakeDiscord,
+    stylebot: NSTBot,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     caplog.set_level(logging.DEBUG)
     fake_discord.fail(500, "followup_edit", times=1)
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
     await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "preset": "nope"})
     await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     assert caplog.records, "the run must have logged something for this check to mean anything"
@@ -58,9 +79,12 @@ async def test_token_never_logged(fake_discord: FakeDiscord, stylebot: NSTBot, c
     assert all(fake_discord.token not in repr(r.args) for r in caplog.records)
 
 
-async def test_data_dir_and_database_are_private(fake_discord: FakeDiscord, stylebot: NSTBot,
-                                                 settings: Settings) -> None:
-    await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)})
+async def test_data_dir_and_database_are_private(
+    fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings
+) -> None:
+    await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
     await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     assert mode_bits(settings.data_dir) & 0o077 == 0
     assert mode_bits(settings.database_path) & 0o077 == 0
@@ -70,12 +94,16 @@ async def test_data_dir_and_database_are_private(fake_discord: FakeDiscord, styl
         assert mode_bits(directory) & 0o007 == 0, f"{directory} is open to others"
 
 
-async def test_refused_jobs_leave_no_inputs_on_disk(fake_discord: FakeDiscord, stylebot: NSTBot,
-                                                    settings: Settings, tmp_path: Path) -> None:
+async def test_refused_jobs_leave_no_inputs_on_disk(
+    fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings, tmp_path: Path
+) -> None:
     # two at once from one user: both pass the early check, the second is refused at submit
     for _ in range(2):
-        await fake_discord.slash_command("stylize", {"content": photo(fake_discord), "style": painting(fake_discord)},
-                                         user=fake_discord.alice)
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.alice,
+        )
     await fake_discord.wait_for(lambda: results(fake_discord) and stylebot.queue.running == 0, timeout=60)
     failed = stylebot.store.with_status(JobStatus.FAILED)
     assert failed, "the second request must have been refused at submit for this check to mean anything"

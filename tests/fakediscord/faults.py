@@ -37,8 +37,9 @@ CODE_INVALID_FORM_BODY = 50035
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON with ``Content-Type: application/json`` and no charset: discord.py parses a body as
     JSON only when the header is exactly that, as Discord sends it."""
-    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def error_response(status: int, code: int, message: str) -> web.Response:
@@ -105,8 +106,9 @@ class FaultRule:
         if self.status == 429:
             return rate_limited_response(self.retry_after, is_global=self.is_global, bucket=bucket)
         code, message = _DEFAULTS.get(self.status, (0, f"{self.status}: injected failure"))
-        return error_response(self.status, self.code if self.code is not None else code,
-                              self.message or message)
+        return error_response(
+            self.status, self.code if self.code is not None else code, self.message or message
+        )
 
 
 _DEFAULTS: dict[int, tuple[int, str]] = {

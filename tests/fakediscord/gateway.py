@@ -49,7 +49,7 @@ class GatewaySession:
     seq: int = 0
     #: Every dispatch of the session, for replay on RESUME.
     events: list[GatewayEvent] = field(default_factory=list)
-    connection: "GatewayConnection | None" = None
+    connection: GatewayConnection | None = None
     invalid: bool = False
 
     def next_event(self, name: str, data: dict[str, Any]) -> GatewayEvent:
@@ -78,9 +78,7 @@ class GatewayConnection:
             if self.ws.closed:
                 raise ConnectionResetError("gateway websocket is closed")
             if self._compressor is not None:
-                data = self._compressor.compress(text.encode()) + self._compressor.flush(
-                    zlib.Z_SYNC_FLUSH
-                )
+                data = self._compressor.compress(text.encode()) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
                 await self.ws.send_bytes(data)
             else:
                 await self.ws.send_str(text)

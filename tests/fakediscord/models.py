@@ -53,9 +53,7 @@ def new_snowflake() -> int:
     """
     global _last_snowflake
     with _snowflake_lock:
-        candidate = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (
-            next(_snowflake_counter) & 0xFFF
-        )
+        candidate = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_snowflake_counter) & 0xFFF)
         _last_snowflake = max(candidate, _last_snowflake + 1)
         return _last_snowflake
 

@@ -150,7 +150,7 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
 
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except Exception:  # noqa: BLE001 - anything unreadable simply has no dimensions
+    except Exception:
         return None
 
 
@@ -170,7 +170,12 @@ class FakeDiscord:
         #: The bot token the fake accepts (random, shaped like a real one so redaction tests mean
         #: something).
         self.token = token or (
-            "MTA" + secrets.token_urlsafe(21) + "." + secrets.token_urlsafe(5) + "." + secrets.token_urlsafe(27)
+            "MTA"
+            + secrets.token_urlsafe(21)
+            + "."
+            + secrets.token_urlsafe(5)
+            + "."
+            + secrets.token_urlsafe(27)
         )
         self.heartbeat_interval_ms = heartbeat_interval_ms
         #: Seconds the bot has to answer an interaction (Discord: 3).
@@ -206,8 +211,12 @@ class FakeDiscord:
         self.moderator_role = self._add_role("Moderators", MEMBER_PERMISSIONS | PERM_MANAGE_MESSAGES, 2)
         self.bot_role = self._add_role(
             "StyleBot",
-            PERM_VIEW_CHANNEL | PERM_SEND_MESSAGES | PERM_ATTACH_FILES | PERM_EMBED_LINKS
-            | PERM_READ_MESSAGE_HISTORY | PERM_ADD_REACTIONS,
+            PERM_VIEW_CHANNEL
+            | PERM_SEND_MESSAGES
+            | PERM_ATTACH_FILES
+            | PERM_EMBED_LINKS
+            | PERM_READ_MESSAGE_HISTORY
+            | PERM_ADD_REACTIONS,
             1,
         )
         self.bot_user.role_ids = [self.bot_role.id]
@@ -256,7 +265,7 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway/"
 
-    async def start(self) -> "FakeDiscord":
+    async def start(self) -> FakeDiscord:
         self._changed = asyncio.Condition()
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_get("/gateway/", self._gateway_handler)
@@ -283,7 +292,7 @@ class FakeDiscord:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeDiscord":
+    async def __aenter__(self) -> FakeDiscord:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -527,8 +536,10 @@ class FakeDiscord:
         lines = ["recent requests:"]
         for record in self.requests[-last:]:
             extra = f" files={[f.filename for f in record.files]}" if record.files else ""
-            lines.append(f"  {record.method} {record.route} -> {record.status}{extra}"
-                         f"{' (injected)' if record.injected else ''}")
+            lines.append(
+                f"  {record.method} {record.route} -> {record.status}{extra}"
+                f"{' (injected)' if record.injected else ''}"
+            )
         lines.append("messages:")
         for message in self.messages.values():
             text = message.text().replace("\n", " | ")[:160]
@@ -545,11 +556,14 @@ class FakeDiscord:
     def requests_to(self, route: str, *, method: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route and (method is None or r.method == method)]
 
-    def channel_messages(self, channel_id: int | None = None, *, include_ephemeral: bool = True) -> list[FakeMessage]:
+    def channel_messages(
+        self, channel_id: int | None = None, *, include_ephemeral: bool = True
+    ) -> list[FakeMessage]:
         """Messages in a channel (default: the main one), oldest first, deleted ones excluded."""
         wanted = channel_id if channel_id is not None else self.channel.id
         return [
-            m for m in self.messages.values()
+            m
+            for m in self.messages.values()
             if m.channel_id == wanted and not m.deleted and (include_ephemeral or not m.ephemeral)
         ]
 
@@ -567,10 +581,7 @@ class FakeDiscord:
 
     def visible_to(self, user: FakeUser, channel_id: int | None = None) -> list[FakeMessage]:
         """What ``user`` sees in the channel: public messages plus their own ephemeral ones."""
-        return [
-            m for m in self.channel_messages(channel_id)
-            if not m.ephemeral or m.visible_to == user.id
-        ]
+        return [m for m in self.channel_messages(channel_id) if not m.ephemeral or m.visible_to == user.id]
 
     def find_messages(self, phrase: str, *, user: FakeUser | None = None) -> list[FakeMessage]:
         """Messages whose visible text contains ``phrase`` (case-insensitive), in any channel."""
@@ -588,12 +599,29 @@ class FakeDiscord:
         self.faults.append(rule)
         return rule
 
-    def fail(self, status: int, route: str | None = None, *, method: str | None = None, times: int = 1,
-             retry_after: float = 0.25, is_global: bool = False,
-             when: Callable[[dict[str, Any]], bool] | None = None) -> FaultRule:
+    def fail(
+        self,
+        status: int,
+        route: str | None = None,
+        *,
+        method: str | None = None,
+        times: int = 1,
+        retry_after: float = 0.25,
+        is_global: bool = False,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> FaultRule:
         """Answer the next ``times`` matching requests with ``status`` (429, 500, 413, ...)."""
-        return self.inject(FaultRule(status=status, route=route, method=method, times=times,
-                                     retry_after=retry_after, is_global=is_global, when=when))
+        return self.inject(
+            FaultRule(
+                status=status,
+                route=route,
+                method=method,
+                times=times,
+                retry_after=retry_after,
+                is_global=is_global,
+                when=when,
+            )
+        )
 
     def enforce_rate_limits(self, requests: int = 5, seconds: float = 1.0) -> None:
         """Limit every bucket to ``requests`` per ``seconds`` with truthful ``X-RateLimit-*``
@@ -672,8 +700,9 @@ class FakeDiscord:
                 return command
         return None
 
-    def _option_payload(self, name: str, value: Any, schema: dict[str, Any] | None,
-                        resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _option_payload(
+        self, name: str, value: Any, schema: dict[str, Any] | None, resolved: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
         declared = None
         if schema is not None:
             declared = next((o for o in schema.get("options", []) if o["name"] == name), None)
@@ -706,7 +735,9 @@ class FakeDiscord:
             option_type = declared["type"]
         return {"name": name, "type": option_type, "value": raw}
 
-    def _base_interaction(self, kind: int, user: FakeUser, channel: FakeChannel) -> tuple[int, str, dict[str, Any]]:
+    def _base_interaction(
+        self, kind: int, user: FakeUser, channel: FakeChannel
+    ) -> tuple[int, str, dict[str, Any]]:
         interaction_id = new_snowflake()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         channel_data = self.channel_payload(channel)
@@ -732,11 +763,23 @@ class FakeDiscord:
         }
         return interaction_id, token, payload
 
-    async def _dispatch_interaction(self, interaction_id: int, token: str, kind: int, user: FakeUser,
-                                    channel: FakeChannel, payload: dict[str, Any]) -> FakeInteraction:
+    async def _dispatch_interaction(
+        self,
+        interaction_id: int,
+        token: str,
+        kind: int,
+        user: FakeUser,
+        channel: FakeChannel,
+        payload: dict[str, Any],
+    ) -> FakeInteraction:
         interaction = FakeInteraction(
-            id=interaction_id, token=token, type=kind, user=user, channel_id=channel.id,
-            payload=payload, dispatched_at=time.monotonic(),
+            id=interaction_id,
+            token=token,
+            type=kind,
+            user=user,
+            channel_id=channel.id,
+            payload=payload,
+            dispatched_at=time.monotonic(),
         )
         self.interactions[interaction_id] = interaction
         self._interactions_by_token[token] = interaction
@@ -783,12 +826,16 @@ class FakeDiscord:
         payload["data"] = data
         return await self._dispatch_interaction(interaction_id, token, kind, user, channel, payload)
 
-    async def message_command(self, name: str, target: FakeMessage, *, user: FakeUser | None = None) -> FakeInteraction:
+    async def message_command(
+        self, name: str, target: FakeMessage, *, user: FakeUser | None = None
+    ) -> FakeInteraction:
         """A user picks a message context-menu command ``name`` on ``target``."""
         user = user or self.alice
         channel = self.channels[target.channel_id]
         schema = self._find_command(name)
-        interaction_id, token, payload = self._base_interaction(INTERACTION_APPLICATION_COMMAND, user, channel)
+        interaction_id, token, payload = self._base_interaction(
+            INTERACTION_APPLICATION_COMMAND, user, channel
+        )
         payload["data"] = {
             "id": str(schema["id"]) if schema else str(new_snowflake()),
             "name": name,
@@ -796,10 +843,13 @@ class FakeDiscord:
             "target_id": str(target.id),
             "resolved": {"messages": {str(target.id): self.message_payload(target)}},
         }
-        return await self._dispatch_interaction(interaction_id, token, INTERACTION_APPLICATION_COMMAND,
-                                                user, channel, payload)
+        return await self._dispatch_interaction(
+            interaction_id, token, INTERACTION_APPLICATION_COMMAND, user, channel, payload
+        )
 
-    async def click(self, message: FakeMessage, button: str, *, user: FakeUser | None = None) -> FakeInteraction:
+    async def click(
+        self, message: FakeMessage, button: str, *, user: FakeUser | None = None
+    ) -> FakeInteraction:
         """A user presses a button on ``message``, found by label (or by exact ``custom_id``)."""
         user = user or self.alice
         custom_id = next((b["custom_id"] for b in message.buttons() if b.get("custom_id") == button), None)
@@ -809,8 +859,9 @@ class FakeDiscord:
         interaction_id, token, payload = self._base_interaction(INTERACTION_COMPONENT, user, channel)
         payload["data"] = {"custom_id": custom_id, "component_type": 2}
         payload["message"] = self.message_payload(message)
-        interaction = await self._dispatch_interaction(interaction_id, token, INTERACTION_COMPONENT,
-                                                       user, channel, payload)
+        interaction = await self._dispatch_interaction(
+            interaction_id, token, INTERACTION_COMPONENT, user, channel, payload
+        )
         return interaction
 
     async def react(self, message: FakeMessage, emoji: str, *, user: FakeUser | None = None) -> None:
@@ -894,7 +945,9 @@ class FakeDiscord:
         connection = gw.GatewayConnection(ws, request, request.query.get("compress"))
         self.connections.append(connection)
         try:
-            await connection.send({"op": gw.OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+            await connection.send(
+                {"op": gw.OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}
+            )
             while True:
                 payload = await gw.receive_json(ws)
                 if payload is None:
@@ -927,20 +980,23 @@ class FakeDiscord:
             self.current_session = session
             session.connection = connection
             connection.session = session
-            ready = session.next_event("READY", {
-                "v": 10,
-                "user": self.user_payload(self.bot_user),
-                "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-                "session_id": session.session_id,
-                "resume_gateway_url": self.gateway_url,
-                "session_type": "normal",
-                "application": {"id": str(self.application_id), "flags": 0},
-                "private_channels": [],
-                "relationships": [],
-                "user_settings": {},
-                "geo_ordered_rtc_regions": [],
-                "shard": [0, 1],
-            })
+            ready = session.next_event(
+                "READY",
+                {
+                    "v": 10,
+                    "user": self.user_payload(self.bot_user),
+                    "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                    "session_id": session.session_id,
+                    "resume_gateway_url": self.gateway_url,
+                    "session_type": "normal",
+                    "application": {"id": str(self.application_id), "flags": 0},
+                    "private_channels": [],
+                    "relationships": [],
+                    "user_settings": {},
+                    "geo_ordered_rtc_regions": [],
+                    "shard": [0, 1],
+                },
+            )
             await connection.dispatch(ready)
             guild = session.next_event("GUILD_CREATE", self.guild_payload())
             await connection.dispatch(guild)
@@ -982,46 +1038,169 @@ class FakeDiscord:
             ("GET", "/users/" + s % "user_id", "user_get", self._get_user, True),
             ("POST", "/users/@me/channels", "dm_create", self._create_dm, True),
             ("GET", "/oauth2/applications/@me", "application_info", self._get_application, True),
-            ("GET", "/applications/" + s % "app_id" + "/commands", "global_commands_get", self._get_commands, True),
-            ("PUT", "/applications/" + s % "app_id" + "/commands", "global_commands_put", self._put_commands, True),
-            ("POST", "/applications/" + s % "app_id" + "/commands", "global_command_post", self._post_command, True),
-            ("GET", "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
-             "guild_commands_get", self._get_commands, True),
-            ("PUT", "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
-             "guild_commands_put", self._put_commands, True),
-            ("POST", "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
-             "guild_command_post", self._post_command, True),
-            ("POST", "/interactions/" + s % "interaction_id" + "/" + t + "/callback",
-             "interaction_callback", self._interaction_callback, False),
+            (
+                "GET",
+                "/applications/" + s % "app_id" + "/commands",
+                "global_commands_get",
+                self._get_commands,
+                True,
+            ),
+            (
+                "PUT",
+                "/applications/" + s % "app_id" + "/commands",
+                "global_commands_put",
+                self._put_commands,
+                True,
+            ),
+            (
+                "POST",
+                "/applications/" + s % "app_id" + "/commands",
+                "global_command_post",
+                self._post_command,
+                True,
+            ),
+            (
+                "GET",
+                "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
+                "guild_commands_get",
+                self._get_commands,
+                True,
+            ),
+            (
+                "PUT",
+                "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
+                "guild_commands_put",
+                self._put_commands,
+                True,
+            ),
+            (
+                "POST",
+                "/applications/" + s % "app_id" + "/guilds/" + s % "guild_id" + "/commands",
+                "guild_command_post",
+                self._post_command,
+                True,
+            ),
+            (
+                "POST",
+                "/interactions/" + s % "interaction_id" + "/" + t + "/callback",
+                "interaction_callback",
+                self._interaction_callback,
+                False,
+            ),
             ("POST", "/webhooks/" + s % "app_id" + "/" + t, "followup_create", self._followup_create, False),
-            ("GET", "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original", "original_get",
-             self._webhook_message_get, False),
-            ("PATCH", "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original", "original_edit",
-             self._webhook_message_edit, False),
-            ("DELETE", "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original", "original_delete",
-             self._webhook_message_delete, False),
-            ("GET", "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id", "followup_get",
-             self._webhook_message_get, False),
-            ("PATCH", "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id", "followup_edit",
-             self._webhook_message_edit, False),
-            ("DELETE", "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id",
-             "followup_delete", self._webhook_message_delete, False),
+            (
+                "GET",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original",
+                "original_get",
+                self._webhook_message_get,
+                False,
+            ),
+            (
+                "PATCH",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original",
+                "original_edit",
+                self._webhook_message_edit,
+                False,
+            ),
+            (
+                "DELETE",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/@original",
+                "original_delete",
+                self._webhook_message_delete,
+                False,
+            ),
+            (
+                "GET",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id",
+                "followup_get",
+                self._webhook_message_get,
+                False,
+            ),
+            (
+                "PATCH",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id",
+                "followup_edit",
+                self._webhook_message_edit,
+                False,
+            ),
+            (
+                "DELETE",
+                "/webhooks/" + s % "app_id" + "/" + t + "/messages/" + s % "message_id",
+                "followup_delete",
+                self._webhook_message_delete,
+                False,
+            ),
             ("GET", "/channels/" + s % "channel_id", "channel_get", self._get_channel, True),
             ("GET", "/guilds/" + s % "guild_id", "guild_get", self._get_guild, True),
-            ("GET", "/guilds/" + s % "guild_id" + "/members/" + s % "user_id", "member_get", self._get_member, True),
-            ("POST", "/channels/" + s % "channel_id" + "/messages", "message_create", self._message_create, True),
-            ("GET", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id", "message_get",
-             self._message_get, True),
-            ("PATCH", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id", "message_edit",
-             self._message_edit, True),
-            ("DELETE", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id", "message_delete",
-             self._message_delete, True),
-            ("PUT", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id" + "/reactions/(?P<emoji>[^/]+)/@me",
-             "reaction_add", self._reaction_add, True),
-            ("DELETE", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id"
-             + "/reactions/(?P<emoji>[^/]+)/@me", "reaction_remove_own", self._reaction_remove, True),
-            ("DELETE", "/channels/" + s % "channel_id" + "/messages/" + s % "message_id"
-             + "/reactions/(?P<emoji>[^/]+)/" + s % "user_id", "reaction_remove_user", self._reaction_remove, True),
+            (
+                "GET",
+                "/guilds/" + s % "guild_id" + "/members/" + s % "user_id",
+                "member_get",
+                self._get_member,
+                True,
+            ),
+            (
+                "POST",
+                "/channels/" + s % "channel_id" + "/messages",
+                "message_create",
+                self._message_create,
+                True,
+            ),
+            (
+                "GET",
+                "/channels/" + s % "channel_id" + "/messages/" + s % "message_id",
+                "message_get",
+                self._message_get,
+                True,
+            ),
+            (
+                "PATCH",
+                "/channels/" + s % "channel_id" + "/messages/" + s % "message_id",
+                "message_edit",
+                self._message_edit,
+                True,
+            ),
+            (
+                "DELETE",
+                "/channels/" + s % "channel_id" + "/messages/" + s % "message_id",
+                "message_delete",
+                self._message_delete,
+                True,
+            ),
+            (
+                "PUT",
+                "/channels/"
+                + s % "channel_id"
+                + "/messages/"
+                + s % "message_id"
+                + "/reactions/(?P<emoji>[^/]+)/@me",
+                "reaction_add",
+                self._reaction_add,
+                True,
+            ),
+            (
+                "DELETE",
+                "/channels/"
+                + s % "channel_id"
+                + "/messages/"
+                + s % "message_id"
+                + "/reactions/(?P<emoji>[^/]+)/@me",
+                "reaction_remove_own",
+                self._reaction_remove,
+                True,
+            ),
+            (
+                "DELETE",
+                "/channels/"
+                + s % "channel_id"
+                + "/messages/"
+                + s % "message_id"
+                + "/reactions/(?P<emoji>[^/]+)/"
+                + s % "user_id",
+                "reaction_remove_user",
+                self._reaction_remove,
+                True,
+            ),
             ("POST", "/channels/" + s % "channel_id" + "/typing", "typing", self._typing, True),
         ]
         return [(m, re.compile(r"/api/v(?:9|10)" + p + "$"), n, h, a) for m, p, n, h, a in table]
@@ -1037,8 +1216,9 @@ class FakeDiscord:
                 if name == "payload_json":
                     payload = json.loads(bytes(data).decode())
                 elif part.filename is not None:
-                    files.append(UploadedFile(name, part.filename, bytes(data),
-                                              part.headers.get("Content-Type")))
+                    files.append(
+                        UploadedFile(name, part.filename, bytes(data), part.headers.get("Content-Type"))
+                    )
             return payload, files
         body = await request.read()
         if not body:
@@ -1066,8 +1246,14 @@ class FakeDiscord:
             return await self._serve_attachment(request)
         json_body, files = await self._parse_body(request)
         record = RecordedRequest(
-            route="unhandled", method=request.method, path=path, query=dict(request.query),
-            json=json_body, files=files, status=0, at=time.monotonic(),
+            route="unhandled",
+            method=request.method,
+            path=path,
+            query=dict(request.query),
+            json=json_body,
+            files=files,
+            status=0,
+            at=time.monotonic(),
             authorization=request.headers.get("Authorization"),
         )
         for method, pattern, route, handler, needs_auth in self._routes:
@@ -1083,7 +1269,13 @@ class FakeDiscord:
             return error_response(404, 0, "404: Not Found")
         record.route = route
         context = _Context(request, route, match.groupdict(), json_body, files, record)
-        details = {"route": route, "method": method, "json": json_body, "files": files, "groups": context.groups}
+        details = {
+            "route": route,
+            "method": method,
+            "json": json_body,
+            "files": files,
+            "groups": context.groups,
+        }
         response: web.Response
         rule = next((r for r in self.faults if r.matches(route, method, details)), None)
         if needs_auth and record.authorization != f"Bot {self.token}":
@@ -1091,9 +1283,13 @@ class FakeDiscord:
         elif rule is not None:
             response = rule.respond(hashlib.sha1(route.encode()).hexdigest()[:16])
             record.injected = True
-        elif self.rate_limit is not None and not (allowance := self._take_from_bucket(route, context.groups))[0]:
-            response = rate_limited_response(allowance[2], is_global=False,
-                                             bucket=allowance[1]["X-RateLimit-Bucket"])
+        elif (
+            self.rate_limit is not None
+            and not (allowance := self._take_from_bucket(route, context.groups))[0]
+        ):
+            response = rate_limited_response(
+                allowance[2], is_global=False, bucket=allowance[1]["X-RateLimit-Bucket"]
+            )
             self.rate_limited.append(record)
         else:
             try:
@@ -1103,7 +1299,8 @@ class FakeDiscord:
                 response = error_response(500, 0, "fake discord crashed")
             if response.status < 300:
                 response.headers.update(
-                    allowance[1] if self.rate_limit is not None else self._ratelimit_headers(route))
+                    allowance[1] if self.rate_limit is not None else self._ratelimit_headers(route)
+                )
         record.status = response.status
         if response.body and response.content_type == "application/json":
             with contextlib.suppress(Exception):
@@ -1115,8 +1312,15 @@ class FakeDiscord:
     async def _serve_attachment(self, request: web.Request) -> web.StreamResponse:
         parts = request.path.split("/")
         record = RecordedRequest(
-            route="attachment_download", method=request.method, path=request.path, query={}, json=None,
-            files=[], status=404, at=time.monotonic(), authorization=request.headers.get("Authorization"),
+            route="attachment_download",
+            method=request.method,
+            path=request.path,
+            query={},
+            json=None,
+            files=[],
+            status=404,
+            at=time.monotonic(),
+            authorization=request.headers.get("Authorization"),
         )
         attachment = self.cdn.get(int(parts[3])) if len(parts) > 3 and parts[3].isdigit() else None
         rule = next((r for r in self.faults if r.matches("attachment_download", request.method, {})), None)
@@ -1127,8 +1331,9 @@ class FakeDiscord:
             response = web.Response(status=404, text="not found")
         else:
             attachment.downloads += 1
-            response = web.Response(body=attachment.data,
-                                    content_type=attachment.content_type or "application/octet-stream")
+            response = web.Response(
+                body=attachment.data, content_type=attachment.content_type or "application/octet-stream"
+            )
         record.status = response.status
         self.requests.append(record)
         await self._notify()
@@ -1142,9 +1347,14 @@ class FakeDiscord:
             url = f"{self.base_url}/attachments/{self.channel.id}/{attachment_id}/{quote(upload.filename, safe='')}"
             size = _image_size(upload.data)
             attachment = FakeAttachment(
-                id=attachment_id, filename=upload.filename, data=upload.data, url=url,
-                content_type=upload.content_type, size=len(upload.data),
-                width=size[0] if size else None, height=size[1] if size else None,
+                id=attachment_id,
+                filename=upload.filename,
+                data=upload.data,
+                url=url,
+                content_type=upload.content_type,
+                size=len(upload.data),
+                width=size[0] if size else None,
+                height=size[1] if size else None,
             )
             self.cdn[attachment_id] = attachment
             stored.append(attachment)
@@ -1155,7 +1365,9 @@ class FakeDiscord:
             return error_response(413, CODE_REQUEST_TOO_LARGE, "Request entity too large")
         return None
 
-    def _apply_body(self, message: FakeMessage, body: dict[str, Any], context: _Context, *, creating: bool) -> None:
+    def _apply_body(
+        self, message: FakeMessage, body: dict[str, Any], context: _Context, *, creating: bool
+    ) -> None:
         """Apply a create/edit body: the fields present replace the old ones (Discord's PATCH)."""
         if "content" in body:
             message.content = body["content"] or ""
@@ -1199,7 +1411,9 @@ class FakeDiscord:
         if message.ephemeral:
             return
         channel = self.channels.get(message.channel_id)
-        intent = INTENT_DIRECT_MESSAGES if channel is not None and channel.type == 1 else INTENT_GUILD_MESSAGES
+        intent = (
+            INTENT_DIRECT_MESSAGES if channel is not None and channel.type == 1 else INTENT_GUILD_MESSAGES
+        )
         payload = self.message_payload(message)
         if channel is not None and channel.guild_id is not None:
             payload["member"] = {k: v for k, v in self.member_payload(self.bot_user).items() if k != "user"}
@@ -1210,11 +1424,18 @@ class FakeDiscord:
         return self._json({"url": self.gateway_url})
 
     async def _get_gateway_bot(self, context: _Context) -> web.Response:
-        return self._json({
-            "url": self.gateway_url,
-            "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1},
-        })
+        return self._json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 86_400_000,
+                    "max_concurrency": 1,
+                },
+            }
+        )
 
     async def _get_me(self, context: _Context) -> web.Response:
         return self._json(self.user_payload(self.bot_user))
@@ -1226,20 +1447,22 @@ class FakeDiscord:
         return self._json(self.user_payload(user))
 
     async def _get_application(self, context: _Context) -> web.Response:
-        return self._json({
-            "id": str(self.application_id),
-            "name": "StyleBot",
-            "description": "",
-            "icon": None,
-            "bot_public": True,
-            "bot_require_code_grant": False,
-            "owner": self.user_payload(self.owner),
-            "verify_key": secrets.token_hex(32),
-            "team": None,
-            "flags": 0,
-            "summary": "",
-            "bot": self.user_payload(self.bot_user),
-        })
+        return self._json(
+            {
+                "id": str(self.application_id),
+                "name": "StyleBot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.user_payload(self.owner),
+                "verify_key": secrets.token_hex(32),
+                "team": None,
+                "flags": 0,
+                "summary": "",
+                "bot": self.user_payload(self.bot_user),
+            }
+        )
 
     async def _get_channel(self, context: _Context) -> web.Response:
         channel = self.channels.get(int(context.groups["channel_id"]))
@@ -1251,8 +1474,17 @@ class FakeDiscord:
         if int(context.groups["guild_id"]) != self.guild_id:
             return error_response(404, 10004, "Unknown Guild")
         payload = self.guild_payload()
-        for key in ("members", "channels", "threads", "voice_states", "presences", "joined_at", "large",
-                    "member_count", "unavailable"):
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "voice_states",
+            "presences",
+            "joined_at",
+            "large",
+            "member_count",
+            "unavailable",
+        ):
             payload.pop(key, None)
         return self._json(payload)
 
@@ -1266,7 +1498,9 @@ class FakeDiscord:
         recipient_id = int(self._body(context).get("recipient_id", 0))
         if recipient_id not in self.users:
             return error_response(400, CODE_INVALID_FORM_BODY, "Invalid Form Body")
-        channel = next((c for c in self.channels.values() if c.type == 1 and c.recipient_id == recipient_id), None)
+        channel = next(
+            (c for c in self.channels.values() if c.type == 1 and c.recipient_id == recipient_id), None
+        )
         if channel is None:
             channel = FakeChannel(new_snowflake(), "dm", None, type=1, recipient_id=recipient_id)
             self.channels[channel.id] = channel
@@ -1282,8 +1516,9 @@ class FakeDiscord:
             return self.global_commands
         return self.guild_commands.setdefault(int(guild_id), [])
 
-    def _stored_command(self, definition: dict[str, Any], context: _Context,
-                        previous: dict[str, Any] | None) -> dict[str, Any]:
+    def _stored_command(
+        self, definition: dict[str, Any], context: _Context, previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
         stored = dict(definition)
         stored["id"] = previous["id"] if previous else str(new_snowflake())
         stored["application_id"] = str(self.application_id)
@@ -1305,8 +1540,9 @@ class FakeDiscord:
         definitions = context.json if isinstance(context.json, list) else []
         store = self._command_store(context)
         previous = {(c["name"], c.get("type", 1)): c for c in store}
-        replaced = [self._stored_command(d, context, previous.get((d["name"], d.get("type", 1))))
-                    for d in definitions]
+        replaced = [
+            self._stored_command(d, context, previous.get((d["name"], d.get("type", 1)))) for d in definitions
+        ]
         store[:] = replaced
         return self._json(replaced)
 
@@ -1336,7 +1572,9 @@ class FakeDiscord:
             return None, error_response(404, CODE_UNKNOWN_WEBHOOK, "Unknown Webhook")
         return interaction, None
 
-    def _callback_body(self, interaction: FakeInteraction, message: FakeMessage | None, kind: int) -> dict[str, Any]:
+    def _callback_body(
+        self, interaction: FakeInteraction, message: FakeMessage | None, kind: int
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "interaction": {
                 "id": str(interaction.id),
@@ -1356,7 +1594,9 @@ class FakeDiscord:
             return error_response(404, CODE_UNKNOWN_INTERACTION, "Unknown interaction")
         context.record.interaction_id = interaction.id
         if interaction.response_type is not None:
-            return error_response(400, CODE_ALREADY_ACKNOWLEDGED, "Interaction has already been acknowledged.")
+            return error_response(
+                400, CODE_ALREADY_ACKNOWLEDGED, "Interaction has already been acknowledged."
+            )
         if time.monotonic() - interaction.dispatched_at > self.ack_deadline:
             return error_response(404, CODE_UNKNOWN_INTERACTION, "Unknown interaction")
         body = self._body(context)
@@ -1376,7 +1616,9 @@ class FakeDiscord:
             interaction.original_message_id = message.id
         elif kind in (CALLBACK_DEFERRED_UPDATE, CALLBACK_UPDATE_MESSAGE):
             if interaction.type != INTERACTION_COMPONENT:
-                return error_response(400, CODE_INVALID_FORM_BODY, "Interaction callback type is invalid here")
+                return error_response(
+                    400, CODE_INVALID_FORM_BODY, "Interaction callback type is invalid here"
+                )
             message = self.messages[int(interaction.payload["message"]["id"])]
             interaction.original_message_id = message.id
             if kind == CALLBACK_UPDATE_MESSAGE:
@@ -1397,8 +1639,11 @@ class FakeDiscord:
 
     def _new_interaction_message(self, interaction: FakeInteraction) -> FakeMessage:
         message = FakeMessage(
-            id=new_snowflake(), channel_id=interaction.channel_id, author_id=self.bot_user.id,
-            interaction_id=interaction.id, visible_to=interaction.user.id,
+            id=new_snowflake(),
+            channel_id=interaction.channel_id,
+            author_id=self.bot_user.id,
+            interaction_id=interaction.id,
+            visible_to=interaction.user.id,
         )
         self.messages[message.id] = message
         return message
@@ -1414,8 +1659,12 @@ class FakeDiscord:
             return too_large
         body = self._body(context)
         original = self.original(interaction)
-        if (interaction.response_type == CALLBACK_DEFERRED_MESSAGE and original is not None and original.loading
-                and not original.deleted):
+        if (
+            interaction.response_type == CALLBACK_DEFERRED_MESSAGE
+            and original is not None
+            and original.loading
+            and not original.deleted
+        ):
             # Discord: the first followup after a "thinking" defer becomes that message (unless the
             # bot deleted it first; then followups are new messages with their own visibility).
             original.flags &= ~FLAG_LOADING
@@ -1523,7 +1772,9 @@ class FakeDiscord:
             return problem
         assert message is not None
         if message.author_id != self.bot_user.id:
-            return error_response(403, CODE_CANNOT_EDIT_OTHERS, "Cannot edit a message authored by another user")
+            return error_response(
+                403, CODE_CANNOT_EDIT_OTHERS, "Cannot edit a message authored by another user"
+            )
         if too_large := self._too_large(context):
             return too_large
         self._apply_body(message, self._body(context), context, creating=False)
@@ -1560,4 +1811,3 @@ class FakeDiscord:
         if user_id in users:
             users.remove(user_id)
         return self._no_content()
-

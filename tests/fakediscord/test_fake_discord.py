@@ -70,8 +70,9 @@ async def test_slash_command_deferred_then_followup_with_file(fake_discord: Fake
     async def flip(interaction: discord.Interaction, upload: discord.Attachment, note: str = "") -> None:
         await interaction.response.defer(thinking=True)
         data = await upload.read()
-        await interaction.followup.send(f"flipped {upload.filename} {note}",
-                                        file=discord.File(io.BytesIO(data[::-1]), "flipped.bin"))
+        await interaction.followup.send(
+            f"flipped {upload.filename} {note}", file=discord.File(io.BytesIO(data[::-1]), "flipped.bin")
+        )
 
     async with running(bot, fake_discord):
         synced = await bot.tree.sync()
@@ -96,7 +97,9 @@ async def test_slash_command_deferred_then_followup_with_file(fake_discord: Fake
 
 
 @pytest.mark.parametrize("abort", [False, True], ids=["close-4000", "tcp-cut"])
-async def test_dropped_websocket_resumes_and_replays_missed_events(fake_discord: FakeDiscord, abort: bool) -> None:
+async def test_dropped_websocket_resumes_and_replays_missed_events(
+    fake_discord: FakeDiscord, abort: bool
+) -> None:
     bot = make_bot()
     resumed = asyncio.Event()
     answered: list[int] = []
@@ -129,8 +132,9 @@ async def test_refused_resume_makes_the_client_identify_again(fake_discord: Fake
     async with running(client, fake_discord):
         fake_discord.invalidate_sessions()
         await fake_discord.drop_gateway()
-        await fake_discord.wait_for(lambda: len(fake_discord.identifies) == 2 and fake_discord.connected,
-                                    timeout=15)
+        await fake_discord.wait_for(
+            lambda: len(fake_discord.identifies) == 2 and fake_discord.connected, timeout=15
+        )
     assert fake_discord.invalid_sessions_sent == 1
 
 
@@ -175,13 +179,16 @@ async def test_upload_over_the_limit_gets_413(fake_discord: FakeDiscord) -> None
         interaction = await fake_discord.slash_command("big")
         assert interaction.payload["attachment_size_limit"] == 1000
         message = await fake_discord.wait_for(
-            lambda: (m := fake_discord.original(interaction)) and m.attachments and m)
+            lambda: (m := fake_discord.original(interaction)) and m.attachments and m
+        )
 
     assert [(e.status, e.code) for e in errors] == [(413, 40005)]
     assert message.attachments[0].filename == "small.bin"
 
 
-async def test_expired_token_fails_webhook_calls_and_the_channel_still_works(fake_discord: FakeDiscord) -> None:
+async def test_expired_token_fails_webhook_calls_and_the_channel_still_works(
+    fake_discord: FakeDiscord,
+) -> None:
     bot = make_bot()
     go_on = asyncio.Event()
     errors: list[discord.HTTPException] = []
@@ -307,7 +314,9 @@ async def test_ephemeral_reply_is_visible_only_to_its_user(fake_discord: FakeDis
     assert message not in fake_discord.visible_to(fake_discord.bob)
 
 
-async def test_enforced_rate_limits_slow_the_client_without_losing_messages(fake_discord: FakeDiscord) -> None:
+async def test_enforced_rate_limits_slow_the_client_without_losing_messages(
+    fake_discord: FakeDiscord,
+) -> None:
     client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
     fake_discord.enforce_rate_limits(requests=3, seconds=0.5)
     async with running(client, fake_discord):

@@ -28,7 +28,9 @@ def stripes_style(width: int = 64, height: int = 64, colours=((20, 40, 200), (25
     return image
 
 
-def dots_style(width: int = 64, height: int = 64, background=(240, 240, 240), dot=(200, 20, 20)) -> Image.Image:
+def dots_style(
+    width: int = 64, height: int = 64, background=(240, 240, 240), dot=(200, 20, 20)
+) -> Image.Image:
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
     for y in range(2, height, 10):

@@ -39,10 +39,12 @@ class PresetHTTPServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 owner.requests[self.path] += 1
                 owner.user_agents.append(self.headers.get("User-Agent", ""))
-                route = owner.routes.get(self.path, Route(status=404, body=b"not found", content_type="text/plain"))
+                route = owner.routes.get(
+                    self.path, Route(status=404, body=b"not found", content_type="text/plain")
+                )
                 if route.delay:
                     time.sleep(route.delay)
                 self.send_response(route.status)
@@ -75,7 +77,7 @@ class PresetHTTPServer:
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def __enter__(self) -> "PresetHTTPServer":
+    def __enter__(self) -> PresetHTTPServer:
         self._thread.start()
         return self
 

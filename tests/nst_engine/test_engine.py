@@ -11,35 +11,39 @@ from nst_engine import (
     StyleImage,
     StyleParams,
     StyleTargetCache,
+    engine,
+    losses,
     stylize,
+    tensors,
+    vgg,
 )
-from nst_engine import engine, vgg
 from tests.helpers.images import content_image, dots_style, stripes_style
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
-    return engine.image_to_tensor(image, torch.device("cpu"))
+    return tensors.image_to_tensor(image, torch.device("cpu"))
 
 
 # ------------------------------------------------------------------------ losses
 def test_gram_is_symmetric_positive_semidefinite_and_size_independent():
     features = torch.rand(1, 8, 6, 5)
-    gram = engine.gram_matrix(features)
+    gram = losses.gram_matrix(features)
     assert torch.allclose(gram, gram.transpose(1, 2))
     assert torch.linalg.eigvalsh(gram[0]).min() > -1e-5
     tiled = features.repeat(1, 1, 2, 3)  # the same texture over a larger area
-    assert torch.allclose(engine.gram_matrix(tiled), gram, atol=1e-6)
+    assert torch.allclose(losses.gram_matrix(tiled), gram, atol=1e-6)
     shuffled = features.flatten(2)[:, :, torch.randperm(30)].view(1, 8, 6, 5)
-    assert torch.allclose(engine.gram_matrix(shuffled), gram, atol=1e-6)
+    assert torch.allclose(losses.gram_matrix(shuffled), gram, atol=1e-6)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_gram_gradient_matches_autograd_of_the_plain_product(layout):
-    assert torch.autograd.gradcheck(engine._Gram.apply, (torch.randn(2, 12, 5, dtype=torch.float64,
-                                                                      requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        losses._Gram.apply, (torch.randn(2, 12, 5, dtype=torch.float64, requires_grad=True),)
+    )
     features = torch.randn(1, 8, 5, 6).contiguous(memory_format=layout).requires_grad_(True)
     weights = torch.randn(1, 8, 8)
-    (engine.gram_matrix(features) * weights).sum().backward()
+    (losses.gram_matrix(features) * weights).sum().backward()
     ours = features.grad.clone()
     features.grad = None
     flat = features.reshape(1, 8, 30)
@@ -49,10 +53,10 @@ def test_gram_gradient_matches_autograd_of_the_plain_product(layout):
 
 def test_tv_loss_is_zero_for_flat_images_and_grows_with_noise():
     flat = torch.full((1, 3, 16, 16), 100.0)
-    assert engine.tv_loss(flat) == 0
+    assert losses.tv_loss(flat) == 0
     smooth = torch.linspace(0, 255, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
     noisy = torch.rand(1, 3, 16, 16) * 255
-    assert 0 < engine.tv_loss(smooth) < engine.tv_loss(noisy)
+    assert 0 < losses.tv_loss(smooth) < losses.tv_loss(noisy)
 
 
 def tile(image: Image.Image, times: int) -> Image.Image:
@@ -81,9 +85,9 @@ def test_losses_are_normalised_so_the_same_weights_mean_the_same_at_any_size():
             c = model(image_tensor(tile(photo, times)))
             s = model(image_tensor(tile(painting, times)))
             o = model(image_tensor(tile(other, times)))
-        targets = {n: engine.gram_matrix(s[n]) for n in vgg.STYLE_LAYERS}
-        style_losses.append(float(engine.style_loss(c, targets)))
-        content_losses.append(float(engine.content_loss(o["relu4_2"], c["relu4_2"])))
+        targets = {n: losses.gram_matrix(s[n]) for n in vgg.STYLE_LAYERS}
+        style_losses.append(float(losses.style_loss(c, targets)))
+        content_losses.append(float(losses.content_loss(o["relu4_2"], c["relu4_2"])))
     assert 0.75 < style_losses[0] / style_losses[1] < 1.33, style_losses
     assert 0.75 < content_losses[0] / content_losses[1] < 1.33, content_losses
 
@@ -92,8 +96,8 @@ def test_style_loss_of_an_image_against_itself_is_zero():
     model = vgg.get_model("caffe", "max", torch.device("cpu"))
     with torch.no_grad():
         features = model(image_tensor(stripes_style(48, 48)))
-    targets = {n: engine.gram_matrix(features[n]) for n in vgg.STYLE_LAYERS}
-    assert float(engine.style_loss(features, targets)) < 1e-6
+    targets = {n: losses.gram_matrix(features[n]) for n in vgg.STYLE_LAYERS}
+    assert float(losses.style_loss(features, targets)) < 1e-6
 
 
 # ------------------------------------------------------------------------ runs
@@ -163,8 +167,13 @@ def test_cancel_stops_within_one_evaluation(tiny_params):
     engine._Run._loss = counting_loss
     try:
         with pytest.raises(Cancelled):
-            stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=50),
-                    progress=on_progress, cancel=cancel)
+            stylize(
+                content_image(),
+                [stripes_style()],
+                tiny_params.replace(iterations=50),
+                progress=on_progress,
+                cancel=cancel,
+            )
     finally:
         engine._Run._loss = original_loss
     # The evaluation that reported step 2 may finish; no further evaluation starts.
@@ -178,8 +187,13 @@ def test_cancel_from_another_thread_while_running(tiny_params):
 
     def run():
         try:
-            stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=500),
-                    progress=lambda p: started.set(), cancel=cancel)
+            stylize(
+                content_image(),
+                [stripes_style()],
+                tiny_params.replace(iterations=500),
+                progress=lambda p: started.set(),
+                cancel=cancel,
+            )
             outcome.append("finished")
         except Cancelled:
             outcome.append("cancelled")
@@ -195,8 +209,9 @@ def test_cancel_from_another_thread_while_running(tiny_params):
 def test_progress_cadence_and_previews(tiny_params):
     reports = []
     params = tiny_params.replace(iterations=7)
-    stylize(content_image(), [stripes_style()], params, progress=reports.append,
-            preview_every=3, preview_size=20)
+    stylize(
+        content_image(), [stripes_style()], params, progress=reports.append, preview_every=3, preview_size=20
+    )
     assert [r.step for r in reports] == list(range(1, 8))
     assert all(r.total == 7 and r.levels == 1 and r.level == 1 for r in reports)
     with_preview = [r.step for r in reports if r.preview is not None]
@@ -232,7 +247,7 @@ def test_split_iterations_favours_coarse_levels():
 
 
 def test_a_finer_level_starts_from_the_photo_detail_not_a_blur():
-    photo = engine.image_to_tensor(content_image(64, 48), torch.device("cpu"))
+    photo = tensors.image_to_tensor(content_image(64, 48), torch.device("cpu"))
     coarse_copy = torch.nn.functional.interpolate(photo, size=(24, 32), mode="area")
     start = engine.upsample_with_detail(coarse_copy, photo)
     # a coarse level that reproduced the photo starts the next level at the photo itself
@@ -249,8 +264,10 @@ def test_preserve_color_keeps_the_content_chroma(tiny_params):
     painting = stripes_style(colours=((10, 200, 20), (200, 10, 200)))  # colours the photo lacks
 
     def chroma_error(result_image):
-        ours = engine._color_transform(image_tensor(result_image), engine._RGB_TO_YIQ)[:, 1:]
-        theirs = engine._color_transform(image_tensor(photo.resize(result_image.size, Image.Resampling.LANCZOS)), engine._RGB_TO_YIQ)[:, 1:]
+        ours = tensors._color_transform(image_tensor(result_image), tensors._RGB_TO_YIQ)[:, 1:]
+        theirs = tensors._color_transform(
+            image_tensor(photo.resize(result_image.size, Image.Resampling.LANCZOS)), tensors._RGB_TO_YIQ
+        )[:, 1:]
         return float((ours - theirs).abs().mean())
 
     params = tiny_params.replace(iterations=10, style_strength=4.0)
@@ -277,7 +294,9 @@ def test_blending_two_styles(tiny_params):
 def test_a_style_weight_of_zero_in_the_blend_is_the_same_as_leaving_it_out(tiny_params):
     photo, a, b = content_image(), stripes_style(), dots_style()
     alone = stylize(photo, [a], tiny_params).image
-    blended = stylize(photo, [StyleImage(a, "a"), StyleImage(b, "b")], tiny_params.replace(style_blend=(1, 0))).image
+    blended = stylize(
+        photo, [StyleImage(a, "a"), StyleImage(b, "b")], tiny_params.replace(style_blend=(1, 0))
+    ).image
     assert alone.tobytes() == blended.tobytes()
 
 
@@ -331,8 +350,12 @@ def test_a_level_stalled_by_reduced_precision_goes_on_in_fp32(tiny_params, monke
 
     monkeypatch.setattr(engine._Run, "_lbfgs_pass", stalls_once_in_bf16)
     reports = []
-    result = stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=10, precision="bf16"),
-                     progress=reports.append)
+    result = stylize(
+        content_image(),
+        [stripes_style()],
+        tiny_params.replace(iterations=10, precision="bf16"),
+        progress=reports.append,
+    )
     assert passes == [("bf16", 10), ("fp32", 5)]
     assert result.stats.precision == "bf16" and reports[-1].step == 10
 
@@ -346,8 +369,12 @@ def test_a_level_that_even_fp32_cannot_improve_ends_early_and_counts_as_done(tin
 
     monkeypatch.setattr(engine._Run, "_lbfgs_pass", converged)
     reports = []
-    stylize(content_image(), [stripes_style()], tiny_params.replace(iterations=10, precision="fp32"),
-            progress=reports.append)
+    stylize(
+        content_image(),
+        [stripes_style()],
+        tiny_params.replace(iterations=10, precision="fp32"),
+        progress=reports.append,
+    )
     assert passes == ["fp32", "fp32"] and reports[-1].step == 10
 
 

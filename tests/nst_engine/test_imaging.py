@@ -107,7 +107,10 @@ def test_pixel_cap_below_pillows_own_guard_names_the_size():
 
 
 def test_one_pixel_image_is_too_small():
-    with pytest.raises(InvalidImage, match="The image is 1×1 pixels, too small; it needs to be at least 16 pixels on each side"):
+    with pytest.raises(
+        InvalidImage,
+        match="The image is 1×1 pixels, too small; it needs to be at least 16 pixels on each side",
+    ):
         decode_image(_save(Image.new("RGB", (1, 1), "red"), "PNG"))
 
 
@@ -298,7 +301,9 @@ def _smooth(width: int, height: int) -> Image.Image:
     """Gradients: compress well lossy, poorly as PNG with noise overlaid lightly."""
     image = Image.new("RGB", (width, height))
     pixels = [
-        ((x * 255) // width, (y * 255) // height, ((x + y) * 3) % 256) for y in range(height) for x in range(width)
+        ((x * 255) // width, (y * 255) // height, ((x + y) * 3) % 256)
+        for y in range(height)
+        for x in range(width)
     ]
     image.putdata(pixels)
     return Image.blend(image, _noise(width, height, seed=3), 0.1)

@@ -111,16 +111,27 @@ def test_catalogue_keeps_file_order_and_accepts_a_numeric_year(tmp_path: Path) -
         ([entry("Starry Night")], ["preset #1", "'name'", "not a valid slug"]),
         ([entry("../../etc/passwd")], ["'name'", "not a valid slug"]),
         ([entry("double--hyphen")], ["'name'", "not a valid slug"]),
-        ([{k: v for k, v in entry("no-artist").items() if k != "artist"}], ["'no-artist'", "field 'artist' is missing"]),
+        (
+            [{k: v for k, v in entry("no-artist").items() if k != "artist"}],
+            ["'no-artist'", "field 'artist' is missing"],
+        ),
         ([entry("typo", license="public domain")], ["'typo'", "unknown field 'license'"]),
         ([entry("blank", title="  ")], ["'blank'", "field 'title' must be a non-empty string"]),
-        ([entry("ftp", source="ftp://example.org/a.jpg")], ["'ftp'", "field 'source'", "unsupported scheme 'ftp'"]),
+        (
+            [entry("ftp", source="ftp://example.org/a.jpg")],
+            ["'ftp'", "field 'source'", "unsupported scheme 'ftp'"],
+        ),
         ([entry("bare", source="paintings/a.jpg")], ["'bare'", "field 'source'", "needs a scheme"]),
-        ([entry("plain", source="http://commons.wikimedia.org/a.jpg")], ["'plain'", "must be an https:// URL"]),
+        (
+            [entry("plain", source="http://commons.wikimedia.org/a.jpg")],
+            ["'plain'", "must be an https:// URL"],
+        ),
         ([entry("hosted", source="file://server/share/a.jpg")], ["'hosted'", "without a host"]),
     ],
 )
-def test_every_invalid_entry_is_named_with_its_field(tmp_path: Path, entries: list[dict[str, object]], expected: list[str]) -> None:
+def test_every_invalid_entry_is_named_with_its_field(
+    tmp_path: Path, entries: list[dict[str, object]], expected: list[str]
+) -> None:
     path = toml_catalog(tmp_path, entries)
     with pytest.raises(PresetCatalogError) as raised:
         PresetCatalog.load(path)
@@ -159,7 +170,10 @@ def test_file_source_is_relative_to_the_catalogue_directory(tmp_path: Path) -> N
     (tmp_path / "paintings").mkdir()
     (tmp_path / "paintings" / "stripes.png").write_bytes(painting_png(60, 40))
     catalog = PresetCatalog.load(
-        toml_catalog(tmp_path, [entry("stripes", source="file:paintings/stripes.png"), entry("gone", source="file:nowhere.png")])
+        toml_catalog(
+            tmp_path,
+            [entry("stripes", source="file:paintings/stripes.png"), entry("gone", source="file:nowhere.png")],
+        )
     )
     resolver = PresetResolver(catalog, tmp_path / "cache")
     image = resolver.resolve("stripes")
@@ -173,7 +187,9 @@ def test_file_source_is_relative_to_the_catalogue_directory(tmp_path: Path) -> N
 
 def test_a_local_file_that_is_not_an_image_is_a_preset_error(tmp_path: Path) -> None:
     (tmp_path / "fake.jpg").write_text("this is not a picture", encoding="utf-8")
-    catalog = PresetCatalog([Preset("fake", "Fake", "Nobody", "2020", "none", f"file:{tmp_path / 'fake.jpg'}")])
+    catalog = PresetCatalog(
+        [Preset("fake", "Fake", "Nobody", "2020", "none", f"file:{tmp_path / 'fake.jpg'}")]
+    )
     with pytest.raises(PresetError, match="preset 'fake': .*fake.jpg is not a usable image"):
         PresetResolver(catalog, tmp_path / "cache").resolve("fake")
 
@@ -199,7 +215,10 @@ def server():
 
 def served_catalog(server: PresetHTTPServer, **paths: str) -> PresetCatalog:
     return PresetCatalog(
-        [Preset(name, name.title(), "Artist", "1900", "public domain", server.url(path)) for name, path in paths.items()]
+        [
+            Preset(name, name.title(), "Artist", "1900", "public domain", server.url(path))
+            for name, path in paths.items()
+        ]
     )
 
 
@@ -239,7 +258,9 @@ def test_concurrent_first_uses_download_once(server: PresetHTTPServer, tmp_path:
 
 
 def test_a_redirect_within_the_allowed_hosts_is_followed(server: PresetHTTPServer, tmp_path: Path) -> None:
-    server.routes["/FilePath/wave.jpg"] = Route(status=302, location=server.url("/thumb/wave.png"), content_type=None)
+    server.routes["/FilePath/wave.jpg"] = Route(
+        status=302, location=server.url("/thumb/wave.png"), content_type=None
+    )
     server.routes["/thumb/wave.png"] = Route(body=painting_png())
     resolver = local_resolver(served_catalog(server, wave="/FilePath/wave.jpg"), tmp_path)
     assert resolver.resolve("wave").size == (64, 48)
@@ -251,9 +272,18 @@ def test_a_redirect_within_the_allowed_hosts_is_followed(server: PresetHTTPServe
     [
         (Route(body=b"x" * 100, declared_length=10_000), "10000 bytes, over the 4096 byte limit"),
         (Route(body=b"x" * 20_000, send_length=False), "over the 4096 byte limit"),
-        (Route(body=b"<html>hello</html>", content_type="text/html; charset=utf-8"), "sent 'text/html', not a raster image"),
-        (Route(body=b"<svg xmlns='http://www.w3.org/2000/svg'/>", content_type="image/svg+xml"), "not a raster image"),
-        (Route(body=b"GIF89a but not really", content_type="image/gif"), "the download is not a usable image"),
+        (
+            Route(body=b"<html>hello</html>", content_type="text/html; charset=utf-8"),
+            "sent 'text/html', not a raster image",
+        ),
+        (
+            Route(body=b"<svg xmlns='http://www.w3.org/2000/svg'/>", content_type="image/svg+xml"),
+            "not a raster image",
+        ),
+        (
+            Route(body=b"GIF89a but not really", content_type="image/gif"),
+            "the download is not a usable image",
+        ),
         (Route(status=404, body=b"no", content_type="text/plain"), "HTTP 404"),
     ],
     ids=["content-length-cap", "streamed-cap", "html", "svg", "corrupt-image", "not-found"],
@@ -272,16 +302,25 @@ def test_refused_downloads_are_clear_and_leave_no_cache_file(
     assert list(tmp_path.rglob("*.*")) == []  # neither the image nor a temp file was written
 
 
-def test_a_redirect_to_another_host_is_refused_before_it_is_followed(server: PresetHTTPServer, tmp_path: Path) -> None:
-    server.routes["/FilePath/x.jpg"] = Route(status=302, location=server.url("/evil.png", host="localhost"), content_type=None)
+def test_a_redirect_to_another_host_is_refused_before_it_is_followed(
+    server: PresetHTTPServer, tmp_path: Path
+) -> None:
+    server.routes["/FilePath/x.jpg"] = Route(
+        status=302, location=server.url("/evil.png", host="localhost"), content_type=None
+    )
     server.routes["/evil.png"] = Route(body=painting_png())
     resolver = local_resolver(served_catalog(server, x="/FilePath/x.jpg"), tmp_path)
-    with pytest.raises(PresetError, match=r"redirected to http://localhost:\d+/evil.png, which is on host 'localhost', not one of the allowed hosts"):
+    with pytest.raises(
+        PresetError,
+        match=r"redirected to http://localhost:\d+/evil.png, which is on host 'localhost', not one of the allowed hosts",
+    ):
         resolver.resolve("x")
     assert server.requests["/evil.png"] == 0
 
 
-def test_plain_http_and_unlisted_hosts_are_refused_without_a_request(server: PresetHTTPServer, tmp_path: Path) -> None:
+def test_plain_http_and_unlisted_hosts_are_refused_without_a_request(
+    server: PresetHTTPServer, tmp_path: Path
+) -> None:
     server.routes["/a.png"] = Route(body=painting_png())
     catalog = served_catalog(server, a="/a.png")
     with pytest.raises(PresetError, match="the URL is not an https URL"):
@@ -308,12 +347,16 @@ def test_offline_gives_the_path_to_put_the_image_and_then_uses_it(tmp_path: Path
 
 
 def test_a_corrupt_cached_file_says_to_delete_it(tmp_path: Path) -> None:
-    catalog = PresetCatalog([Preset("wave", "Wave", "Hokusai", "c. 1831", "public domain", "https://commons.wikimedia.org/x.jpg")])
+    catalog = PresetCatalog(
+        [Preset("wave", "Wave", "Hokusai", "c. 1831", "public domain", "https://commons.wikimedia.org/x.jpg")]
+    )
     resolver = PresetResolver(catalog, tmp_path)
     path = resolver.cache_path_for("wave")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(PresetError, match="the cached image .* is not usable .*delete it to download it again"):
+    with pytest.raises(
+        PresetError, match="the cached image .* is not usable .*delete it to download it again"
+    ):
         resolver.resolve("wave")
 
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from nst_engine import WeightsUnavailable
-from nst_engine import vgg
+from nst_engine import WeightsUnavailable, vgg
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import discord
 import pytest
 
 import bot.cogs.stylize as stylize_module
-from bot.cogs.stylize import EXPIRED_TEXT, RerunButton, CancelButton
+from bot.cogs.stylize import EXPIRED_TEXT, CancelButton, RerunButton
 from bot.store import JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
@@ -27,8 +27,10 @@ from tests.helpers.images import content_image, png_bytes, stripes_style
 
 
 def uploads(filename: str = "../../etc/passwd.png") -> tuple[MagicMock, MagicMock]:
-    return (make_attachment(png_bytes(content_image(64, 48)), filename),
-            make_attachment(png_bytes(stripes_style()), "style.png"))
+    return (
+        make_attachment(png_bytes(content_image(64, 48)), filename),
+        make_attachment(png_bytes(stripes_style()), "style.png"),
+    )
 
 
 async def run_stylize(bot, interaction=None, **options):
@@ -86,7 +88,9 @@ async def test_exactly_one_of_style_and_preset(make_bot, style, preset) -> None:
     bot = await make_bot()
     interaction = make_interaction()
     content, style_upload = uploads()
-    await cog_of(bot).handle_stylize(interaction, content, style=style_upload if style else None, preset=preset)
+    await cog_of(bot).handle_stylize(
+        interaction, content, style=style_upload if style else None, preset=preset
+    )
     interaction.response.send_message.assert_awaited_once()
     assert "exactly one" in interaction.response.send_message.call_args.args[0]
     assert interaction.response.send_message.call_args.kwargs["ephemeral"] is True
@@ -106,14 +110,16 @@ async def test_oversized_attachment_is_refused_before_download(make_bot) -> None
     assert interaction.response.send_message.call_args.kwargs["ephemeral"] is True
 
 
-@pytest.mark.parametrize("data, words", [(b"this is text, not a PNG", "not an image"),
-                                         (b"", "empty"),
-                                         (png_bytes(content_image(8, 8)), "small")])
+@pytest.mark.parametrize(
+    "data, words",
+    [(b"this is text, not a PNG", "not an image"), (b"", "empty"), (png_bytes(content_image(8, 8)), "small")],
+)
 async def test_bad_uploads_get_a_friendly_message(make_bot, data, words) -> None:
     bot = await make_bot()
     interaction = make_interaction()
-    await cog_of(bot).handle_stylize(interaction, make_attachment(data, "evil.png"),
-                                     style=make_attachment(png_bytes(stripes_style())))
+    await cog_of(bot).handle_stylize(
+        interaction, make_attachment(data, "evil.png"), style=make_attachment(png_bytes(stripes_style()))
+    )
     message = texts(interaction.followup.send)[-1]
     assert message.startswith("I can't use that photo") and words in message.lower()
     assert "Traceback" not in message and bot.queue.waiting == 0 and bot.queue.running == 0
@@ -149,7 +155,10 @@ async def test_stronger_button_reruns_with_the_next_step(make_bot) -> None:
     embed = press.followup.send.call_args_list[-1].kwargs["embed"]
     assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
     assert len(sent_files(press.followup.send)) == 1
-    new_ids = {item.custom_id.split(":")[2] for item in press.followup.send.call_args_list[-1].kwargs["view"].children}
+    new_ids = {
+        item.custom_id.split(":")[2]
+        for item in press.followup.send.call_args_list[-1].kwargs["view"].children
+    }
     rerun_record = bot.store.get(new_ids.pop())
     assert rerun_record.user_id == 77 and rerun_record.params["strength"] == "strong"
 

@@ -9,24 +9,49 @@ from discord import app_commands
 
 from bot.app import NSTBot
 from nst_engine import presets
-from tests.bot.conftest import cog_of, decode_file, make_attachment, make_interaction, sent_files, tiny_settings
+from tests.bot.conftest import (
+    cog_of,
+    decode_file,
+    make_attachment,
+    make_interaction,
+    sent_files,
+    tiny_settings,
+)
 from tests.helpers.images import content_image, png_bytes, stripes_style
 
 
 def local_catalog(tmp_path: Path, count: int, remote: int = 0):
     stripes_style().save(tmp_path / "stripes.png")
-    entries = [{"name": f"stripes-{i}", "title": f"Stripes {i}", "artist": "Tester", "year": "2024",
-                "licence": "CC0", "source": "file:stripes.png"} for i in range(count)]
-    entries += [{"name": f"remote-{i}", "title": f"Remote {i}", "artist": "Painter", "year": "1889",
-                 "licence": "public domain", "source": f"https://commons.wikimedia.org/x{i}.jpg"}
-                for i in range(remote)]
+    entries = [
+        {
+            "name": f"stripes-{i}",
+            "title": f"Stripes {i}",
+            "artist": "Tester",
+            "year": "2024",
+            "licence": "CC0",
+            "source": "file:stripes.png",
+        }
+        for i in range(count)
+    ]
+    entries += [
+        {
+            "name": f"remote-{i}",
+            "title": f"Remote {i}",
+            "artist": "Painter",
+            "year": "1889",
+            "licence": "public domain",
+            "source": f"https://commons.wikimedia.org/x{i}.jpg",
+        }
+        for i in range(remote)
+    ]
     return presets.PresetCatalog.from_mapping({"preset": entries}, base_dir=tmp_path)
 
 
 async def build(tmp_path: Path, count: int, remote: int = 0) -> NSTBot:
     catalog = local_catalog(tmp_path, count, remote)
-    bot = NSTBot(tiny_settings(tmp_path), catalog=catalog,
-                 resolver=presets.PresetResolver(catalog, tmp_path / "cache"))
+    bot = NSTBot(
+        tiny_settings(tmp_path), catalog=catalog, resolver=presets.PresetResolver(catalog, tmp_path / "cache")
+    )
     await bot.load_commands()
     return bot
 
@@ -37,13 +62,17 @@ async def test_small_catalogue_is_a_choice_menu_and_a_preset_paints(tmp_path: Pa
         parameter = next(p for p in cog_of(bot).stylize_command.parameters if p.name == "preset")
         assert [c.value for c in parameter.choices] == ["stripes-0", "stripes-1", "stripes-2"]
         interaction = make_interaction()
-        await cog_of(bot).handle_stylize(interaction, make_attachment(png_bytes(content_image())), preset="stripes-1")
+        await cog_of(bot).handle_stylize(
+            interaction, make_attachment(png_bytes(content_image())), preset="stripes-1"
+        )
         files = sent_files(interaction.followup.send)
         assert len(files) == 1 and decode_file(files[0]).size[0] == 48
         embed = interaction.followup.send.call_args.kwargs["embed"]
         assert "stripes-1" in embed.description
         unknown = make_interaction()
-        await cog_of(bot).handle_stylize(unknown, make_attachment(png_bytes(content_image())), preset="strpes-1")
+        await cog_of(bot).handle_stylize(
+            unknown, make_attachment(png_bytes(content_image())), preset="strpes-1"
+        )
         assert "no preset called" in unknown.response.send_message.call_args.args[0]
     finally:
         await bot.queue.shutdown()

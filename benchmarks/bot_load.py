@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:  # the fake Discord lives under tests/, impor
 from bot.app import NSTBot  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.e2e.harness import running_bot  # noqa: E402
-from tests.fakediscord import FakeDiscord, FakeUser  # noqa: E402
+from tests.fakediscord import FakeDiscord, FakeInteraction, FakeUser  # noqa: E402
 from tests.helpers.images import content_image, png_bytes, stripes_style  # noqa: E402
 
 
@@ -93,7 +93,7 @@ async def _one_user(
             user=user,
         )
 
-        def finished() -> bool:
+        def finished(interaction: FakeInteraction = interaction, before: int = before) -> bool:
             refused = any(
                 "already have" in m.text() or "Please wait" in m.text()
                 for m in fake.messages_for(interaction)
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = asyncio.run(run_load(args.users, args.requests, args.size, args.iterations, args.timeout))
     print(
-        f"bot load: {args.users} users x {args.requests} requests, {args.size} px, {args.iterations} iterations"
+        f"bot load: {args.users} users x {args.requests} requests, {args.size} px, "
+        f"{args.iterations} iterations"
     )
     for line in report.lines():
         print("  " + line)

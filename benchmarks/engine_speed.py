@@ -141,9 +141,9 @@ def child_peak_rss(command: list[str]) -> tuple[int, float]:
 def table(headers: list[str], rows: list[list[object]]) -> str:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     return "\n".join([line, rule, *body])
 
 
@@ -201,7 +201,7 @@ def part_quality(args, content, style) -> None:
             thumb.save(folder / f"benchmark-{slug}.jpg", quality=88)
     base = results[0]
     rows = []
-    for name, params, result, seconds, c, s in results:
+    for name, _params, result, seconds, c, s in results:
         st = result.stats
         rows.append(
             [
@@ -220,7 +220,8 @@ def part_quality(args, content, style) -> None:
             ]
         )
     print(
-        f"\n## Time to quality at {size} px, {iterations} L-BFGS iterations (losses judged in fp32 at full size)\n"
+        f"\n## Time to quality at {size} px, {iterations} L-BFGS iterations "
+        "(losses judged in fp32 at full size)\n"
     )
     print(
         table(
@@ -357,7 +358,8 @@ def main() -> None:
     print(f"# Engine benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, auto precision on CPU: {resolve('cpu', 'auto').precision}"
+        f"{torch.backends.cpu.get_cpu_capability()}, "
+        f"auto precision on CPU: {resolve('cpu', 'auto').precision}"
     )
     print(f"content {args.content.name} {content.size[0]}x{content.size[1]}, style {args.style.name}")
     vgg.get_model("caffe", "max", torch.device("cpu"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -19,13 +21,11 @@ from discord.ext import commands
 import nst_engine
 from nst_engine.cache import StyleTargetCache
 from nst_engine.errors import PresetError
-
-if TYPE_CHECKING:
-    from nst_engine.presets import PresetCatalog, PresetResolver
+from nst_engine.presets import PresetCatalog, PresetResolver
 
 from .jobs import JobQueue
 from .settings import Settings
-from .store import JobStore
+from .store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class NSTBot(commands.Bot):
         commands_only: bool = False,
         **kwargs: Any,
     ) -> None:
-        """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs jobs."""
+        """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs
+        jobs."""
         super().__init__(
             command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None, **kwargs
         )
@@ -63,7 +64,7 @@ class NSTBot(commands.Bot):
         cache_dir = settings.cache_dir
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache(cache_dir / "style-targets") if cache_dir is not None else None
-        self.store = JobStore(settings.data_dir)
+        self.store = JobStore(settings.database_path, settings.inputs_dir)
         self.queue = JobQueue(
             workers=settings.workers,
             queue_cap=settings.queue_cap,
@@ -74,6 +75,8 @@ class NSTBot(commands.Bot):
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active_runs: set[asyncio.Task[Any]] = set()
         self._purge_task: asyncio.Task[None] | None = None
+        #: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
+        self._background: set[asyncio.Task[None]] = set()
         self.commands_only = commands_only
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -90,9 +93,14 @@ class NSTBot(commands.Bot):
             return
         interrupted = self.store.mark_interrupted()
         if interrupted:
-            asyncio.create_task(self._tell_interrupted(interrupted))
+            self._in_background(self._tell_interrupted(interrupted))
         self._purge_task = asyncio.create_task(self._purge_forever())
-        asyncio.create_task(self._preload())
+        self._in_background(self._preload())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _preload(self) -> None:
         """Load the VGG model once, off the event loop, so the first job doesn't pay for it."""
@@ -104,7 +112,7 @@ class NSTBot(commands.Bot):
         finally:
             self.model_ready.set()
 
-    async def _tell_interrupted(self, records: list[Any]) -> None:
+    async def _tell_interrupted(self, records: list[JobRecord]) -> None:
         """After a crash: tell each user whose job was lost, in its channel."""
         await self.wait_until_ready()
         for record in records:
@@ -170,20 +178,13 @@ def _load_catalog(settings: Settings) -> PresetCatalog | None:
         log.warning("no preset catalogue at %s; presets are off", path)
         return None
     try:
-        from nst_engine.presets import PresetCatalog
-    except ImportError as error:  # the presets module needs nst_engine.imaging
-        log.error("presets are unavailable in this checkout: %s", error)
-        return None
-    try:
         return PresetCatalog.load(path)
     except PresetError as error:
         log.error("the preset catalogue is invalid, presets are off: %s", error)
         return None
 
 
-def _make_resolver(catalog: PresetCatalog | None, cache_dir: Any) -> PresetResolver | None:
+def _make_resolver(catalog: PresetCatalog | None, cache_dir: Path | None) -> PresetResolver | None:
     if catalog is None:
         return None
-    from nst_engine.presets import PresetResolver
-
     return PresetResolver(catalog, cache_dir)

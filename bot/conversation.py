@@ -59,7 +59,9 @@ class Conversation:
         return f"<@{self.user_id}>"
 
     async def send(self, content: str | None = None, *, ephemeral: bool = False, **kwargs: Any) -> Any:
-        """Post a message; returns it (or None when nowhere accepted it). Raises HTTPException on upload errors."""
+        """Post a message; returns it (or None when nowhere accepted it).
+
+        Raises HTTPException on upload errors."""
         if self.token_valid:
             assert self.interaction is not None
             if ephemeral and self._thinking:

@@ -10,19 +10,25 @@ a per-user limit of jobs in flight, a global cap on waiting jobs and a per-user 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P")  #: what a job's work reports as it goes (the engine's ``Progress`` in the bot)
+R = TypeVar("R")  #: what a job's work returns
+
 #: ``work(cancel_event, report_progress) -> result``; runs in a worker thread.
-Work = Callable[[threading.Event, Callable[[Any], None]], Any]
+Work = Callable[[threading.Event, Callable[[P], None]], R]
+#: An observer's call with its arguments bound; a plain function or a coroutine function.
+Notice = Callable[[], Awaitable[None] | None]
 
 
 class JobRefused(Exception):
@@ -51,17 +57,17 @@ class JobCancelled(Exception):
 
 
 @dataclass(eq=False)
-class Job:
+class Job(Generic[P, R]):
     """One unit of work with its observers. Callbacks run on the event loop; they may be coroutines."""
 
     job_id: str
     user_id: int
-    work: Work
-    on_position: Callable[[int], Any] | None = None
-    on_start: Callable[[], Any] | None = None
-    on_progress: Callable[[Any], Any] | None = None
+    work: Work[P, R]
+    on_position: Callable[[int], Awaitable[None] | None] | None = None
+    on_start: Callable[[], Awaitable[None] | None] | None = None
+    on_progress: Callable[[P], Awaitable[None] | None] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    future: asyncio.Future[Any] | None = None
+    future: asyncio.Future[R] | None = None
     started: bool = False
     stopped_by_shutdown: bool = False
 
@@ -84,10 +90,10 @@ class JobQueue:
         self.cooldown_seconds = cooldown_seconds
         self.clock = clock
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nst-worker")
-        self._waiting: list[Job] = []
-        self._running: dict[str, Job] = {}
+        self._waiting: list[Job[object, object]] = []
+        self._running: dict[str, Job[object, object]] = {}
         self._last_submit: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
 
     # ------------------------------------------------------------------ admission
@@ -106,33 +112,32 @@ class JobQueue:
         if len(self._waiting) >= self.queue_cap:
             raise QueueFull()
 
-    def submit(self, job: Job) -> asyncio.Future[Any]:
+    def submit(self, job: Job[P, R]) -> asyncio.Future[R]:
         """Admit ``job`` (or raise :class:`JobRefused`); the future resolves to ``work``'s result."""
         self.check_admission(job.user_id)
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
         self._last_submit[job.user_id] = self.clock()
-        self._waiting.append(job)
+        # The queue hands each job's progress only to that job's own observer, so erasing P and R
+        # here loses nothing; the caller keeps the typed future.
+        self._waiting.append(cast("Job[object, object]", job))
         self._pump()
-        if not job.started:
-            self._notify(job.on_position, self.position(job.job_id))
+        if not job.started and job.on_position is not None:
+            self._notify(functools.partial(job.on_position, self.position(job.job_id)))
         return job.future
 
     # ------------------------------------------------------------------ inspection
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[Job[object, object]]:
         return [*self._running.values(), *self._waiting]
 
     def position(self, job_id: str) -> int:
-        """Jobs ahead of this one in the waiting line (0 = next, or running); -1 if unknown."""
+        """The job's place in the waiting line: 1 starts next, 2 after it; 0 if running, -1 if unknown."""
         if job_id in self._running:
             return 0
         for index, job in enumerate(self._waiting):
             if job.job_id == job_id:
                 return index + 1
         return -1
-
-    def get(self, job_id: str) -> Job | None:
-        return self._running.get(job_id) or next((j for j in self._waiting if j.job_id == job_id), None)
 
     @property
     def waiting(self) -> int:
@@ -152,13 +157,13 @@ class JobQueue:
                     job.future.set_exception(JobCancelled("cancelled before it started"))
                 self._announce_positions()
                 return True
-        job = self._running.get(job_id)
-        if job is None:
+        running = self._running.get(job_id)
+        if running is None:
             return False
-        job.cancel_event.set()
+        running.cancel_event.set()
         return True
 
-    async def shutdown(self, timeout: float = 30.0) -> list[Job]:
+    async def shutdown(self, timeout: float = 30.0) -> list[Job[object, object]]:
         """Stop admitting, cancel everything, wait for running jobs to stop; returns the stopped jobs."""
         self._closed = True
         stopped = list(self.jobs())
@@ -184,21 +189,22 @@ class JobQueue:
         if started_any:
             self._announce_positions()
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job[object, object]) -> None:
         loop = asyncio.get_running_loop()
         job.started = True
         self._running[job.job_id] = job
-        self._notify(job.on_start)
+        if job.on_start is not None:
+            self._notify(job.on_start)
 
-        def report(value: Any) -> None:  # runs in the worker thread
+        def report(value: object) -> None:  # runs in the worker thread
             if job.on_progress is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._notify, job.on_progress, value)
+                loop.call_soon_threadsafe(self._notify, functools.partial(job.on_progress, value))
 
         task = loop.create_task(self._run(job, report), name=f"job-{job.job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, job: Job, report: Callable[[Any], None]) -> None:
+    async def _run(self, job: Job[object, object], report: Callable[[object], None]) -> None:
         loop = asyncio.get_running_loop()
         assert job.future is not None
         try:
@@ -216,14 +222,13 @@ class JobQueue:
 
     def _announce_positions(self) -> None:
         for index, job in enumerate(self._waiting):
-            self._notify(job.on_position, index + 1)
+            if job.on_position is not None:
+                self._notify(functools.partial(job.on_position, index + 1))
 
-    def _notify(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+    def _notify(self, notice: Notice) -> None:
         """Call an observer on the loop; a coroutine becomes a task, an error is logged, never raised."""
-        if callback is None:
-            return
         try:
-            outcome = callback(*args)
+            outcome = notice()
             if inspect.isawaitable(outcome):
                 task = asyncio.ensure_future(outcome)
                 self._tasks.add(task)
@@ -231,7 +236,7 @@ class JobQueue:
         except Exception:
             log.exception("a job observer failed")
 
-    def _observer_done(self, task: asyncio.Task[Any]) -> None:
+    def _observer_done(self, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a job observer failed", exc_info=task.exception())

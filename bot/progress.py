@@ -31,7 +31,7 @@ def format_duration(seconds: float | None) -> str:
     """``42s``, ``3m 05s``, ``1h 02m``; ``?`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, secs = divmod(seconds, 60)
@@ -44,7 +44,7 @@ def format_duration(seconds: float | None) -> str:
 def render_bar(fraction: float, width: int = 20) -> str:
     """A text bar such as ``[██████░░░░]``; ``fraction`` is clamped to 0..1."""
     fraction = min(1.0, max(0.0, fraction))
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return "[" + "\u2588" * filled + "\u2591" * (width - filled) + "]"
 
 
@@ -55,13 +55,6 @@ def render_progress(step: int, total: int, elapsed: float, eta: float | None, wi
         f"`{render_bar(fraction, width)}` {step}/{total} ({fraction:.0%})"
         f" \u00b7 elapsed {format_duration(elapsed)} \u00b7 ETA {format_duration(eta)}"
     )
-
-
-def preview_steps(total: int, count: int) -> set[int]:
-    """The steps (1..total) at which a preview is shown: ``count`` points spread evenly, not the end."""
-    if count <= 0 or total <= 1:
-        return set()
-    return {max(1, round(total * i / (count + 1))) for i in range(1, count + 1)}
 
 
 def preview_every(total: int, count: int) -> int:

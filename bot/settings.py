@@ -72,7 +72,6 @@ class Settings:
     weights: str = "caffe"
     reaction_emoji: str = "\N{FLEXED BICEPS}"
     interaction_token_seconds: float = 840.0  # tokens live 15 min; switch to the channel a minute early
-    dev_guild_id: int | None = None
     log_level: str = "INFO"
     engine_params: Mapping[str, Any] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
@@ -255,8 +254,6 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
             values[key] = path if path.is_absolute() else (config_dir.parent / path)
         elif key in values:
             values[key] = None
-    if values.get("dev_guild_id") in ("", 0):
-        values["dev_guild_id"] = None
     if values.get("config_dir") is None:
         values["config_dir"] = config_dir
     if values.get("data_dir") is None:

@@ -95,15 +95,15 @@ def new_job_id() -> str:
 
 
 class JobStore:
-    """SQLite-backed job records plus the stored input images under ``data_dir/inputs``."""
+    """SQLite-backed job records plus the stored input images (``Settings.inputs_dir``)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
-        self.inputs_dir = self.data_dir / "inputs"
-        for directory in (self.data_dir, self.inputs_dir):
+    def __init__(self, database_path: Path, inputs_dir: Path) -> None:
+        """``database_path`` and ``inputs_dir`` come from the settings (both under ``data_dir``)."""
+        self.path = Path(database_path)
+        self.inputs_dir = Path(inputs_dir)
+        for directory in (self.path.parent, self.inputs_dir):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
-        self.path = self.data_dir / "jobs.sqlite3"
         if not self.path.exists():
             # Create the file with owner-only permissions before SQLite opens it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -132,7 +132,8 @@ class JobStore:
             return None
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            rgb: Image.Image = image.convert("RGB")
+            return rgb
 
     # ------------------------------------------------------------------ records
     def add(self, record: JobRecord) -> None:
@@ -230,7 +231,7 @@ class JobStore:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> JobRecord:
-        data = dict(zip(_COLUMNS, row))
+        data = dict(zip(_COLUMNS, row, strict=True))
         data["params"] = json.loads(data["params"])
         data["stats"] = None if data["stats"] is None else json.loads(data["stats"])
         data["status"] = JobStatus(data["status"])

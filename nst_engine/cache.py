@@ -8,6 +8,7 @@ layers), written atomically, and the oldest are evicted past ``max_bytes``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -52,10 +53,8 @@ class StyleTargetCache:
             log.warning("ignoring unreadable style-target cache entry %s: %s", path.name, error)
             path.unlink(missing_ok=True)
             return None
-        try:
+        with contextlib.suppress(OSError):
             os.utime(path)  # mark as recently used for eviction
-        except OSError:
-            pass
         return data if isinstance(data, dict) else None
 
     def store(self, key: str, targets: dict[str, torch.Tensor]) -> None:

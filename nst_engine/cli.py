@@ -22,12 +22,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from .errors import Cancelled, InvalidImage, NSTError, ParameterError, PresetError
 from .params import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StyleParams
+
+if TYPE_CHECKING:  # imported where used, so `nst --help` starts without loading torch
+    from .presets import PresetCatalog
 
 PROG = "nst"
 EXIT_OK = 0
@@ -131,7 +134,9 @@ PARAM_FLAGS: tuple[ParamFlag, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Paint a photo in the style of one or more paintings (Gatys et al. neural style transfer).",
+        description=(
+            "Paint a photo in the style of one or more paintings (Gatys et al. neural style transfer)."
+        ),
         epilog=(
             "examples:\n"
             "  nst photo.jpg painting.jpg -o painted.png\n"
@@ -183,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             group.add_argument(
-                spec.flag, dest=spec.field, type=spec.type, choices=spec.choices, metavar=spec.metavar,
+                spec.flag, dest=spec.field, type=spec.type or str, choices=spec.choices, metavar=spec.metavar,
                 default=argparse.SUPPRESS, help=help_text,
             )  # fmt: skip
     return parser
@@ -266,7 +271,7 @@ def _list_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_catalog(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_catalog(args: argparse.Namespace) -> PresetCatalog:
     from .presets import CATALOG_FILE_NAME, PresetCatalog, default_config_dir
 
     config_dir = args.config_dir if args.config_dir is not None else default_config_dir()
@@ -370,9 +375,14 @@ def _run_with_progress(
     from .engine import stylize
 
     bar = tqdm(
-        total=params.iterations, file=sys.stderr, disable=quiet, unit="step", dynamic_ncols=True,
-        desc="painting", bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
-    )  # fmt: skip
+        total=params.iterations,
+        file=sys.stderr,
+        disable=quiet,
+        unit="step",
+        dynamic_ncols=True,
+        desc="painting",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+    )
 
     def on_progress(progress: Any) -> None:
         eta = "?" if progress.eta is None else tqdm.format_interval(progress.eta)

@@ -299,7 +299,7 @@ class _Run:
         """Blended Gram targets of all style images at the level's scale."""
         blended: dict[str, torch.Tensor] = {}
         longest = max(dims)
-        for style, weight in zip(self.styles, self.blend):
+        for style, weight in zip(self.styles, self.blend, strict=True):
             if weight == 0:
                 continue
             self._check_cancel()
@@ -335,7 +335,7 @@ class _Run:
         sizes = self._level_sizes()
         counts = split_iterations(self.params.iterations, len(sizes))
         levels = []
-        for index, (dims, count) in enumerate(zip(sizes, counts)):
+        for index, (dims, count) in enumerate(zip(sizes, counts, strict=True)):
             self._check_cancel()
             content_image = image_to_tensor(resize(self.content, dims), self.device)
             if self.params.preserve_color:
@@ -483,7 +483,7 @@ class _Run:
             return loss
 
         optimizer.step(closure)
-        finished = state.get("n_iter", iterations)
+        finished: int = state.get("n_iter", iterations)
         if state.get("t") == 0:  # the last line search found no decrease: that step was not taken
             finished -= 1
         finished = max(0, min(finished, iterations))
@@ -508,9 +508,15 @@ class _Run:
             level_started = time.perf_counter()
             level_evals_before = self.evaluations
 
-            def on_iteration(step: int, level: _Level = level, offset: int = done_before) -> None:
-                evals = self.evaluations - level_evals_before
-                eta.observe(level, step, evals, time.perf_counter() - level_started)
+            def on_iteration(
+                step: int,
+                level: _Level = level,
+                offset: int = done_before,
+                evals_before: int = level_evals_before,
+                started_at: float = level_started,
+            ) -> None:
+                evals = self.evaluations - evals_before
+                eta.observe(level, step, evals, time.perf_counter() - started_at)
                 self._report(offset + step, total, level, len(levels), started, eta, step)
 
             image = self._optimise(image, level, on_iteration).clamp(0, 255)

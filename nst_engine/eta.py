@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -38,7 +39,7 @@ class EtaModel:
     #: Evaluations at a level before its cost counts as steady enough to predict the others from.
     STEADY_AFTER = 4
 
-    def __init__(self, levels: list[Level]) -> None:
+    def __init__(self, levels: Sequence[Level]) -> None:
         self.levels = levels
         self.seconds_per_eval: dict[int, float] = {}
         self._steady: dict[int, float] = {}

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImage
 
@@ -43,7 +43,7 @@ TRUNCATED_MESSAGE = (
 # the pixel cap is what keeps allocations bounded.
 _DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)
 
-ImageSource = bytes | bytearray | memoryview | str | os.PathLike
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 
 
 def decode_image(
@@ -78,7 +78,7 @@ def decode_image(
         raise InvalidImage(
             f"The image has too many pixels; the limit is {_megapixels(max_pixels)} megapixels."
         ) from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise InvalidImage(NOT_AN_IMAGE_MESSAGE) from None
     except _DECODER_ERRORS:
         raise InvalidImage(NOT_AN_IMAGE_MESSAGE) from None
@@ -231,7 +231,7 @@ def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
     65535/2 would come out white)."""
     if image.mode != "I":
         image = image.convert("I")
-    low, high = image.getextrema()
+    low, high = _band_range(image)
     if low >= 0 and high <= 255 and not image.mode.startswith("I;16"):
         scaled = image  # an I image that already holds 8-bit values
     elif low >= 0 and high <= 65535:
@@ -244,13 +244,20 @@ def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
 
 def _float_grey_to_rgb(image: Image.Image) -> Image.Image:
     """Float greyscale: 0..1 is the usual convention; anything else is stretched to fit."""
-    low, high = image.getextrema()
+    low, high = _band_range(image)
     if low >= 0.0 and high <= 1.0:
         scaled = image.point(lambda value: value * 255)
     else:
         span = max(1e-12, high - low)
         scaled = image.point(lambda value: (value - low) * 255 / span)
     return scaled.convert("L").convert("RGB")
+
+
+def _band_range(image: Image.Image) -> tuple[float, float]:
+    """The lowest and highest value of a single-band image."""
+    low, high = image.getextrema()
+    assert isinstance(low, int | float) and isinstance(high, int | float), "a single-band image"
+    return low, high
 
 
 def _megapixels(pixels: int) -> str:
@@ -264,24 +271,6 @@ def _bytes_text(count: int) -> str:
     if count >= 1024:
         return f"{count / 1024:.1f}".rstrip("0").rstrip(".") + " KiB"
     return f"{count} bytes"
-
-
-def fit_longest_side(image: Image.Image, size: int) -> Image.Image:
-    """Scale ``image`` (up or down) so its longest side is ``size`` px, keeping the shape.
-
-    The engine works at a fixed working size, so both directions are needed. Lanczos keeps
-    edges crisp, which matters because the style loss reads fine texture.
-    """
-    if size < 1:
-        raise ValueError(f"size must be at least 1 pixel, got {size}")
-    width, height = image.size
-    scale = size / max(width, height)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if new_size == image.size:
-        return image.copy()
-    # reducing_gap lets a big downscale start with a cheap box reduction, with no visible loss.
-    reducing_gap = 3.0 if scale < 1 else None
-    return image.resize(new_size, Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
 
 
 def make_preview(image: Image.Image, size: int) -> Image.Image:

@@ -26,7 +26,7 @@ class _Gram(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (flat,) = ctx.saved_tensors
+        flat: torch.Tensor = ctx.saved_tensors[0]
         return flat @ (grad + grad.transpose(1, 2)).to(flat.dtype)
 
 
@@ -43,7 +43,8 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
         flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
     else:
         flat = features.reshape(n, c, h * w).transpose(1, 2)
-    return _Gram.apply(flat).float() / (h * w)
+    gram: torch.Tensor = _Gram.apply(flat)
+    return gram.float() / (h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

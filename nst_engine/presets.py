@@ -439,7 +439,8 @@ class PresetResolver:
         elif parts.scheme != "https":
             return "is not an https URL"
         if host not in self.allowed_hosts:
-            return f"is on host {host or '(none)'!r}, not one of the allowed hosts ({', '.join(self.allowed_hosts)})"
+            allowed = ", ".join(self.allowed_hosts)
+            return f"is on host {host or '(none)'!r}, not one of the allowed hosts ({allowed})"
         return None
 
     def _download(self, preset: Preset, path: Path) -> bytes:

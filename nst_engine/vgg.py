@@ -163,6 +163,9 @@ class VGGFeatures(nn.Module):
     mutates nothing (the ReLUs are not in-place, so relu4_2 is read as the ReLU's own output).
     """
 
+    scale: torch.Tensor  # registered buffers: preprocessing folded into one multiply-add
+    shift: torch.Tensor
+
     def __init__(
         self,
         weights: LoadedWeights,
@@ -177,7 +180,7 @@ class VGGFeatures(nn.Module):
         last = max(LAYER_INDEX[name] for name in self.layers)
         full = torchvision.models.vgg19(weights=None).features
         modules: list[nn.Module] = []
-        for index, module in enumerate(list(full)[: last + 1]):
+        for module in list(full)[: last + 1]:
             if isinstance(module, nn.ReLU):
                 module = nn.ReLU(inplace=False)
             elif isinstance(module, nn.MaxPool2d) and pooling == "avg":
@@ -185,7 +188,7 @@ class VGGFeatures(nn.Module):
             modules.append(module)
         self.body = nn.Sequential(*modules)
         needed = {k: v for k, v in weights.state_dict.items() if int(k.split(".")[0]) <= last}
-        missing, unexpected = self.body.load_state_dict(needed, strict=False)
+        missing, _unexpected = self.body.load_state_dict(needed, strict=False)
         expected_keys = {f"{i}.{p}" for i in _conv_indices() if i <= last for p in ("weight", "bias")}
         if set(missing) & expected_keys:
             raise WeightsUnavailable(f"{weights.source} lacks layers: {sorted(missing)[:4]}")

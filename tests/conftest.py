@@ -7,6 +7,9 @@ import torch
 
 from nst_engine import StyleParams
 
+#: The local Discord stand-in's ``fake_discord`` fixture, for every test directory that needs it.
+pytest_plugins = ["tests.fakediscord.fixtures"]
+
 # Two cores: keep torch from oversubscribing them when pytest and the engine both run.
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

@@ -8,12 +8,13 @@ seconds, post the result with re-run buttons, add the reaction hint.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord import app_commands
@@ -104,7 +105,11 @@ class RerunButton(
 ):
     """Stronger / Weaker / Re-roll on a result; the job id in ``custom_id`` survives restarts."""
 
-    LABELS = {Rerun.STRONGER: "Stronger", Rerun.WEAKER: "Weaker", Rerun.REROLL: "Re-roll"}
+    LABELS: ClassVar[dict[Rerun, str]] = {
+        Rerun.STRONGER: "Stronger",
+        Rerun.WEAKER: "Weaker",
+        Rerun.REROLL: "Re-roll",
+    }
 
     def __init__(self, action: Rerun, job_id: str) -> None:
         super().__init__(
@@ -119,7 +124,7 @@ class RerunButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
     ) -> RerunButton:
         return cls(Rerun(match["action"]), match["job_id"])
 
@@ -143,7 +148,7 @@ class CancelButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
     ) -> CancelButton:
         return cls(match["job_id"])
 
@@ -180,7 +185,7 @@ class StylizeCog(commands.Cog):
         #: /presets thumbnails by (file, modification time).
         self._thumbnail_cache: dict[tuple[str, int], EncodedImage] = {}
         self.stylize_command = self._build_stylize_command()
-        self.presets_command = app_commands.Command(
+        self.presets_command: app_commands.Command[Any, ..., None] = app_commands.Command(
             name="presets", description="List the preset paintings", callback=self._presets_callback()
         )
         self.context_menu = app_commands.ContextMenu(
@@ -436,7 +441,7 @@ class StylizeCog(commands.Cog):
         if catalog is None or len(catalog) == 0:
             await interaction.response.send_message("No presets are configured.", ephemeral=True)
             return
-        select = discord.ui.Select(
+        select: discord.ui.Select[discord.ui.View] = discord.ui.Select(
             placeholder="Choose a painting",
             options=[
                 discord.SelectOption(
@@ -453,7 +458,7 @@ class StylizeCog(commands.Cog):
                 return
             await self.handle_stylize(choice, attachment, preset=select.values[0])
 
-        select.callback = chosen  # type: ignore[method-assign]
+        select.callback = chosen  # type: ignore[method-assign,assignment]  # a per-instance callback
         view = discord.ui.View(timeout=300)
         view.add_item(select)
         await interaction.response.send_message("Which painting?", view=view, ephemeral=True)
@@ -608,7 +613,6 @@ class _JobRun:
         self.message: Any = None
         self.message_ready = asyncio.Event()
         self.edit_lock = asyncio.Lock()
-        self.latest: Any = None
         self.pending_preview: Any = None
         self.previews_shown = 0
         self.started_at: float | None = None
@@ -693,7 +697,6 @@ class _JobRun:
         self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
 
     async def on_progress(self, progress: Any) -> None:
-        self.latest = progress
         if progress.preview is not None and self.previews_shown < self.settings.preview_count:
             self.pending_preview = progress.preview
         final = progress.step >= progress.total
@@ -761,7 +764,7 @@ class _JobRun:
             max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
                 encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: encode_image(result.image, max_bytes=max_bytes)
+                    None, functools.partial(encode_image, result.image, max_bytes=max_bytes)
                 )
             except NSTError as error:
                 await self.failed(error, stopped_by_shutdown=False)

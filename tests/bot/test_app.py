@@ -18,7 +18,7 @@ def test_intents_are_the_defaults_without_privileged_ones() -> None:
 
 async def test_setup_hook_fails_interrupted_jobs_and_tells_their_users(tmp_path) -> None:
     settings = tiny_settings(tmp_path)
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.database_path, settings.inputs_dir)
     store.add(
         JobRecord(
             job_id="abcdef0123456789",

@@ -6,7 +6,6 @@ from bot.progress import (
     EditThrottle,
     format_duration,
     preview_every,
-    preview_steps,
     queue_text,
     render_bar,
     render_progress,
@@ -50,10 +49,9 @@ def test_durations() -> None:
     assert format_duration(None) == "?"
 
 
-def test_preview_steps_spread_and_exclude_the_end() -> None:
-    assert preview_steps(100, 3) == {25, 50, 75}
-    assert preview_steps(100, 0) == set()
+def test_preview_every_spreads_the_previews_and_zero_turns_them_off() -> None:
     assert preview_every(100, 3) == 25
+    assert preview_every(100, 1) == 50
     assert preview_every(4, 0) == 0
 
 

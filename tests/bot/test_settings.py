@@ -24,7 +24,7 @@ def test_example_file_gives_the_documented_defaults(config_dir: Path) -> None:
     assert settings.strength_steps == {"subtle": 0.5, "normal": 1.0, "strong": 2.0, "extreme": 4.0}
     assert settings.per_user_limit == 1 and settings.progress_interval == 5.0
     assert settings.reaction_emoji == "\N{FLEXED BICEPS}"
-    assert settings.token is None and settings.dev_guild_id is None
+    assert settings.token is None
     assert settings.data_dir == config_dir.parent / "data"
 
 

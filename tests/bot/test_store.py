@@ -6,6 +6,7 @@ import stat
 import time
 from pathlib import Path
 
+from bot.settings import Settings
 from bot.store import JobRecord, JobStatus, JobStore, new_job_id
 from tests.helpers.images import content_image
 
@@ -25,8 +26,14 @@ def make_record(store: JobStore, **changes) -> JobRecord:
     return record
 
 
+def open_store(data_dir: Path) -> JobStore:
+    """A store laid out as the bot's settings lay it out under ``data_dir``."""
+    settings = Settings(data_dir=data_dir)
+    return JobStore(settings.database_path, settings.inputs_dir)
+
+
 def test_round_trip_and_lookups(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "data")
+    store = open_store(tmp_path / "data")
     record = make_record(store)
     store.update(record.job_id, status=JobStatus.DONE, result_message_id=555, stats={"seconds": 1.5})
     loaded = store.get(record.job_id)
@@ -39,14 +46,14 @@ def test_round_trip_and_lookups(tmp_path: Path) -> None:
 
 
 def test_records_survive_reopening(tmp_path: Path) -> None:
-    store = JobStore(tmp_path)
+    store = open_store(tmp_path)
     record = make_record(store)
     store.close()
-    assert JobStore(tmp_path).get(record.job_id).user_id == 42
+    assert open_store(tmp_path).get(record.job_id).user_id == 42
 
 
 def test_interrupted_jobs_become_failed(tmp_path: Path) -> None:
-    store = JobStore(tmp_path)
+    store = open_store(tmp_path)
     running = make_record(store, status=JobStatus.RUNNING)
     done = make_record(store, status=JobStatus.DONE)
     stale = store.mark_interrupted()
@@ -56,7 +63,7 @@ def test_interrupted_jobs_become_failed(tmp_path: Path) -> None:
 
 
 def test_purge_deletes_old_inputs_only(tmp_path: Path) -> None:
-    store = JobStore(tmp_path)
+    store = open_store(tmp_path)
     old = make_record(store, status=JobStatus.DONE, created_at=time.time() - 10 * 86400)
     new = make_record(store, status=JobStatus.DONE)
     assert store.purge(7 * 86400) == 1
@@ -68,7 +75,7 @@ def test_purge_deletes_old_inputs_only(tmp_path: Path) -> None:
 
 
 def test_files_are_private_and_named_by_the_bot(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "data")
+    store = open_store(tmp_path / "data")
     record = make_record(store)
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600

@@ -13,7 +13,6 @@ from bot.app import NSTBot
 from bot.settings import Settings
 from tests.e2e.harness import running_bot
 from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage
-from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (re-exported fixture)
 from tests.helpers.images import content_image, png_bytes, stripes_style
 
 #: Output sizes small/medium/large in tests: tiny, so a run takes a fraction of a second.

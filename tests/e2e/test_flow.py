@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from bot.app import NSTBot
 from bot.cogs.stylize import JobRequest
@@ -46,7 +47,7 @@ async def test_stylize_with_two_attachments(
         for r in progress.revisions
         if r.content.startswith("Painting") and "%)" in r.content and "(100%)" not in r.content
     ]  # the final 100% edit is allowed through
-    for earlier, later in zip(painting_edits, painting_edits[1:]):
+    for earlier, later in itertools.pairwise(painting_edits):
         assert later.at - earlier.at >= settings.progress_interval * 0.9, "progress edits must be throttled"
     assert "Finished" in progress.content and progress.buttons() == []
     assert content.downloads == 1
@@ -95,7 +96,8 @@ async def test_buttons_stronger_weaker_reroll(fake_discord: FakeDiscord, stylebo
         click = await fake_discord.click(first, label, user=fake_discord.alice)
         latest = (
             await fake_discord.wait_for(
-                lambda: len(results(fake_discord)) == count and results(fake_discord), timeout=60
+                lambda count=count: len(results(fake_discord)) == count and results(fake_discord),
+                timeout=60,
             )
         )[-1]
         record = stylebot.store.by_result_message(latest.id)
@@ -183,7 +185,7 @@ async def test_progress_edits_are_throttled_and_show_a_preview(
     assert len(bars) >= 2, (
         f"a run this long must show progress more than once: {[r.content for r in progress.revisions]}"
     )
-    gaps = [later.at - earlier.at for earlier, later in zip(bars, bars[1:])]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(bars)]
     assert min(gaps) >= settings.progress_interval * 0.9, gaps
     assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
     assert "ETA" in bars[-1].content

@@ -93,9 +93,7 @@ class FaultRule:
             return False
         if self.method is not None and self.method.upper() != method.upper():
             return False
-        if self.when is not None and not self.when(details):
-            return False
-        return True
+        return self.when is None or self.when(details)
 
     @property
     def exhausted(self) -> bool:

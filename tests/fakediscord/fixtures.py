@@ -1,4 +1,4 @@
-"""pytest fixtures around :class:`FakeDiscord`; import them into a conftest to use them."""
+"""pytest fixtures around :class:`FakeDiscord`; tests/conftest.py registers them as a plugin."""
 
 from __future__ import annotations
 

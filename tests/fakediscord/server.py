@@ -1256,7 +1256,7 @@ class FakeDiscord:
             at=time.monotonic(),
             authorization=request.headers.get("Authorization"),
         )
-        for method, pattern, route, handler, needs_auth in self._routes:
+        for method, pattern, route, handler, needs_auth in self._routes:  # noqa: B007  (read after the break)
             match = pattern.match(path)
             if match and method == request.method:
                 break
@@ -1344,7 +1344,8 @@ class FakeDiscord:
         stored = []
         for upload in context.files:
             attachment_id = new_snowflake()
-            url = f"{self.base_url}/attachments/{self.channel.id}/{attachment_id}/{quote(upload.filename, safe='')}"
+            filename = quote(upload.filename, safe="")
+            url = f"{self.base_url}/attachments/{self.channel.id}/{attachment_id}/{filename}"
             size = _image_size(upload.data)
             attachment = FakeAttachment(
                 id=attachment_id,

@@ -87,9 +87,10 @@ def test_every_style_params_field_has_exactly_one_flag() -> None:
     fields = [f.name for f in dataclasses.fields(StyleParams)]
     assert sorted(spec.field for spec in PARAM_FLAGS) == sorted(fields)
     help_text = " ".join(build_parser().format_help().split())  # undo line wrapping
-    for flag in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight", "--style-strength",
-                 "--style-weights", "--preserve-color", "--pooling", "--init", "--optimizer", "--adam-lr",
-                 "--device", "--precision", "--scales", "--seed", "--weights"):  # fmt: skip
+    for flag in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight",
+                 "--style-strength", "--style-weights", "--preserve-color", "--pooling", "--init",
+                 "--optimizer", "--adam-lr", "--device", "--precision", "--scales", "--seed",
+                 "--weights"):  # fmt: skip
         assert flag in help_text
     assert f"(default: {StyleParams().iterations})" in help_text
 
@@ -98,8 +99,9 @@ def test_unset_flags_keep_the_dataclass_defaults_and_set_ones_are_typed() -> Non
     parser = build_parser()
     assert params_from_args(parser.parse_args(["c.png", "s.png", "-o", "o.png"])) == StyleParams()
     args = parser.parse_args(
-        ["c.png", "a.png", "b.png", "-o", "o.png", "--size", "64", "--style-weights", "0.7,0.3", "--preserve-color",
-         "--style-strength", "2", "--optimizer", "adam", "--adam-lr", "3.5", "--seed", "7", "--precision", "fp32"]
+        ["c.png", "a.png", "b.png", "-o", "o.png", "--size", "64", "--style-weights", "0.7,0.3",
+         "--preserve-color", "--style-strength", "2", "--optimizer", "adam", "--adam-lr", "3.5",
+         "--seed", "7", "--precision", "fp32"]
     )  # fmt: skip
     assert params_from_args(args) == StyleParams(
         size=64, style_blend=(0.7, 0.3), preserve_color=True, style_strength=2.0, optimizer="adam",
@@ -170,7 +172,8 @@ def test_a_preset_that_cannot_be_fetched_says_where_to_put_it(
     # Plain http is valid in a catalogue only on 127.0.0.1, and the command's resolver refuses it
     # (https to Wikimedia only): the same error path as being offline, without touching a network.
     (config / "presets.toml").write_text(
-        '[[preset]]\nname = "wave"\ntitle = "Wave"\nartist = "Hokusai"\nyear = "c. 1831"\nlicence = "public domain"\n'
+        '[[preset]]\nname = "wave"\ntitle = "Wave"\nartist = "Hokusai"\nyear = "c. 1831"\n'
+        'licence = "public domain"\n'
         'source = "http://127.0.0.1:9/wave.png"\n',
         encoding="utf-8",
     )
@@ -198,8 +201,9 @@ def test_a_preset_that_cannot_be_fetched_says_where_to_put_it(
 # ---------------------------------------------------------------------------- subprocess, end to end
 def test_paints_two_images_and_writes_stats(images: dict[str, Path], tmp_path: Path) -> None:
     out, stats = tmp_path / "painted.png", tmp_path / "stats.json"
-    done = run_nst([str(images["content"]), str(images["style"]), str(images["style2"]), "--style-weights", "2,1",
-                    "-o", str(out), "--stats-json", str(stats), *TINY_RUN], tmp_path)  # fmt: skip
+    done = run_nst([str(images["content"]), str(images["style"]), str(images["style2"]),
+                    "--style-weights", "2,1", "-o", str(out), "--stats-json", str(stats), *TINY_RUN],
+                   tmp_path)  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
     with Image.open(out) as painted:
         assert painted.format == "PNG" and painted.size == (48, 36)
@@ -217,7 +221,8 @@ def test_preset_from_a_local_catalogue_reuses_its_style_targets(
     config = local_catalogue(tmp_path / "config", images["style"])
     out, stats = tmp_path / "painted.webp", tmp_path / "stats.json"
     args = [str(images["content"]), "--preset", "stripes", "-o", str(out), "--stats-json", str(stats),
-            "--config-dir", str(config), "--cache-dir", str(tmp_path / "cache"), "--quiet", *TINY_RUN]  # fmt: skip
+            "--config-dir", str(config), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+            *TINY_RUN]  # fmt: skip
     first = run_nst(args, tmp_path)
     assert first.returncode == EXIT_OK, first.stderr
     assert first.stderr == ""  # --quiet

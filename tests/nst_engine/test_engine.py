@@ -227,8 +227,8 @@ def test_pyramid_levels_and_eta():
     params = StyleParams(size=256, iterations=6, scales=3)  # 64 px level is skipped: too coarse
     result = stylize(content_image(64, 48), [stripes_style()], params, progress=reports.append)
     assert result.stats.levels == 2
-    assert [(r.width, r.height) for r in reports if r.level == 1][0] == (128, 96)
-    assert [(r.width, r.height) for r in reports if r.level == 2][0] == (256, 192)
+    assert next((r.width, r.height) for r in reports if r.level == 1) == (128, 96)
+    assert next((r.width, r.height) for r in reports if r.level == 2) == (256, 192)
     assert sum(1 for r in reports if r.level == 1) > sum(1 for r in reports if r.level == 2)
     assert all(r.eta is None or r.eta >= 0 for r in reports)
     assert result.image.size == (256, 192)

@@ -18,7 +18,6 @@ from nst_engine.imaging import (
     EncodedImage,
     decode_image,
     encode_image,
-    fit_longest_side,
     make_preview,
 )
 
@@ -30,7 +29,7 @@ def _save(image: Image.Image, image_format: str, **options) -> bytes:
 
 
 def _close(actual, expected, tolerance: int = 6) -> bool:
-    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -122,7 +121,8 @@ def test_banner_is_too_long_and_thin():
 @pytest.mark.parametrize(
     "svg",
     [
-        b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>',
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+        b'<rect width="64" height="64"/></svg>',
         b'\xef\xbb\xbf<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x">\n<svg/>',
     ],
 )
@@ -266,19 +266,6 @@ def test_result_is_detached_and_loaded(tmp_path):
 
 
 # --- resizing ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("size", "target", "expected"),
-    [((64, 32), 128, (128, 64)), ((64, 32), 16, (16, 8)), ((400, 20), 10, (10, 1)), ((30, 30), 30, (30, 30))],
-)
-def test_fit_longest_side(size, target, expected):
-    assert fit_longest_side(Image.new("RGB", size), target).size == expected
-
-
-def test_fit_longest_side_rejects_zero():
-    with pytest.raises(ValueError):
-        fit_longest_side(Image.new("RGB", (8, 8)), 0)
 
 
 def test_make_preview_only_shrinks():

@@ -190,7 +190,7 @@ def test_a_local_file_that_is_not_an_image_is_a_preset_error(tmp_path: Path) -> 
     catalog = PresetCatalog(
         [Preset("fake", "Fake", "Nobody", "2020", "none", f"file:{tmp_path / 'fake.jpg'}")]
     )
-    with pytest.raises(PresetError, match="preset 'fake': .*fake.jpg is not a usable image"):
+    with pytest.raises(PresetError, match=r"preset 'fake': .*fake\.jpg is not a usable image"):
         PresetResolver(catalog, tmp_path / "cache").resolve("fake")
 
 
@@ -312,7 +312,10 @@ def test_a_redirect_to_another_host_is_refused_before_it_is_followed(
     resolver = local_resolver(served_catalog(server, x="/FilePath/x.jpg"), tmp_path)
     with pytest.raises(
         PresetError,
-        match=r"redirected to http://localhost:\d+/evil.png, which is on host 'localhost', not one of the allowed hosts",
+        match=(
+            r"redirected to http://localhost:\d+/evil\.png, which is on host 'localhost', "
+            "not one of the allowed hosts"
+        ),
     ):
         resolver.resolve("x")
     assert server.requests["/evil.png"] == 0
@@ -325,7 +328,7 @@ def test_plain_http_and_unlisted_hosts_are_refused_without_a_request(
     catalog = served_catalog(server, a="/a.png")
     with pytest.raises(PresetError, match="the URL is not an https URL"):
         PresetResolver(catalog, tmp_path).resolve("a")  # the default: https to Wikimedia only
-    with pytest.raises(PresetError, match="is on host '127.0.0.1', not one of the allowed hosts"):
+    with pytest.raises(PresetError, match=r"is on host '127\.0\.0\.1', not one of the allowed hosts"):
         PresetResolver(catalog, tmp_path, allow_loopback_http=True).resolve("a")
     assert server.requests["/a.png"] == 0
 
@@ -355,7 +358,7 @@ def test_a_corrupt_cached_file_says_to_delete_it(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(
-        PresetError, match="the cached image .* is not usable .*delete it to download it again"
+        PresetError, match=r"the cached image .* is not usable .*delete it to download it again"
     ):
         resolver.resolve("wave")
 

@@ -309,7 +309,7 @@ async def test_queue_position_edits_only_fall_and_a_burst_is_one_edit(make_bot) 
     waiting = [make_interaction(user_id=user_id) for user_id in (2, 3, 4, 5)]
     for interaction in waiting:
         tasks.append(asyncio.create_task(run_stylize(bot, interaction)))
-        await wait_for(lambda: bool(interaction.sent_messages))
+        await wait_for(lambda interaction=interaction: bool(interaction.sent_messages))
     last = waiting[-1]
     assert "4 jobs ahead" in texts(last.followup.send)[0]
     gate = asyncio.Event()

@@ -1,0 +1,49 @@
+"""Names the dead-code check (vulture, run by tests/test_codebase.py) must not report.
+
+Only two kinds belong here, each with its reason: names a framework calls or reads (discord.py,
+torch), and the engine's public library API that the bot itself does not call. Code used only by
+tests is dead code: delete it instead of listing it here. This file is read by vulture, never run.
+"""
+
+import discord
+
+from bot.app import NSTBot
+from bot.cogs.stylize import CancelButton, RerunButton, StylizeCog
+from bot.jobs import JobQueue
+from nst_engine.engine import Progress, RunStats
+from nst_engine.imaging import EncodedImage
+from nst_engine.losses import _Gram
+from nst_engine.presets import PresetResolver
+from nst_engine.vgg import VGGFeatures, clear_model_cache
+
+# discord.py: the intents the bot turns off, and what the client and its command tree call.
+discord.Intents.message_content
+discord.Intents.members
+discord.Intents.presences
+NSTBot.setup_hook
+NSTBot.on_raw_reaction_add
+NSTBot.tree.on_error
+StylizeCog.cog_load
+StylizeCog.cog_unload
+RerunButton.from_custom_id
+RerunButton.callback
+CancelButton.from_custom_id
+CancelButton.callback
+discord.ui.Select.callback
+
+# torch: autograd and nn.Module call forward.
+_Gram.forward
+VGGFeatures.forward
+
+# The engine's library API: run statistics and result fields read by library users and written
+# to --stats-json with dataclasses.asdict; helpers for callers that manage their own caches.
+Progress.total_loss
+RunStats.total_loss
+RunStats.style_targets_cached
+EncodedImage.format
+PresetResolver.cache_path_for
+clear_model_cache
+
+# The queue's waiting count, next to its running count (read by the tests and the load benchmark to
+# see an idle queue).
+JobQueue.waiting

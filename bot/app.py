@@ -19,9 +19,9 @@ from discord import app_commands
 from discord.ext import commands
 
 import nst_engine
-from nst_engine.cache import StyleTargetCache
+from nst_engine.cache import STYLE_TARGETS_DIR, StyleTargetCache
 from nst_engine.errors import PresetError
-from nst_engine.presets import PresetCatalog, PresetResolver
+from nst_engine.presets import CATALOG_FILE_NAME, PresetCatalog, PresetResolver
 
 from .jobs import JobQueue
 from .settings import Settings
@@ -63,7 +63,7 @@ class NSTBot(commands.Bot):
         self.catalog = catalog if catalog is not None else _load_catalog(settings)
         cache_dir = settings.cache_dir
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
-        self.style_cache = StyleTargetCache(cache_dir / "style-targets") if cache_dir is not None else None
+        self.style_cache = StyleTargetCache(cache_dir / STYLE_TARGETS_DIR) if cache_dir is not None else None
         self.store = JobStore(settings.database_path, settings.inputs_dir)
         self.queue = JobQueue(
             workers=settings.workers,
@@ -173,7 +173,7 @@ class NSTBot(commands.Bot):
 
 
 def _load_catalog(settings: Settings) -> PresetCatalog | None:
-    path = settings.config_dir / "presets.toml"
+    path = settings.config_dir / CATALOG_FILE_NAME
     if not path.is_file():
         log.warning("no preset catalogue at %s; presets are off", path)
         return None

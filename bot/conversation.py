@@ -13,10 +13,10 @@ from typing import Any
 
 import discord
 
+from .settings import INTERACTION_TOKEN_SECONDS
+
 log = logging.getLogger(__name__)
 
-#: Interaction tokens last 15 minutes; stop using them a minute early.
-DEFAULT_TOKEN_SECONDS = 14 * 60
 #: Discord's JSON error codes for an unusable interaction token.
 INVALID_WEBHOOK_TOKEN = 50027
 UNKNOWN_WEBHOOK = 10015
@@ -31,7 +31,7 @@ class Conversation:
         interaction: discord.Interaction | None,
         channel: Any | None,
         user_id: int,
-        token_seconds: float = DEFAULT_TOKEN_SECONDS,
+        token_seconds: float = INTERACTION_TOKEN_SECONDS,
     ) -> None:
         self.interaction = interaction
         self.channel = channel

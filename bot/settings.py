@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nst_engine.params import MAX_SIZE, MIN_SIZE
+from nst_engine.presets import default_config_dir
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -24,9 +27,10 @@ else:  # pragma: no cover
 
 ENV_PREFIX = "NST_BOT_"
 TOKEN_ENV = "DISCORD_TOKEN"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 STRENGTH_NAMES = ("subtle", "normal", "strong", "extreme")
 SIZE_NAMES = ("small", "medium", "large")
+#: Interaction tokens live 15 minutes; a job switches to channel messages a minute early.
+INTERACTION_TOKEN_SECONDS = 14 * 60.0
 
 
 class SettingsError(ValueError):
@@ -35,10 +39,6 @@ class SettingsError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"setting {key!r}: {message}")
         self.key = key
-
-
-def default_config_dir() -> Path:
-    return Path(os.environ.get("NST_CONFIG_DIR") or REPO_ROOT / "config")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Settings:
     precision: str = "auto"
     weights: str = "caffe"
     reaction_emoji: str = "\N{FLEXED BICEPS}"
-    interaction_token_seconds: float = 840.0  # tokens live 15 min; switch to the channel a minute early
+    interaction_token_seconds: float = INTERACTION_TOKEN_SECONDS
     log_level: str = "INFO"
     engine_params: Mapping[str, Any] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
@@ -118,8 +118,8 @@ class Settings:
         if set(self.sizes) != set(SIZE_NAMES):
             raise SettingsError("sizes", f"needs exactly the keys {', '.join(SIZE_NAMES)}")
         for name, px in self.sizes.items():
-            if not isinstance(px, int) or not 16 <= px <= 4096:
-                raise SettingsError("sizes", f"{name} must be 16-4096 px, got {px!r}")
+            if not isinstance(px, int) or not MIN_SIZE <= px <= MAX_SIZE:
+                raise SettingsError("sizes", f"{name} must be {MIN_SIZE}-{MAX_SIZE} px, got {px!r}")
         if self.default_size not in SIZE_NAMES:
             raise SettingsError("default_size", f"must be one of {', '.join(SIZE_NAMES)}")
         if self.default_strength not in STRENGTH_NAMES:

@@ -21,6 +21,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
+#: The style-target cache's folder under the engine's cache root (``--cache-dir``, ``cache_dir``).
+STYLE_TARGETS_DIR = "style-targets"
+
 CACHE_FORMAT = 1
 
 

@@ -361,9 +361,9 @@ def _output_format(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _style_target_cache(cache_dir: Path) -> Any:
     """A disk cache of the preset's Gram matrices, so running a preset again skips its VGG pass."""
-    from .cache import StyleTargetCache
+    from .cache import STYLE_TARGETS_DIR, StyleTargetCache
 
-    return StyleTargetCache(cache_dir / "style-targets")
+    return StyleTargetCache(cache_dir / STYLE_TARGETS_DIR)
 
 
 def _run_with_progress(

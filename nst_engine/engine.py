@@ -51,7 +51,7 @@ PYRAMID_ANCHOR = 0.7
 
 @dataclass(frozen=True)
 class StyleImage:
-    """A style image with a label (e.g. a preset name) that appears in logs."""
+    """A style image with a label (e.g. a preset name) for the caller; the run reads only the image."""
 
     image: Image.Image
     label: str = ""

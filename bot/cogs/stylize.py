@@ -82,6 +82,15 @@ class JobRequest:
         )
 
 
+class UnusableAttachment(Exception):
+    """An attachment the bot cannot paint with: ``what`` names it for the user, ``reason`` says why."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"I can't use that {what}: {reason}")
+        self.what = what
+        self.reason = reason
+
+
 def friendly_error(error: BaseException) -> str:
     """The one-line message a user sees for a failed job; never a traceback."""
     if isinstance(error, (Cancelled, JobCancelled)):
@@ -369,11 +378,8 @@ class StylizeCog(commands.Cog):
         try:
             content_image = await self._download(content, "photo")
             style_image = await self._download(style, "style image") if style is not None else None
-        except InvalidImage as error:
-            await conversation.send(
-                f"I can't use that {error.args[1] if len(error.args) > 1 else 'image'}: {error.args[0]}",
-                ephemeral=True,
-            )
+        except UnusableAttachment as error:
+            await conversation.send(str(error), ephemeral=True)
             return
         request = JobRequest(strength=strength, size=size, preserve_color=preserve_colors, preset=preset)
         await self.start_job(
@@ -408,18 +414,18 @@ class StylizeCog(commands.Cog):
         """Size-check (before downloading), download and decode one attachment."""
         cap = self.settings.max_attachment_bytes
         if attachment.size > cap:
-            raise InvalidImage(f"it is larger than {cap / (1024 * 1024):.0f} MiB", what)
+            raise UnusableAttachment(what, f"it is larger than {cap / (1024 * 1024):.0f} MiB")
         try:
             data = await attachment.read()
         except discord.HTTPException:
-            raise InvalidImage("I could not download it; please try again", what) from None
+            raise UnusableAttachment(what, "I could not download it; please try again") from None
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
                 None, lambda: decode_image(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap)
             )
         except InvalidImage as error:
-            raise InvalidImage(str(error), what) from None
+            raise UnusableAttachment(what, str(error)) from None
 
     def _conversation(
         self, interaction: discord.Interaction | None, channel: Any, user_id: int
@@ -732,11 +738,9 @@ class _JobRun:
         self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None
     ) -> None:
         cancelled = isinstance(error, (Cancelled, JobCancelled, asyncio.CancelledError))
-        if text is not None:
-            pass
-        elif stopped_by_shutdown:
+        if text is None and stopped_by_shutdown:
             text = "The bot is restarting, so your job was stopped; please try again in a minute."
-        else:
+        elif text is None:
             text = friendly_error(error)
         if not cancelled:
             log.error("job %s failed", self.record.job_id, exc_info=error)
@@ -766,8 +770,13 @@ class _JobRun:
                 encoded = await asyncio.get_running_loop().run_in_executor(
                     None, functools.partial(encode_image, result.image, max_bytes=max_bytes)
                 )
-            except NSTError as error:
-                await self.failed(error, stopped_by_shutdown=False)
+            except ValueError as error:  # no encoding fits under max_bytes, even scaled down
+                await self.failed(
+                    error,
+                    stopped_by_shutdown=False,
+                    text="I finished your picture but could not make it small enough to upload here; "
+                    "please try a smaller size.",
+                )
                 return
             name = f"stylized-{self.record.job_id}.{encoded.extension}"
             embed.set_image(url=f"attachment://{name}")

@@ -56,4 +56,10 @@ async def test_close_stops_jobs_and_tells_their_users(tmp_path) -> None:
     await asyncio.wait_for(task, 30)
     told = [c.kwargs.get("content") for c in interaction.sent_messages[0].edit.call_args_list]
     assert any("restarting" in (text or "") for text in told)
-    assert bot.store.path.exists()
+    # The record outlives the process: reopened, it says the job failed because of the restart.
+    store = JobStore(bot.settings.database_path, bot.settings.inputs_dir)
+    try:
+        [record] = store.with_status(JobStatus.FAILED)
+        assert "restarting" in (record.error or "") and record.finished_at is not None
+    finally:
+        store.close()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from bot.__main__ import RedactingFilter, main, parse_args
-from bot.settings import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 SECRET = "MTIzNDU2.Gh7x.super-secret-token"
 
@@ -32,7 +32,8 @@ def test_python_dash_m_bot_without_token(tmp_path) -> None:
 def test_bad_setting_is_one_line_exit_2(monkeypatch, capsys) -> None:
     monkeypatch.setenv("NST_BOT_QUEUE_CAP", "-1")
     assert main([]) == 2
-    assert "queue_cap" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "queue_cap" in err and len(err.splitlines()) == 1, err
 
 
 def test_sync_arguments() -> None:

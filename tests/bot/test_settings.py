@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import REPO_ROOT, Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
+from tests.helpers import REPO_ROOT
 
 
 @pytest.fixture

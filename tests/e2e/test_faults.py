@@ -14,11 +14,11 @@ import pytest
 
 import bot.cogs.stylize as stylize_module
 from bot.app import NSTBot
-from bot.settings import REPO_ROOT
 from bot.store import JobStatus
 from tests.e2e.conftest import TEST_SIZES, painting, photo, result_file, results, started
 from tests.e2e.harness import decode
 from tests.fakediscord import FakeDiscord
+from tests.helpers import REPO_ROOT
 
 
 async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(

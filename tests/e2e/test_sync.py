@@ -10,9 +10,9 @@ from pathlib import Path
 
 import discord
 
-from bot.settings import REPO_ROOT
 from tests.e2e.conftest import painting, photo, results, started
 from tests.fakediscord import FakeDiscord
+from tests.helpers import REPO_ROOT
 
 
 async def test_nst_bot_sync_to_a_guild(fake_discord: FakeDiscord, config_dir: Path, tmp_path: Path) -> None:

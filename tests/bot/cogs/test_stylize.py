@@ -9,7 +9,7 @@ import discord
 import pytest
 
 import bot.cogs.stylize as stylize_module
-from bot.cogs.stylize import EXPIRED_TEXT, CancelButton, RerunButton
+from bot.cogs.stylize import EXPIRED_TEXT, MIN_UPLOAD_BYTES, CancelButton, RerunButton
 from bot.store import JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
@@ -185,12 +185,13 @@ async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     payload = MagicMock(spec=discord.RawReactionActionEvent)
     payload.user_id, payload.message_id, payload.channel_id = 99, result_id, channel.id
     payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
+    followups_before = first.followup.send.await_count
     await bot.on_raw_reaction_add(payload)
     files = sent_files(channel.send)
     assert len(files) == 1 and decode_file(files[0]).size[0] == 48
     embed = channel.send.call_args_list[-1].kwargs["embed"]
     assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
-    assert first.followup.send.await_count >= 2
+    assert first.followup.send.await_count == followups_before  # the re-run went to the channel
     other = MagicMock(spec=discord.RawReactionActionEvent)
     other.user_id, other.message_id, other.channel_id = 99, result_id, channel.id
     other.emoji = discord.PartialEmoji(name="\N{THUMBS UP SIGN}")
@@ -239,7 +240,8 @@ async def test_long_job_continues_in_the_channel_after_the_token_expires(make_bo
 
 
 async def test_upload_too_large_is_reencoded_smaller(make_bot) -> None:
-    bot = await make_bot()
+    """Discord refuses the first file (413): the retry is a new encoding, smaller than the refused one."""
+    bot = await make_bot(sizes={"small": 40, "medium": 48, "large": 96})
     interaction = make_interaction()
     limits: list[int] = []
     original = interaction.followup.send.side_effect
@@ -252,9 +254,29 @@ async def test_upload_too_large_is_reencoded_smaller(make_bot) -> None:
         return original(*args, **kwargs)
 
     interaction.followup.send.side_effect = send
-    await run_stylize(bot, interaction)
+    await run_stylize(bot, interaction, size="large")
     assert len(limits) == 2
+    # A result under the smallest budget would be re-sent as it was: this one must be above it.
+    assert limits[0] > MIN_UPLOAD_BYTES, limits
+    assert limits[1] <= limits[0] * 3 // 4, limits
+    assert max(decode_file(sent_files(interaction.followup.send)[-1]).size) <= 96  # a whole picture
     assert bot.store.with_status(JobStatus.DONE)
+
+
+async def test_a_result_that_cannot_be_encoded_small_enough_is_told_to_the_user(
+    make_bot, monkeypatch
+) -> None:
+    bot = await make_bot()
+
+    def too_big(image, *, max_bytes=None):
+        raise ValueError(f"the image cannot be encoded in {max_bytes} bytes, even at 1x1")
+
+    monkeypatch.setattr(stylize_module, "encode_image", too_big)
+    interaction = await run_stylize(bot)
+    final = interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"]
+    assert "could not make it small enough" in final and "bytes" not in final
+    assert sent_files(interaction.followup.send) == []
+    assert bot.store.with_status(JobStatus.FAILED)
 
 
 async def test_upload_failure_is_told_to_the_user(make_bot) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nst_engine.params import MAX_SIZE, MIN_SIZE
+from nst_engine.params import MAX_SIZE, MIN_SIZE, StyleParams
 from nst_engine.presets import default_config_dir
 
 if sys.version_info >= (3, 11):
@@ -73,7 +73,7 @@ class Settings:
     reaction_emoji: str = "\N{FLEXED BICEPS}"
     interaction_token_seconds: float = INTERACTION_TOKEN_SECONDS
     log_level: str = "INFO"
-    engine_params: Mapping[str, Any] = field(default_factory=dict)
+    engine_params: Mapping[str, object] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,10 +136,8 @@ class Settings:
             raise SettingsError(key, str(error)) from None
 
     # ------------------------------------------------------------------ derived values
-    def base_params(self) -> Any:
+    def base_params(self) -> StyleParams:
         """The engine parameters every job starts from (size/strength are applied per job)."""
-        from nst_engine import StyleParams
-
         values: dict[str, Any] = {
             "size": self.sizes[self.default_size],
             "iterations": self.iterations,

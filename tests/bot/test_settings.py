@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -85,3 +87,14 @@ def test_constructed_directly_for_tests(tmp_path: Path) -> None:
     assert settings.workers == 2 and settings.database_path.parent == tmp_path
     with pytest.raises(SettingsError, match="per_user_limit"):
         Settings(per_user_limit=0)
+
+
+def test_every_setting_is_in_the_example_file_and_has_a_row_in_docs() -> None:
+    """The token never goes in a file; config_dir is where the files are (``NST_CONFIG_DIR``)."""
+    keys = {f.name for f in dataclasses.fields(Settings)} - {"token", "config_dir"}
+    example = (REPO_ROOT / "config" / "bot.example.toml").read_text(encoding="utf-8")
+    in_example = {match.group(1) for match in re.finditer(r"^(\w+) =", example, re.MULTILINE)}
+    assert keys - in_example == set(), "add these to config/bot.example.toml"
+    docs = (REPO_ROOT / "docs" / "bot.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(\w+)` \| `NST_BOT_(\w+)` \|", docs, re.MULTILINE))
+    assert {(key, key.upper()) for key in keys} - rows == set(), "add these rows to docs/bot.md section 3"

@@ -1,7 +1,11 @@
-"""``nst-bot`` / ``python -m bot``: run the bot, or ``nst-bot sync [--guild ID]`` to register commands.
+"""``nst-bot`` / ``python -m bot``: run the bot; ``nst-bot sync [--guild ID]`` registers the commands;
+``nst-bot check [--guild ID]`` checks the set-up before a first run (see :mod:`bot.doctor`).
 
 Commands are synced only on request: Discord caps command creations per day, and a global sync
 takes up to an hour to show, so syncing on every start would be slow and wasteful.
+
+A start that fails prints one line (cause and fix, see :mod:`bot.startup`) and exits 2 for a
+configuration problem, 1 for a network or Discord one; ``NST_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +14,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import traceback
+import urllib.parse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import discord
 
 from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
+from .startup import Connection, classify
+
+if TYPE_CHECKING:
+    from .app import NSTBot
 
 log = logging.getLogger("bot")
 
@@ -50,7 +62,8 @@ class RedactingFilter(logging.Filter):
 
 def setup_logging(settings: Settings) -> RedactingFilter:
     """Log to stderr; the filter sits on the handler, so records from every logger pass it."""
-    redactor = RedactingFilter(settings.token or "")
+    proxy_password = urllib.parse.urlsplit(settings.proxy).password if settings.proxy else None
+    redactor = RedactingFilter(settings.token or "", proxy_password or "")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(redactor)
@@ -70,7 +83,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="sync to this guild only (instant); without it, globally (up to an hour)",
     )
+    check = sub.add_parser("check", help="check settings, token, commands, model, presets and directories")
+    check.add_argument(
+        "--guild",
+        type=int,
+        default=None,
+        help="check the commands registered in this guild; without it, the global ones",
+    )
     return parser.parse_args(argv)
+
+
+async def login(bot: NSTBot, settings: Settings) -> None:
+    """Log in over HTTP (this also runs ``setup_hook``), giving up after ``connect_timeout``.
+
+    aiohttp alone would wait up to five minutes for a server that accepts and never answers.
+    """
+    await asyncio.wait_for(bot.login(settings.token or ""), timeout=settings.connect_timeout)
 
 
 async def sync_commands(settings: Settings, guild_id: int | None) -> int:
@@ -79,7 +107,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
 
     bot = NSTBot(settings, commands_only=True)
     async with bot:
-        await bot.login(settings.token or "")  # runs setup_hook, which builds the command tree
+        await login(bot, settings)  # runs setup_hook, which builds the command tree
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
             bot.tree.copy_global_to(guild=guild)
@@ -101,12 +129,18 @@ async def run_bot(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
     async with bot:
-        await bot.start(settings.token or "")
+        await login(bot, settings)
+        # From here on discord.py reconnects by itself when the connection drops.
+        await bot.connect()
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "check":
+        from .doctor import run_checks
+
+        return run_checks(args.guild, on_settings=setup_logging)
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -123,11 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sync":
             return asyncio.run(sync_commands(settings, args.guild))
         return asyncio.run(run_bot(settings))
-    except discord.LoginFailure:
-        print(f"nst-bot: Discord refused the token; check {TOKEN_ENV}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if os.environ.get("NST_DEBUG"):
+            traceback.print_exc()
+        failure = classify(error, Connection(settings.proxy, settings.connect_timeout))
+        print(f"nst-bot: {failure.line}", file=sys.stderr)
+        return failure.status
 
 
 if __name__ == "__main__":

@@ -42,6 +42,19 @@ def bot_intents() -> discord.Intents:
     return intents
 
 
+def silence_voice_warnings() -> None:
+    """Keep discord.py from warning that PyNaCl and davey are missing.
+
+    discord.py warns once, when the first client is built, that voice will not work without those
+    packages. This bot never joins a voice channel, so the warnings only send operators after
+    packages they do not need. discord.py reads class flags for this (``warn_dave`` exists from
+    2.6 on), so turning them off is the supported way to skip them.
+    """
+    for flag in ("warn_nacl", "warn_dave"):
+        if hasattr(discord.VoiceClient, flag):
+            setattr(discord.VoiceClient, flag, False)
+
+
 class NSTBot(commands.Bot):
     """The style-transfer bot. Everything it needs comes from ``settings``."""
 
@@ -56,6 +69,8 @@ class NSTBot(commands.Bot):
     ) -> None:
         """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs
         jobs."""
+        silence_voice_warnings()
+        kwargs.setdefault("proxy", settings.proxy)
         super().__init__(
             command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None, **kwargs
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,12 @@ class Settings:
     reaction_emoji: str = "\N{FLEXED BICEPS}"
     interaction_token_seconds: float = INTERACTION_TOKEN_SECONDS
     log_level: str = "INFO"
+    #: HTTP(S) proxy for every connection to Discord (REST, gateway, attachments). discord.py does
+    #: not read HTTPS_PROXY, so a proxy must be named here.
+    proxy: str | None = None
+    #: Seconds ``nst-bot`` (and ``nst-bot check``) wait for Discord to log in before giving up with a
+    #: one-line error; without it, a firewall that drops packets leaves the bot silent for minutes.
+    connect_timeout: float = 60.0
     engine_params: Mapping[str, object] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
 
@@ -108,6 +115,14 @@ class Settings:
         positive_int("scales")
         for key in ("cooldown_seconds", "progress_interval", "retention_days", "interaction_token_seconds"):
             non_negative(key)
+        if not isinstance(self.connect_timeout, (int, float)) or not self.connect_timeout > 0:
+            raise SettingsError(
+                "connect_timeout", f"must be a number of seconds > 0, got {self.connect_timeout!r}"
+            )
+        if self.proxy is not None:
+            parts = urllib.parse.urlsplit(self.proxy) if isinstance(self.proxy, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError("proxy", "must be a URL like http://proxy.example:3128")
         if set(self.strength_steps) != set(STRENGTH_NAMES):
             raise SettingsError("strength_steps", f"needs exactly the keys {', '.join(STRENGTH_NAMES)}")
         values = [self.strength_steps[name] for name in STRENGTH_NAMES]
@@ -252,6 +267,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
             values[key] = path if path.is_absolute() else (config_dir.parent / path)
         elif key in values:
             values[key] = None
+    if values.get("proxy") == "":
+        values["proxy"] = None
     if values.get("config_dir") is None:
         values["config_dir"] = config_dir
     if values.get("data_dir") is None:

@@ -9,6 +9,9 @@ optional predicate, fires ``times`` times, then stops. The answers copy what dis
 * 413: "Request entity too large" (code 40005); discord.py raises ``HTTPException``.
 * 401/50027 and 404/10015: what Discord answers to a webhook call with an expired or unknown
   interaction token.
+
+``delay`` holds the answer back that many seconds first: with a delay longer than the client
+waits, the request times out, as it does behind a firewall that drops Discord's answers.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class FaultRule:
     message: str | None = None
     #: Extra filter on the parsed request (e.g. only requests that upload files).
     when: Callable[[dict[str, Any]], bool] | None = None
+    #: Seconds to wait before answering.
+    delay: float = 0.0
     hits: int = field(default=0)
 
     def matches(self, route: str, method: str, details: dict[str, Any]) -> bool:

@@ -192,6 +192,9 @@ class FakeDiscord:
         self.ack_heartbeats = True
         #: When True every RESUME is refused with INVALID_SESSION (the client must IDENTIFY).
         self.refuse_resume = False
+        #: When set, every IDENTIFY is answered by closing the gateway with this code (4014:
+        #: a privileged intent the application has not enabled; 4004: a bad token).
+        self.identify_close_code: int | None = None
         #: ``(requests, seconds)`` per bucket (route + channel or interaction token), as Discord
         #: enforces them; None (the default) never limits. See :meth:`enforce_rate_limits`.
         self.rate_limit: tuple[int, float] | None = None
@@ -972,6 +975,9 @@ class FakeDiscord:
                 await connection.send({"op": gw.OP_HEARTBEAT_ACK})
         elif op == gw.OP_IDENTIFY:
             self.identifies.append(data)
+            if self.identify_close_code is not None:
+                await connection.close(self.identify_close_code)
+                return
             if data.get("token") != self.token:
                 await connection.close(gw.CLOSE_AUTHENTICATION_FAILED)
                 return
@@ -1281,6 +1287,7 @@ class FakeDiscord:
         if needs_auth and record.authorization != f"Bot {self.token}":
             response = error_response(401, 0, "401: Unauthorized")
         elif rule is not None:
+            await asyncio.sleep(rule.delay)
             response = rule.respond(hashlib.sha1(route.encode()).hexdigest()[:16])
             record.injected = True
         elif (

@@ -1,0 +1,357 @@
+"""``nst-bot check``: everything a first run needs, one line each, before the bot is invited.
+
+An operator's first run used to fail one problem at a time, each behind a traceback. The doctor
+checks every part a job depends on and prints one line per part, ``✓`` with what it found or ``✗``
+with the cause and the fix: the settings, the token (Discord's answer), the registered commands
+(against the code's), the model (on the device and in the precision a job will use), the preset
+catalogue, and the data and cache directories. A check that fails does not stop the others,
+except the settings, without which nothing else can be checked.
+
+Exit status: 0 when every check passes; otherwise 2 if a failure is one of configuration and 1 if
+all failures are of the environment (the same split as a failed start, see :mod:`bot.startup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, default_config_dir, load_settings
+from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify
+
+if TYPE_CHECKING:
+    from .app import NSTBot
+
+#: Below this much free space a directory fails its check: a job stores its inputs as PNG (tens of
+#: MB for a large photo) and the cache holds the downloaded paintings and style targets.
+MIN_FREE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: what was found, or the failure with its fix."""
+
+    name: str
+    found: str = ""
+    failure: Failure | None = None
+
+    @property
+    def line(self) -> str:
+        if self.failure is None:
+            return f"✓ {self.name}: {self.found}"
+        return f"✗ {self.name}: {self.failure.line}"
+
+
+def run_checks(guild_id: int | None, *, on_settings: Callable[[Settings], object] | None = None) -> int:
+    """Run every check, print a line for each as it finishes, and return the exit status.
+
+    ``on_settings`` is called once the settings load (the entry point sets up its redacting log
+    handler there, so nothing a library logs can show the token).
+    """
+    checks: list[Check] = []
+
+    def report(check: Check) -> None:
+        checks.append(check)
+        print(check.line, flush=True)
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        report(
+            Check(
+                "settings",
+                failure=Failure(
+                    str(error),
+                    "correct it in config/bot.toml or its NST_BOT_* variable (docs/bot.md, section 3)",
+                    CONFIGURATION,
+                ),
+            )
+        )
+        return CONFIGURATION
+    if on_settings is not None:
+        on_settings(settings)
+    report(Check("settings", _settings_found(settings, os.environ)))
+    for check in asyncio.run(_discord_checks(settings, guild_id)):
+        report(check)
+    report(_model_check(settings))
+    report(_preset_check(settings))
+    report(_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR"))
+    cache_dir, cache_variable = _cache_dir(settings)
+    report(_directory_check("cache dir", cache_dir, cache_variable))
+    return max((check.failure.status for check in checks if check.failure), default=0)
+
+
+# ---------------------------------------------------------------------------- settings
+def _settings_found(settings: Settings, environ: Mapping[str, str]) -> str:
+    config_dir = Path(environ.get("NST_CONFIG_DIR") or default_config_dir())
+    operator_file = (
+        Path(environ["NST_BOT_CONFIG"]) if environ.get("NST_BOT_CONFIG") else config_dir / "bot.toml"
+    )
+    files = [str(path) for path in (config_dir / "bot.example.toml", operator_file) if path.is_file()]
+    variables = sum(1 for name in environ if name.startswith(ENV_PREFIX) and name != "NST_BOT_CONFIG")
+    return f"loaded from {' + '.join(files) or 'the defaults'} and {variables} {ENV_PREFIX}* variable(s)"
+
+
+# ---------------------------------------------------------------------------- Discord
+async def _discord_checks(settings: Settings, guild_id: int | None) -> list[Check]:
+    """The token and the commands: one HTTP login, as ``nst-bot sync`` does (no gateway)."""
+    if not settings.token:
+        return [
+            Check(
+                "token",
+                failure=Failure(
+                    f"{TOKEN_ENV} is not set",
+                    f"export {TOKEN_ENV}=... or name a file holding it in the env_file setting",
+                    CONFIGURATION,
+                ),
+            ),
+            _not_checked("commands", "no token", CONFIGURATION),
+        ]
+    from .app import NSTBot
+
+    connection = Connection(settings.proxy, settings.connect_timeout)
+    # The bot is built on a scratch data dir: the check must not create or change the real one.
+    with tempfile.TemporaryDirectory(prefix="nst-bot-check-") as scratch:
+        bot = NSTBot(dataclasses.replace(settings, data_dir=Path(scratch)), commands_only=True)
+        async with bot:
+            try:
+                await asyncio.wait_for(bot.login(settings.token), timeout=settings.connect_timeout)
+            except Exception as error:
+                return [
+                    Check("token", failure=classify(error, connection)),
+                    _not_checked("commands", "no login"),
+                ]
+            user = bot.user
+            assert user is not None  # set by login
+            token = Check("token", f"accepted by Discord: {user.name} (id {user.id})")
+            return [token, await _commands_check(bot, guild_id, connection)]
+
+
+def _not_checked(name: str, why: str) -> Check:
+    return Check(
+        name, failure=Failure(f"not checked ({why})", "fix the token line above first", CONFIGURATION)
+    )
+
+
+async def _commands_check(bot: NSTBot, guild_id: int | None, connection: Connection) -> Check:
+    """Compare what Discord has registered with what ``nst-bot sync`` would register now."""
+    guild = discord.Object(id=guild_id) if guild_id is not None else None
+    if guild is not None:
+        bot.tree.copy_global_to(guild=guild)  # what `nst-bot sync --guild` registers
+    expected = {
+        _key(command.to_dict(bot.tree)): command.to_dict(bot.tree)
+        for command in bot.tree.get_commands(guild=guild)
+    }
+    where = f"in guild {guild_id}" if guild_id is not None else "globally"
+    sync = f"run nst-bot sync --guild {guild_id}" if guild_id is not None else "run nst-bot sync"
+    application_id = bot.application_id
+    assert application_id is not None  # set by login
+    try:
+        if guild_id is None:
+            registered = await bot.http.get_global_commands(application_id)
+        else:
+            registered = await bot.http.get_guild_commands(application_id, guild_id)
+    except (discord.Forbidden, discord.NotFound) as error:
+        return Check(
+            "commands",
+            failure=Failure(
+                f"cannot read the commands {where} ({error.status} {error.text})",
+                "invite the bot to that server with the applications.commands scope (docs/bot.md, section 1)",
+                CONFIGURATION,
+            ),
+        )
+    except Exception as error:
+        return Check("commands", failure=classify(error, connection))
+    found = {_key(dict(command)): dict(command) for command in registered}
+    if not found:
+        return Check("commands", failure=Failure(f"none registered {where}", sync, CONFIGURATION))
+    differences = []
+    missing = [key[0] for key in expected if key not in found]
+    extra = [key[0] for key in found if key not in expected]
+    changed = [key[0] for key in expected if key in found and not _matches(expected[key], found[key])]
+    for label, names in (("missing", missing), ("not in the code", extra), ("changed", changed)):
+        if names:
+            differences.append(f"{label}: {', '.join(sorted(names))}")
+    names = ", ".join(sorted(key[0] for key in found))
+    if differences:
+        return Check(
+            "commands",
+            failure=Failure(
+                f"{len(found)} registered {where} ({names}), different from the code's "
+                f"({'; '.join(differences)})",
+                sync,
+                CONFIGURATION,
+            ),
+        )
+    return Check("commands", f"{len(found)} registered {where} ({names}), the same as the code's")
+
+
+def _key(command: Mapping[str, Any]) -> tuple[str, int]:
+    """Discord tells commands apart by name and type (a slash command and a menu may share a name)."""
+    return str(command["name"]), int(command.get("type", 1))
+
+
+def _matches(local: Any, remote: Any) -> bool:
+    """Whether Discord's stored ``remote`` says what the code's ``local`` payload says.
+
+    Discord adds fields (ids, versions) and drops empty ones (``required: false``), so only the
+    keys the code sends are compared, an empty local value matches a missing remote one, and
+    ``None`` (the code leaves it to Discord's default) matches anything.
+    """
+    if local is None:
+        return True
+    if isinstance(local, dict):
+        return isinstance(remote, dict) and all(
+            _matches(value, remote.get(key)) for key, value in local.items()
+        )
+    if isinstance(local, list):
+        if not local:
+            return not remote
+        return isinstance(remote, list) and len(local) == len(remote) and all(map(_matches, local, remote))
+    if local is False or local == "":
+        return remote in (None, False, "")
+    return bool(local == remote)
+
+
+# ---------------------------------------------------------------------------- model
+def _model_check(settings: Settings) -> Check:
+    """Load the model exactly as the bot's start does, on the device and precision jobs get."""
+    import nst_engine
+    from nst_engine.device import resolve
+    from nst_engine.errors import ParameterError
+
+    params = settings.base_params()
+    try:
+        started = time.monotonic()
+        setup = resolve(params.device, params.precision)
+        nst_engine.preload(params)
+    except ParameterError as error:
+        return Check(
+            "model",
+            failure=Failure(
+                str(error),
+                f"change the {error.parameter} setting "
+                f"({ENV_PREFIX}{error.parameter.upper()}; docs/bot.md, section 3)",
+                CONFIGURATION,
+            ),
+        )
+    except Exception as error:
+        return Check(
+            "model",
+            failure=Failure(
+                f"the {params.weights} VGG19 weights did not load ({type(error).__name__}: {error})",
+                "check the weights setting (the README's 'VGG19 weights' says what each needs)",
+                ENVIRONMENT,
+            ),
+        )
+    seconds = time.monotonic() - started
+    return Check(
+        "model",
+        f"VGG19 ({params.weights} weights) loaded on {setup.device} in {setup.precision} in {seconds:.1f} s",
+    )
+
+
+# ---------------------------------------------------------------------------- presets
+def _preset_check(settings: Settings) -> Check:
+    """How many presets are ready on disk, and how many a first use would download."""
+    from nst_engine.errors import PresetError
+    from nst_engine.presets import PresetCatalog, PresetResolver
+
+    path = settings.config_dir / "presets.toml"
+    if not path.is_file():
+        return Check(
+            "presets", f"no catalogue at {path}: presets are off, /stylize needs an uploaded painting"
+        )
+    try:
+        catalog = PresetCatalog.load(path)
+    except PresetError as error:
+        return Check("presets", failure=Failure(str(error), f"correct {path}", CONFIGURATION))
+    resolver = PresetResolver(catalog, settings.cache_dir)
+    missing = [preset.name for preset in catalog if preset.is_local and not resolver.is_cached(preset.name)]
+    if missing:
+        return Check(
+            "presets",
+            failure=Failure(
+                f"{len(missing)} local image file(s) missing: {', '.join(missing)}",
+                f"put the images where their file: sources in {path} point, or remove those presets",
+                CONFIGURATION,
+            ),
+        )
+    remote = [preset for preset in catalog if not preset.is_local and not resolver.is_cached(preset.name)]
+    hosts = sorted({urllib.parse.urlsplit(preset.source).hostname or "?" for preset in remote})
+    source = f" from {', '.join(hosts)}" if hosts else ""
+    return Check(
+        "presets",
+        f"{len(catalog)} in the catalogue: {len(catalog) - len(remote)} on disk, "
+        f"{len(remote)} to download on first use{source}",
+    )
+
+
+# ---------------------------------------------------------------------------- directories
+def _cache_dir(settings: Settings) -> tuple[Path, str]:
+    if settings.cache_dir is not None:
+        return settings.cache_dir, "NST_BOT_CACHE_DIR"
+    from nst_engine.presets import default_cache_dir
+
+    return default_cache_dir(), "NST_CACHE_DIR"
+
+
+def _directory_check(name: str, path: Path, variable: str) -> Check:
+    """Writable (or creatable, as the bot creates it at start) and with room to spare."""
+    path = path.expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = f"make it writable by the bot's user, or point {variable} at a writable directory"
+    if not existing.is_dir():
+        return Check(
+            name,
+            failure=Failure(f"{path} cannot be created: {existing} is not a directory", fix, CONFIGURATION),
+        )
+    if existing == path:
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as error:
+            return Check(
+                name, failure=Failure(f"{path} is not writable ({error.strerror})", fix, CONFIGURATION)
+            )
+        state = "writable"
+    elif os.access(existing, os.W_OK | os.X_OK):
+        state = "will be created at start"
+    else:
+        return Check(
+            name,
+            failure=Failure(f"{path} cannot be created in {existing} (not writable)", fix, CONFIGURATION),
+        )
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        return Check(
+            name,
+            failure=Failure(
+                f"{path}: only {_size(free)} free",
+                f"free some space, or point {variable} at a larger disk (at least {_size(MIN_FREE_BYTES)})",
+                ENVIRONMENT,
+            ),
+        )
+    return Check(name, f"{path} {state}, {_size(free)} free")
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

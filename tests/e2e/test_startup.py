@@ -1,0 +1,232 @@
+"""A start that fails is one line naming the cause and the fix (exit 2: configuration, 1: the
+network or Discord), never a traceback or a voice warning; ``NST_DEBUG=1`` adds the traceback; a
+connection lost after login is not a start-up failure.
+
+Each failure is made for real: an unresolvable name, a closed port, a plain-TCP server where TLS is
+expected, a self-signed certificate, a dead proxy, and the fake Discord answering 503, too late,
+401 or closing the gateway with 4014. The bot runs through its real entry point in a child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.entry_point import Run, base_environment, closed_port, finish, run, start
+from tests.fakediscord import FakeDiscord, FaultRule
+
+#: A log record as the bot's handler writes it (``2026-01-01 12:00:00,000 INFO name: text``).
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|DEBUG) \S+: ")
+
+
+@pytest.fixture
+def environment(fake_discord: FakeDiscord, config_dir: Path, tmp_path: Path) -> dict[str, str]:
+    return base_environment(fake_discord, config_dir, tmp_path / "data", tmp_path / "cache")
+
+
+def assert_one_line(done: Run, expected: str, status: int) -> None:
+    """The failure is the last line; before it only INFO log records; no traceback, no voice talk."""
+    assert done.returncode == status, done.stderr[-3000:]
+    assert done.last_error_line == f"nst-bot: {expected}", done.stderr[-3000:]
+    assert all(LOG_RECORD.match(line) for line in done.log_lines), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "PyNaCl" not in done.stderr and "davey" not in done.stderr
+    assert done.stdout == ""
+
+
+async def test_no_dns(environment: dict[str, str]) -> None:
+    environment["FAKE_DISCORD_API"] = "https://discord.invalid/api/v10"
+    done = await run([], environment)
+    assert done.returncode == 1, done.stderr
+    # the resolver's own words differ between systems; the rest of the line is ours
+    assert re.fullmatch(
+        r"nst-bot: cannot resolve discord\.invalid \(DNS lookup failed: .+\); check this machine's DNS and "
+        r"network connection; allow outgoing HTTPS to Discord in the firewall, or set NST_BOT_PROXY to your "
+        r"proxy",
+        done.last_error_line,
+    ), done.stderr
+    assert "Traceback" not in done.stderr and "PyNaCl" not in done.stderr and "davey" not in done.stderr
+
+
+async def test_connection_refused(environment: dict[str, str]) -> None:
+    port = closed_port()
+    environment["FAKE_DISCORD_API"] = f"http://127.0.0.1:{port}/api/v10"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        f"127.0.0.1:{port} refused the connection; allow outgoing HTTPS to Discord in the firewall, "
+        "or set NST_BOT_PROXY to your proxy",
+        1,
+    )
+
+
+async def test_a_proxy_only_in_https_proxy_is_named(environment: dict[str, str]) -> None:
+    """What an operator behind a proxy hits: discord.py ignores HTTPS_PROXY, so the line says so."""
+    port = closed_port()
+    environment["FAKE_DISCORD_API"] = f"http://127.0.0.1:{port}/api/v10"
+    environment["HTTPS_PROXY"] = "http://proxy.example:3128"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        f"127.0.0.1:{port} refused the connection; HTTPS_PROXY is set, but the bot does not read it: "
+        "set NST_BOT_PROXY to your proxy",
+        1,
+    )
+
+
+async def test_debug_shows_the_traceback_and_still_the_line(environment: dict[str, str]) -> None:
+    port = closed_port()
+    environment["FAKE_DISCORD_API"] = f"http://127.0.0.1:{port}/api/v10"
+    environment["NST_DEBUG"] = "1"
+    done = await run([], environment)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ClientConnectorError" in done.stderr
+    assert done.last_error_line.startswith(f"nst-bot: 127.0.0.1:{port} refused the connection; ")
+
+
+async def test_tls_handshake_with_a_server_that_does_not_speak_tls(
+    fake_discord: FakeDiscord, environment: dict[str, str]
+) -> None:
+    environment["FAKE_DISCORD_API"] = f"https://127.0.0.1:{fake_discord.port}/api/v10"
+    done = await run([], environment)
+    assert done.returncode == 1, done.stderr
+    assert done.last_error_line.startswith(
+        f"nst-bot: the TLS handshake with 127.0.0.1:{fake_discord.port} failed ("
+    )
+    assert done.last_error_line.endswith(
+        "); something on the network answers instead of Discord (a captive portal or a proxy): "
+        "check the network, or set NST_BOT_PROXY to your proxy"
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a certificate no one trusts (as behind an intercepting proxy)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject]
+    subprocess.run(command, check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+async def self_signed_server(self_signed_context: ssl.SSLContext) -> AsyncIterator[int]:
+    """A TLS server on loopback presenting the untrusted certificate."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=self_signed_context)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+async def test_untrusted_certificate(self_signed_server: int, environment: dict[str, str]) -> None:
+    environment["FAKE_DISCORD_API"] = f"https://127.0.0.1:{self_signed_server}/api/v10"
+    done = await run([], environment)
+    assert done.returncode == 1, done.stderr
+    assert done.last_error_line.startswith(
+        f"nst-bot: the TLS certificate of 127.0.0.1:{self_signed_server} is not trusted ("
+    ), done.stderr
+    assert "self-signed certificate" in done.last_error_line or "self signed" in done.last_error_line
+    assert done.last_error_line.endswith(
+        "); something on the network intercepts HTTPS: add its CA certificate to the system store "
+        "(or SSL_CERT_FILE), or connect without it"
+    )
+
+
+async def test_unreachable_proxy(environment: dict[str, str]) -> None:
+    port = closed_port()
+    environment["NST_BOT_PROXY"] = f"http://operator:s3cret@127.0.0.1:{port}"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        f"cannot reach the proxy http://127.0.0.1:{port} (Connection refused); "
+        "check NST_BOT_PROXY and that the proxy is running",
+        1,
+    )
+    assert "s3cret" not in done.stderr
+
+
+async def test_discord_outage(fake_discord: FakeDiscord, environment: dict[str, str]) -> None:
+    fake_discord.fail(503, "users_me")
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        "Discord answered 503 Service Unavailable (a failure on Discord's side); wait and start again; "
+        "https://discordstatus.com shows outages",
+        1,
+    )
+
+
+async def test_discord_does_not_answer(fake_discord: FakeDiscord, environment: dict[str, str]) -> None:
+    fake_discord.inject(FaultRule(status=500, route="users_me", delay=8.0))
+    environment["NST_BOT_CONNECT_TIMEOUT"] = "2"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        "127.0.0.1 did not answer within 2 s; a firewall may be dropping traffic to Discord, or Discord is "
+        "slow: allow outgoing HTTPS to Discord in the firewall, or set NST_BOT_PROXY to your proxy, "
+        "or raise NST_BOT_CONNECT_TIMEOUT",
+        1,
+    )
+
+
+async def test_bad_token(fake_discord: FakeDiscord, environment: dict[str, str]) -> None:
+    environment["DISCORD_TOKEN"] = "MTA.not-the-token.at-all"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        "Discord refused the token (401 Unauthorized); copy a new one from the Bot tab of the developer "
+        "portal into DISCORD_TOKEN",
+        2,
+    )
+    assert "not-the-token" not in done.stderr
+
+
+async def test_missing_privileged_intents(fake_discord: FakeDiscord, environment: dict[str, str]) -> None:
+    fake_discord.identify_close_code = 4014
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        "Discord refused the gateway intents the bot asked for (close code 4014: a privileged intent is "
+        "not enabled for this application); enable it on the Bot tab of the developer portal, or stop "
+        "asking for it in bot_intents()",
+        2,
+    )
+    assert len(fake_discord.identifies) == 1
+
+
+async def test_a_connection_lost_after_login_is_not_a_start_up_failure(
+    fake_discord: FakeDiscord, environment: dict[str, str]
+) -> None:
+    """discord.py resumes by itself; the bot keeps running and stops cleanly on SIGTERM."""
+    process = await start([], environment)
+    try:
+        await fake_discord.wait_for(lambda: fake_discord.connected, timeout=90)
+        await fake_discord.drop_gateway(abort=True)
+        await fake_discord.wait_for(lambda: fake_discord.resumes and fake_discord.connected, timeout=90)
+        assert process.returncode is None
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    done = await finish(process)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nst-bot:" not in done.stderr
+    assert "PyNaCl" not in done.stderr and "davey" not in done.stderr

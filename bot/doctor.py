@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -81,15 +83,35 @@ def run_checks(guild_id: int | None, *, on_settings: Callable[[Settings], object
         return CONFIGURATION
     if on_settings is not None:
         on_settings(settings)
+    # The check's lines are its report; INFO records (logging in, model loaded) would only interleave.
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))
     report(Check("settings", _settings_found(settings, os.environ)))
-    for check in asyncio.run(_discord_checks(settings, guild_id)):
-        report(check)
-    report(_model_check(settings))
-    report(_preset_check(settings))
-    report(_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR"))
     cache_dir, cache_variable = _cache_dir(settings)
-    report(_directory_check("cache dir", cache_dir, cache_variable))
+    steps: list[tuple[str, Callable[[], list[Check]]]] = [
+        ("token", lambda: asyncio.run(_discord_checks(settings, guild_id))),
+        ("model", lambda: [_model_check(settings)]),
+        ("presets", lambda: [_preset_check(settings)]),
+        ("data dir", lambda: [_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR")]),
+        ("cache dir", lambda: [_directory_check("cache dir", cache_dir, cache_variable)]),
+    ]
+    for name, step in steps:
+        for check in _guarded(name, step):
+            report(check)
     return max((check.failure.status for check in checks if check.failure), default=0)
+
+
+def _guarded(name: str, step: Callable[[], list[Check]]) -> list[Check]:
+    """A check that crashed is a ✗ line too, so one surprise does not hide the other checks."""
+    try:
+        return step()
+    except Exception as error:
+        if os.environ.get("NST_DEBUG"):
+            traceback.print_exc()
+        unexpected = Failure(
+            f"unexpected {type(error).__name__}: {error}", "set NST_DEBUG=1 to see the traceback", ENVIRONMENT
+        )
+        return [Check(name, failure=unexpected)]
 
 
 # ---------------------------------------------------------------------------- settings
@@ -128,20 +150,17 @@ async def _discord_checks(settings: Settings, guild_id: int | None) -> list[Chec
             try:
                 await asyncio.wait_for(bot.login(settings.token), timeout=settings.connect_timeout)
             except Exception as error:
-                return [
-                    Check("token", failure=classify(error, connection)),
-                    _not_checked("commands", "no login"),
-                ]
+                failure = classify(error, connection)
+                return [Check("token", failure=failure), _not_checked("commands", "no login", failure.status)]
             user = bot.user
             assert user is not None  # set by login
             token = Check("token", f"accepted by Discord: {user.name} (id {user.id})")
             return [token, await _commands_check(bot, guild_id, connection)]
 
 
-def _not_checked(name: str, why: str) -> Check:
-    return Check(
-        name, failure=Failure(f"not checked ({why})", "fix the token line above first", CONFIGURATION)
-    )
+def _not_checked(name: str, why: str, status: int) -> Check:
+    """A check that needs a login; ``status`` is the login failure's, so the exit status follows it."""
+    return Check(name, failure=Failure(f"not checked ({why})", "fix the token line above first", status))
 
 
 async def _commands_check(bot: NSTBot, guild_id: int | None, connection: Connection) -> Check:
@@ -180,9 +199,9 @@ async def _commands_check(bot: NSTBot, guild_id: int | None, connection: Connect
     missing = [key[0] for key in expected if key not in found]
     extra = [key[0] for key in found if key not in expected]
     changed = [key[0] for key in expected if key in found and not _matches(expected[key], found[key])]
-    for label, names in (("missing", missing), ("not in the code", extra), ("changed", changed)):
-        if names:
-            differences.append(f"{label}: {', '.join(sorted(names))}")
+    for label, which in (("missing", missing), ("not in the code", extra), ("changed", changed)):
+        if which:
+            differences.append(f"{label}: {', '.join(sorted(which))}")
     names = ", ".join(sorted(key[0] for key in found))
     if differences:
         return Check(

@@ -29,6 +29,15 @@ def test_example_file_gives_the_documented_defaults(config_dir: Path) -> None:
     assert settings.reaction_emoji == "\N{FLEXED BICEPS}"
     assert settings.token is None
     assert settings.data_dir == config_dir.parent / "data"
+    assert settings.proxy is None and settings.connect_timeout == 60.0
+
+
+def test_proxy_and_connect_timeout_from_the_environment(config_dir: Path) -> None:
+    settings = load_settings(
+        {"NST_BOT_PROXY": "http://user:pw@proxy.example:3128", "NST_BOT_CONNECT_TIMEOUT": "5"},
+        config_dir=config_dir,
+    )
+    assert settings.proxy == "http://user:pw@proxy.example:3128" and settings.connect_timeout == 5.0
 
 
 def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:
@@ -54,6 +63,10 @@ def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Pat
         ({"NST_BOT_DEVICE": "tpu"}, "device"),
         ({"NST_BOT_ENGINE_PARAMS": '{pooling = "median"}'}, "engine_params"),
         ({"NST_BOT_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"NST_BOT_PROXY": "proxy.example:3128"}, "proxy"),
+        ({"NST_BOT_PROXY": "socks5://proxy.example:1080"}, "proxy"),
+        ({"NST_BOT_CONNECT_TIMEOUT": "0"}, "connect_timeout"),
+        ({"NST_BOT_CONNECT_TIMEOUT": "soon"}, "connect_timeout"),
     ],
 )
 def test_bad_values_name_the_key(config_dir: Path, env: dict[str, str], key: str) -> None:

@@ -88,7 +88,9 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "token"
+            f"{f.name}={redact_url(self.proxy) if f.name == 'proxy' else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "token"
         )
         return f"Settings({shown}, token={'<set>' if self.token else None})"
 
@@ -185,6 +187,16 @@ class Settings:
     @property
     def inputs_dir(self) -> Path:
         return self.data_dir / "inputs"
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (for logs and reprs)."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 _PATH_KEYS = {"data_dir", "cache_dir", "config_dir", "env_file"}

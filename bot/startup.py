@@ -89,7 +89,7 @@ def _reason(error: BaseException) -> str:
     """The innermost OS or TLS reason of a connection error, e.g. ``Connection refused``."""
     inner = getattr(error, "os_error", None) or error
     if isinstance(inner, ssl.SSLCertVerificationError):
-        return str(inner.verify_message or inner.reason or inner)
+        return str(inner.verify_message or inner.reason or inner).rstrip(".")
     if isinstance(inner, ssl.SSLError):
         return str(inner.reason or inner)
     if isinstance(inner, socket.gaierror):

@@ -38,6 +38,7 @@ def test_proxy_and_connect_timeout_from_the_environment(config_dir: Path) -> Non
         config_dir=config_dir,
     )
     assert settings.proxy == "http://user:pw@proxy.example:3128" and settings.connect_timeout == 5.0
+    assert ":pw@" not in repr(settings) and "user:***@proxy.example" in repr(settings)
 
 
 def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:

@@ -20,15 +20,11 @@ import sys
 import traceback
 import urllib.parse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import discord
 
 from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import Connection, classify
-
-if TYPE_CHECKING:
-    from .app import NSTBot
+from .startup import Connection, classify, login
 
 log = logging.getLogger("bot")
 
@@ -91,14 +87,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="check the commands registered in this guild; without it, the global ones",
     )
     return parser.parse_args(argv)
-
-
-async def login(bot: NSTBot, settings: Settings) -> None:
-    """Log in over HTTP (this also runs ``setup_hook``), giving up after ``connect_timeout``.
-
-    aiohttp alone would wait up to five minutes for a server that accepts and never answers.
-    """
-    await asyncio.wait_for(bot.login(settings.token or ""), timeout=settings.connect_timeout)
 
 
 async def sync_commands(settings: Settings, guild_id: int | None) -> int:

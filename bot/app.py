@@ -47,8 +47,10 @@ def silence_voice_warnings() -> None:
 
     discord.py warns once, when the first client is built, that voice will not work without those
     packages. This bot never joins a voice channel, so the warnings only send operators after
-    packages they do not need. discord.py reads class flags for this (``warn_dave`` exists from
-    2.6 on), so turning them off is the supported way to skip them.
+    packages they do not need. discord.py checks two class flags before warning (and clears them
+    after warning once); clearing them first skips exactly these two warnings, where raising the
+    level of the ``discord.client`` logger would hide its other warnings too. ``warn_dave`` exists
+    from discord.py 2.6 on.
     """
     for flag in ("warn_nacl", "warn_dave"):
         if hasattr(discord.VoiceClient, flag):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, default_config_dir, load_settings
-from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify
+from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify, login
 
 if TYPE_CHECKING:
     from .app import NSTBot
@@ -148,7 +148,7 @@ async def _discord_checks(settings: Settings, guild_id: int | None) -> list[Chec
         bot = NSTBot(dataclasses.replace(settings, data_dir=Path(scratch)), commands_only=True)
         async with bot:
             try:
-                await asyncio.wait_for(bot.login(settings.token), timeout=settings.connect_timeout)
+                await login(bot, settings)
             except Exception as error:
                 failure = classify(error, connection)
                 return [Check("token", failure=failure), _not_checked("commands", "no login", failure.status)]

@@ -1,4 +1,4 @@
-"""Why ``nst-bot`` could not start, as one line an operator can act on, and the exit status.
+"""Starting: the login, bounded in time, and why a start failed, as one line an operator can act on.
 
 A failed start used to end in a 70-line aiohttp traceback that named neither the cause nor the
 fix. :func:`classify` turns the exception that ended a start (or ``nst-bot sync`` /
@@ -22,9 +22,14 @@ import ssl
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
+
+if TYPE_CHECKING:
+    from .app import NSTBot
+    from .settings import Settings
 
 #: Exit status for a failure the operator fixes in the settings or the developer portal.
 CONFIGURATION = 2
@@ -33,6 +38,14 @@ ENVIRONMENT = 1
 
 #: Where the operator's own proxy variables are; discord.py reads none of them.
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+async def login(bot: NSTBot, settings: Settings) -> None:
+    """Log in over HTTP (this also runs ``setup_hook``), giving up after ``connect_timeout``.
+
+    aiohttp alone would wait up to five minutes for a server that accepts and never answers.
+    """
+    await asyncio.wait_for(bot.login(settings.token or ""), timeout=settings.connect_timeout)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.__main__ import login
 from bot.app import NSTBot
 from bot.doctor import _commands_check
-from bot.startup import Connection
+from bot.startup import Connection, login
 from tests.e2e.entry_point import Run, base_environment, run
 from tests.fakediscord import FakeDiscord
 

@@ -168,10 +168,8 @@ async def _commands_check(bot: NSTBot, guild_id: int | None, connection: Connect
     guild = discord.Object(id=guild_id) if guild_id is not None else None
     if guild is not None:
         bot.tree.copy_global_to(guild=guild)  # what `nst-bot sync --guild` registers
-    expected = {
-        _key(command.to_dict(bot.tree)): command.to_dict(bot.tree)
-        for command in bot.tree.get_commands(guild=guild)
-    }
+    payloads = [command.to_dict(bot.tree) for command in bot.tree.get_commands(guild=guild)]
+    expected = {_key(payload): payload for payload in payloads}
     where = f"in guild {guild_id}" if guild_id is not None else "globally"
     sync = f"run nst-bot sync --guild {guild_id}" if guild_id is not None else "run nst-bot sync"
     application_id = bot.application_id

@@ -29,7 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, default_config_dir, load_settings
+import nst_engine
+from nst_engine.device import resolve
+from nst_engine.errors import ParameterError, PresetError
+from nst_engine.presets import (
+    CATALOG_FILE_NAME,
+    PresetCatalog,
+    PresetResolver,
+    default_cache_dir,
+    default_config_dir,
+)
+
+from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings
 from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify, login
 
 if TYPE_CHECKING:
@@ -244,10 +255,6 @@ def _matches(local: Any, remote: Any) -> bool:
 # ---------------------------------------------------------------------------- model
 def _model_check(settings: Settings) -> Check:
     """Load the model exactly as the bot's start does, on the device and precision jobs get."""
-    import nst_engine
-    from nst_engine.device import resolve
-    from nst_engine.errors import ParameterError
-
     params = settings.base_params()
     try:
         started = time.monotonic()
@@ -282,10 +289,7 @@ def _model_check(settings: Settings) -> Check:
 # ---------------------------------------------------------------------------- presets
 def _preset_check(settings: Settings) -> Check:
     """How many presets are ready on disk, and how many a first use would download."""
-    from nst_engine.errors import PresetError
-    from nst_engine.presets import PresetCatalog, PresetResolver
-
-    path = settings.config_dir / "presets.toml"
+    path = settings.config_dir / CATALOG_FILE_NAME
     if not path.is_file():
         return Check(
             "presets", f"no catalogue at {path}: presets are off, /stylize needs an uploaded painting"
@@ -319,8 +323,6 @@ def _preset_check(settings: Settings) -> Check:
 def _cache_dir(settings: Settings) -> tuple[Path, str]:
     if settings.cache_dir is not None:
         return settings.cache_dir, "NST_BOT_CACHE_DIR"
-    from nst_engine.presets import default_cache_dir
-
     return default_cache_dir(), "NST_CACHE_DIR"
 
 

@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.settings import REPO_ROOT
 from tests.fakediscord import FakeDiscord
+from tests.helpers import REPO_ROOT
 
 #: Environment variables that would change how the child connects or is configured.
 _DROPPED_PREFIXES = ("NST_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "DISCORD_TOKEN")

@@ -9,6 +9,7 @@ the cog, register the persistent buttons, and load the VGG model in a worker thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -23,6 +24,7 @@ from nst_engine.cache import STYLE_TARGETS_DIR, StyleTargetCache
 from nst_engine.errors import PresetError
 from nst_engine.presets import CATALOG_FILE_NAME, PresetCatalog, PresetResolver
 
+from .conversation import Conversation
 from .jobs import JobQueue
 from .settings import Settings
 from .store import JobRecord, JobStore
@@ -73,6 +75,7 @@ class NSTBot(commands.Bot):
         jobs."""
         silence_voice_warnings()
         kwargs.setdefault("proxy", settings.proxy)
+        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())  # pings are opt-in
         super().__init__(
             command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None, **kwargs
         )
@@ -140,7 +143,12 @@ class NSTBot(commands.Bot):
                 await channel.send(  # type: ignore[union-attr]
                     f"<@{record.user_id}> Sorry, the bot restarted while your picture was being painted; "
                     "please run /stylize again.",
-                    allowed_mentions=discord.AllowedMentions(users=True),
+                    allowed_mentions=discord.AllowedMentions(
+                        everyone=False,
+                        roles=False,
+                        users=[discord.Object(record.user_id)],
+                        replied_user=False,
+                    ),
                 )
             except (discord.HTTPException, AttributeError) as error:
                 log.warning("could not tell user %s about job %s: %s", record.user_id, record.job_id, error)
@@ -167,13 +175,11 @@ class NSTBot(commands.Bot):
         """Log the detail; tell the user something short. Never a traceback in Discord."""
         log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
         text = "Something went wrong on my side; it has been logged."
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            pass
+        if interaction.response.is_done():  # deferred or answered: the conversation knows which
+            await Conversation(interaction=interaction, channel=None, user_id=interaction.user.id).tell(text)
+            return
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.response.send_message(text, ephemeral=True)
 
     async def close(self) -> None:
         """Stop jobs (telling their users), then disconnect."""

@@ -23,7 +23,15 @@ UNKNOWN_WEBHOOK = 10015
 
 
 class Conversation:
-    """Sends and edits the messages of one job, through an interaction or a channel."""
+    """Sends and edits the messages of one job, through an interaction or a channel.
+
+    After a "thinking…" defer, the first message *is* the interaction's original response, so it
+    is written with Edit Original Interaction Response (``PATCH …/messages/@original``); only
+    later messages are followups. A private answer after a *public* defer cannot take over the
+    public "thinking…" message, so that message ends with a short public line and the answer goes
+    out as an ephemeral followup. After a *private* defer (``/presets``) every answer is private.
+    A message pings the job's user where it names them, and no one else.
+    """
 
     def __init__(
         self,
@@ -38,7 +46,6 @@ class Conversation:
         self.user_id = user_id
         self._deadline = time.monotonic() + token_seconds
         self.channel_unavailable = False
-        self._thinking = interaction is not None and _deferred_thinking(interaction)
 
     @property
     def token_valid(self) -> bool:
@@ -58,34 +65,41 @@ class Conversation:
     def mention(self) -> str:
         return f"<@{self.user_id}>"
 
+    def allowed_mentions(self, text: str | None) -> discord.AllowedMentions:
+        """Ping the job's user where ``text`` mentions them, and no one else, ever."""
+        users = [discord.Object(self.user_id)] if text and self.mention in text else []
+        return discord.AllowedMentions(everyone=False, roles=False, users=users, replied_user=False)
+
     async def send(self, content: str | None = None, *, ephemeral: bool = False, **kwargs: Any) -> Any:
         """Post a message; returns it (or None when nowhere accepted it).
 
         Raises HTTPException on upload errors."""
         if self.token_valid:
             assert self.interaction is not None
-            if ephemeral and self._thinking:
-                # The first followup after a public "thinking" defer *becomes* that message and
-                # keeps its visibility, so a private notice must first remove it.
-                await _quietly(self.interaction.delete_original_response())
-            self._thinking = False
             try:
+                loading = original_loading(self.interaction)
+                if loading == PRIVATE or (loading == PUBLIC and not ephemeral):
+                    return await self._answer_original(content, **kwargs)
+                if loading == PUBLIC:  # a private answer cannot become the public "thinking…" message
+                    await self._answer_original(PRIVATE_ANSWER_NOTE)
                 return await self.interaction.followup.send(
-                    content or discord.utils.MISSING, wait=True, ephemeral=ephemeral, **kwargs
+                    content or discord.utils.MISSING,
+                    wait=True,
+                    ephemeral=ephemeral,
+                    **{"allowed_mentions": self.allowed_mentions(content), **kwargs},
                 )
             except discord.HTTPException as error:
-                # Creating a followup has only one thing to be missing: the webhook itself.
+                # A webhook call has only one thing to be missing: the webhook (the token) itself.
                 if not (token_gone(error) or isinstance(error, discord.NotFound)):
                     raise
                 self._deadline = 0  # expired early (clock skew, long outage): use the channel
         if self.channel is None or self.channel_unavailable:
             log.warning("job for user %s has no channel to post in", self.user_id)
             return None
-        kwargs.pop("ephemeral", None)
         text = content if content is None or self.interaction is None else f"{self.mention} {content}"
         try:
             return await self.channel.send(
-                text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs
+                text, **{"allowed_mentions": self.allowed_mentions(text), **kwargs}
             )
         except discord.Forbidden:
             self.channel_unavailable = True
@@ -96,15 +110,32 @@ class Conversation:
             )
             return None
 
+    async def _answer_original(self, content: str | None, **kwargs: Any) -> Any:
+        """Write the deferred original response (Edit Original Interaction Response)."""
+        assert self.interaction is not None
+        files = kwargs.pop("files", None) or []
+        file = kwargs.pop("file", None)
+        if file is not None:
+            files = [file, *files]
+        if files:
+            kwargs["attachments"] = files
+        if content is not None:
+            kwargs["content"] = content
+        kwargs.setdefault("allowed_mentions", self.allowed_mentions(content))
+        message = await self.interaction.edit_original_response(**kwargs)
+        _set_original_state(self.interaction, ANSWERED)
+        return message
+
     async def edit(self, message: Any, **kwargs: Any) -> Any:
-        """Edit ``message``; after the token expired, a followup is replaced by a new channel message.
+        """Edit ``message``; after the token expired, an interaction message is replaced by a new
+        channel message.
 
         Returns the message to edit next time (the same one, or its channel replacement).
         """
         if message is None:
             return None
-        is_followup = isinstance(message, discord.WebhookMessage)
-        if is_followup and not self.token_valid:
+        through_token = isinstance(message, (discord.WebhookMessage, discord.InteractionMessage))
+        if through_token and not self.token_valid:
             content = kwargs.pop("content", None)
             kwargs.pop("attachments", None)
             replacement = await self.send(content, **kwargs)
@@ -112,9 +143,9 @@ class Conversation:
                 await _quietly(message.delete())
             return replacement
         try:
-            await message.edit(**kwargs)
+            await message.edit(**{"allowed_mentions": self.allowed_mentions(kwargs.get("content")), **kwargs})
         except discord.HTTPException as error:
-            if is_followup and token_gone(error):
+            if through_token and token_gone(error):
                 self._deadline = 0
                 return await self.edit(message, **kwargs)
             if isinstance(error, discord.NotFound):  # deleted by someone: nothing left to edit
@@ -127,6 +158,41 @@ class Conversation:
         await _quietly(self.send(content, ephemeral=True))
 
 
+#: ``interaction.extras`` key: the state of a deferred original response (see :func:`defer`).
+_ORIGINAL_KEY = "nst_original"
+PUBLIC = "public"
+PRIVATE = "private"
+ANSWERED = "answered"
+#: What a public "thinking…" message becomes when the answer to it has to be private.
+PRIVATE_ANSWER_NOTE = "I've replied to you privately."
+
+
+async def defer(interaction: discord.Interaction, *, ephemeral: bool) -> None:
+    """Acknowledge with "thinking…" (public or private) and remember which, for :class:`Conversation`."""
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+    _set_original_state(interaction, PRIVATE if ephemeral else PUBLIC)
+
+
+def original_loading(interaction: discord.Interaction) -> str | None:
+    """PUBLIC or PRIVATE while the deferred original still shows "thinking…"; else None."""
+    extras = getattr(interaction, "extras", None)
+    state = extras.get(_ORIGINAL_KEY) if isinstance(extras, dict) else None
+    if state is None:
+        # Deferred elsewhere (not through :func:`defer`): the visibility is unknown, so assume
+        # the stricter case, a public "thinking…" message.
+        response_type = getattr(interaction.response, "type", None)
+        if response_type is discord.InteractionResponseType.deferred_channel_message:
+            return PUBLIC
+        return None
+    return state if state in (PUBLIC, PRIVATE) else None
+
+
+def _set_original_state(interaction: discord.Interaction, state: str) -> None:
+    extras = getattr(interaction, "extras", None)
+    if isinstance(extras, dict):
+        extras[_ORIGINAL_KEY] = state
+
+
 def token_gone(error: discord.HTTPException) -> bool:
     """Whether Discord refused because the interaction token is no longer usable.
 
@@ -134,11 +200,6 @@ def token_gone(error: discord.HTTPException) -> bool:
     has forgotten with 404 / 10015 (Unknown Webhook). Either way only the channel is left.
     """
     return error.status == 401 or error.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK)
-
-
-def _deferred_thinking(interaction: discord.Interaction) -> bool:
-    response_type = getattr(interaction.response, "type", None)
-    return response_type is discord.InteractionResponseType.deferred_channel_message
 
 
 async def _quietly(awaitable: Any) -> Any:

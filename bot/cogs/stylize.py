@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
@@ -24,7 +25,7 @@ from nst_engine import stylize as engine_stylize
 from nst_engine.errors import Cancelled, InvalidImage, NSTError
 from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
-from ..conversation import Conversation
+from ..conversation import Conversation, defer
 from ..jobs import Job, JobCancelled, JobRefused
 from ..progress import EditThrottle, preview_every, queue_text, render_progress
 from ..settings import SIZE_NAMES, STRENGTH_NAMES
@@ -43,8 +44,13 @@ UPLOAD_ATTEMPTS = 3
 #: Never re-encode below this: a picture this small that is still refused means something else is wrong.
 MIN_UPLOAD_BYTES = 8 * 1024
 
-#: /presets: Discord's limits (10 embeds a message) and a thumbnail small enough to list many.
+#: /presets: Discord's limits (10 embeds and 6,000 embed characters a message, titles of 256), the
+#: lengths kept of the operator's texts, and a thumbnail small enough to list many.
 EMBEDS_PER_MESSAGE = 10
+EMBED_CHARACTERS_MAX = 6000
+EMBED_TITLE_MAX = 256
+PRESET_DESCRIPTION_MAX = 300
+PRESET_FOOTER_MAX = 200
 MAX_PRESETS_LISTED = 50
 PRESET_THUMBNAIL_SIZE = 160
 PRESET_THUMBNAIL_BYTES = 200 * 1024
@@ -293,28 +299,47 @@ class StylizeCog(commands.Cog):
         """The catalogue as one embed per painting, with a thumbnail where the image is on disk.
 
         Presets that were never used are not downloaded just to be listed; their embed has no
-        picture. Discord allows ten embeds a message, so a long catalogue takes several.
+        picture. Discord allows ten embeds and 6,000 embed characters a message, so a long
+        catalogue takes several; the operator's texts are clipped to Discord's per-field limits.
         """
         catalog = self.bot.catalog
         if catalog is None or len(catalog) == 0:
             await interaction.response.send_message("No presets are configured.", ephemeral=True)
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
+        conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
         entries = list(catalog)[:MAX_PRESETS_LISTED]
         thumbnails = await asyncio.get_running_loop().run_in_executor(None, self._preset_thumbnails, entries)
-        for start in range(0, len(entries), EMBEDS_PER_MESSAGE):
-            embeds, files = [], []
-            for preset in entries[start : start + EMBEDS_PER_MESSAGE]:
-                embed = discord.Embed(title=preset.title[:256], description=f"{preset.artist}, {preset.year}")
-                embed.add_field(name="Use it with", value=f"`/stylize preset:{preset.name}`")
-                embed.set_footer(text=preset.licence[:200])
-                thumbnail = thumbnails.get(preset.name)
-                if thumbnail is not None:
-                    name = f"preset-{preset.name}.{thumbnail.extension}"
-                    embed.set_thumbnail(url=f"attachment://{name}")
-                    files.append(discord.File(io.BytesIO(thumbnail.data), filename=name))
-                embeds.append(embed)
-            await interaction.followup.send(embeds=embeds, files=files, ephemeral=True)
+        page: list[tuple[discord.Embed, discord.File | None]] = []
+        for preset in entries:
+            embed = discord.Embed(
+                title=preset.title[:EMBED_TITLE_MAX],
+                description=f"{preset.artist}, {preset.year}"[:PRESET_DESCRIPTION_MAX],
+            )
+            embed.add_field(name="Use it with", value=f"`/stylize preset:{preset.name}`")
+            embed.set_footer(text=preset.licence[:PRESET_FOOTER_MAX])
+            file = None
+            thumbnail = thumbnails.get(preset.name)
+            if thumbnail is not None:
+                name = f"preset-{preset.name}.{thumbnail.extension}"
+                embed.set_thumbnail(url=f"attachment://{name}")
+                file = discord.File(io.BytesIO(thumbnail.data), filename=name)
+            if (
+                len(page) == EMBEDS_PER_MESSAGE
+                or sum(len(e) for e, _ in page) + len(embed) > EMBED_CHARACTERS_MAX
+            ):
+                await self._send_presets_page(conversation, page)
+                page = []
+            page.append((embed, file))
+        await self._send_presets_page(conversation, page)
+
+    @staticmethod
+    async def _send_presets_page(
+        conversation: Conversation, page: list[tuple[discord.Embed, discord.File | None]]
+    ) -> None:
+        embeds = [embed for embed, _ in page]
+        files = [file for _, file in page if file is not None]
+        await conversation.send(embeds=embeds, files=files, ephemeral=True)
 
     def _preset_thumbnails(self, presets: list[Any]) -> dict[str, EncodedImage]:
         """Small encoded copies of the presets already on disk (runs in a worker thread).
@@ -373,7 +398,7 @@ class StylizeCog(commands.Cog):
         if too_large:  # refused before anything is downloaded, and privately
             await interaction.response.send_message(too_large, ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
+        await defer(interaction, ephemeral=False)
         conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
         try:
             content_image = await self._download(content, "photo")
@@ -480,7 +505,11 @@ class StylizeCog(commands.Cog):
         except JobRefused as refusal:
             await interaction.response.send_message(str(refusal), ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
+        problem = self.rerun_problem(record, action)
+        if problem is not None:  # known before deferring: refused privately, in the response itself
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        await defer(interaction, ephemeral=False)
         conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
         await self.rerun(record, action, conversation)
 
@@ -508,12 +537,23 @@ class StylizeCog(commands.Cog):
             return
         await self.rerun(record, Rerun.STRONGER, conversation)
 
+    def rerun_problem(self, record: JobRecord, action: Rerun) -> str | None:
+        """Why a re-run cannot start, as far as it is known without loading the inputs."""
+        request = JobRequest.from_dict(record.params)
+        if apply_rerun(request.strength, request.seed, action) is None:
+            end = "strongest" if action is Rerun.STRONGER else "weakest"
+            return f"That is already the {end} setting."
+        paths = [record.content_path] if request.preset else [record.content_path, record.style_path]
+        if record.expired or not all(path and Path(path).is_file() for path in paths):
+            return EXPIRED_TEXT
+        return None
+
     async def rerun(self, record: JobRecord, action: Rerun, conversation: Conversation) -> None:
         request = JobRequest.from_dict(record.params)
         changed = apply_rerun(request.strength, request.seed, action)
-        if changed is None:
-            end = "strongest" if action is Rerun.STRONGER else "weakest"
-            await conversation.tell(f"That is already the {end} setting.")
+        problem = self.rerun_problem(record, action)
+        if changed is None or problem is not None:
+            await conversation.tell(problem or EXPIRED_TEXT)
             return
         content = None if record.expired else self.bot.store.load_input(record.content_path)
         style = None if request.preset else self.bot.store.load_input(record.style_path)

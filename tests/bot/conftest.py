@@ -113,7 +113,11 @@ def make_interaction(
         return message
 
     interaction.followup.send = AsyncMock(side_effect=followup_send)
-    interaction.sent_messages = sent  # the followup messages, in order (not a discord attribute)
+    # One recorder for every message the interaction shows, in order: the answer written into the
+    # deferred original response (Edit Original Interaction Response), then the followups.
+    interaction.edit_original_response = interaction.followup.send
+    interaction.extras = {}
+    interaction.sent_messages = sent  # those messages, in order (not a discord attribute)
     return interaction
 
 

@@ -5,9 +5,36 @@ from __future__ import annotations
 import asyncio
 from unittest.mock import AsyncMock, MagicMock
 
+from discord import app_commands
+
 from bot.app import NSTBot, bot_intents
+from bot.conversation import PRIVATE_ANSWER_NOTE, defer
 from bot.store import JobRecord, JobStatus, JobStore
 from tests.bot.conftest import make_channel, make_interaction, run_until_running, tiny_settings, wait_for
+
+
+def test_the_bot_pings_no_one_by_default(tmp_path) -> None:
+    bot = NSTBot(tiny_settings(tmp_path))
+    try:
+        assert bot.allowed_mentions is not None
+        assert bot.allowed_mentions.to_dict() == {"parse": []}
+    finally:
+        bot.store.close()
+
+
+async def test_a_command_error_after_a_public_defer_is_told_privately(tmp_path) -> None:
+    bot = NSTBot(tiny_settings(tmp_path))
+    interaction = make_interaction()
+    await defer(interaction, ephemeral=False)
+    interaction.response.is_done = MagicMock(return_value=True)
+    interaction.edit_original_response = AsyncMock()
+    try:
+        await bot.on_app_command_error(interaction, app_commands.AppCommandError("boom"))
+    finally:
+        bot.store.close()
+    assert interaction.edit_original_response.call_args.kwargs["content"] == PRIVATE_ANSWER_NOTE
+    told = interaction.followup.send.call_args
+    assert "went wrong" in told.args[0] and told.kwargs["ephemeral"] is True and "boom" not in told.args[0]
 
 
 def test_intents_are_the_defaults_without_privileged_ones() -> None:
@@ -39,6 +66,7 @@ async def test_setup_hook_fails_interrupted_jobs_and_tells_their_users(tmp_path)
         assert bot.tree.get_command("stylize") is not None and bot.tree.get_command("presets") is not None
         await wait_for(lambda: channel.send.await_count == 1)
         assert "<@42>" in channel.send.call_args.args[0] and "restarted" in channel.send.call_args.args[0]
+        assert channel.send.call_args.kwargs["allowed_mentions"].to_dict() == {"parse": [], "users": [42]}
         assert bot.store.get("abcdef0123456789").status is JobStatus.FAILED
         await asyncio.wait_for(bot.model_ready.wait(), 60)
     finally:

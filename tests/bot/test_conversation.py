@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from unittest.mock import AsyncMock, MagicMock
 
 import discord
 
-from bot.conversation import Conversation
+from bot.conversation import PRIVATE_ANSWER_NOTE, Conversation, defer
 from tests.bot.conftest import make_channel, make_interaction, make_message
 
 
@@ -103,24 +104,56 @@ async def test_deleted_progress_message_is_not_replaced() -> None:
     interaction.channel.send.assert_not_awaited()
 
 
-def _after_a_public_defer() -> tuple[MagicMock, Conversation]:
+async def _after_a_defer(*, ephemeral: bool) -> tuple[MagicMock, Conversation]:
     interaction = make_interaction()
-    interaction.response.type = discord.InteractionResponseType.deferred_channel_message
+    await defer(interaction, ephemeral=ephemeral)
+    interaction.edit_original_response = AsyncMock(side_effect=lambda **kwargs: make_message())
     interaction.delete_original_response = AsyncMock()
     return interaction, Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
 
 
-async def test_private_notice_after_a_public_defer_removes_the_thinking_message_first() -> None:
-    interaction, conversation = _after_a_public_defer()
+async def test_first_message_after_a_defer_edits_the_original_and_later_ones_follow_up() -> None:
+    interaction, conversation = await _after_a_defer(ephemeral=False)
+    interaction.response.defer.assert_awaited_once_with(thinking=True, ephemeral=False)
+    await conversation.send("Queued", file=discord.File(io.BytesIO(b"x"), "a.png"))
+    first = interaction.edit_original_response.call_args.kwargs
+    assert first["content"] == "Queued" and [f.filename for f in first["attachments"]] == ["a.png"]
+    interaction.followup.send.assert_not_awaited()
+    await conversation.send("Done")
+    interaction.edit_original_response.assert_awaited_once()
+    assert interaction.followup.send.call_args.args[0] == "Done"
+
+
+async def test_private_notice_after_a_public_defer_ends_it_publicly_then_follows_up_privately() -> None:
+    interaction, conversation = await _after_a_defer(ephemeral=False)
     await conversation.tell("I can't use that photo")
-    interaction.delete_original_response.assert_awaited_once()
+    assert interaction.edit_original_response.call_args.kwargs["content"] == PRIVATE_ANSWER_NOTE
+    assert interaction.followup.send.call_args.args[0] == "I can't use that photo"
     assert interaction.followup.send.call_args.kwargs["ephemeral"] is True
-    await conversation.tell("and again")  # the thinking message is gone: nothing more to delete
-    interaction.delete_original_response.assert_awaited_once()
+    await conversation.tell("and again")  # the original is answered: only a followup this time
+    interaction.edit_original_response.assert_awaited_once()
+    interaction.delete_original_response.assert_not_awaited()  # never: undocumented flow
 
 
-async def test_public_message_after_a_defer_keeps_the_thinking_message() -> None:
-    interaction, conversation = _after_a_public_defer()
+async def test_private_answer_after_a_private_defer_is_the_original_itself() -> None:
+    interaction, conversation = await _after_a_defer(ephemeral=True)
+    await conversation.tell("only for you")
+    assert interaction.edit_original_response.call_args.kwargs["content"] == "only for you"
+    interaction.followup.send.assert_not_awaited()
+
+
+async def test_a_message_pings_the_user_where_it_names_them_and_no_one_else() -> None:
+    interaction, conversation = await _after_a_defer(ephemeral=False)
     await conversation.send("Queued")
-    await conversation.tell("a later private note")
-    interaction.delete_original_response.assert_not_awaited()
+    await conversation.send("Done, <@42>! (not <@7>, not @everyone)")
+    expired = Conversation(interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0)
+    await expired.send("late")  # in the channel: "<@42> late"
+    assert interaction.edit_original_response.call_args.kwargs["allowed_mentions"].to_dict() == {
+        "parse": [],
+        "users": [],
+    }
+    for mentions in (
+        interaction.followup.send.call_args.kwargs["allowed_mentions"],
+        interaction.channel.send.call_args.kwargs["allowed_mentions"],
+    ):
+        assert mentions.to_dict() == {"parse": [], "users": [42]}

@@ -54,13 +54,19 @@ async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
 async def test_failed_progress_edit_still_delivers(
     fake_discord: FakeDiscord, stylebot: NSTBot, status: int
 ) -> None:
-    fake_discord.fail(status, "followup_edit", times=2, retry_after=0.2)
+    fake_discord.fail(
+        status,
+        "original_edit",  # the progress message is the interaction's original response
+        times=2,
+        retry_after=0.2,
+        when=lambda details: "Painting" in str((details["json"] or {}).get("content", "")),
+    )
     await fake_discord.slash_command(
         "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
     )
     await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     await asyncio.sleep(0.3)
-    edits = fake_discord.requests_to("followup_edit")
+    edits = [r for r in fake_discord.requests_to("original_edit") if "Painting" in str(r.json.get("content"))]
     assert [r.status for r in edits[:1]] == [status]
     assert len(results(fake_discord)) == 1
 

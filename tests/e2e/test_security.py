@@ -68,7 +68,7 @@ async def test_token_never_logged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake_discord.fail(500, "followup_edit", times=1)
+    fake_discord.fail(500, "original_edit", times=1)
     await fake_discord.slash_command(
         "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
     )

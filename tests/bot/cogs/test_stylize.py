@@ -169,7 +169,11 @@ async def test_reroll_changes_seed_and_weaker_stops_at_subtle(make_bot) -> None:
     job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
     weaker = make_interaction()
     await cog_of(bot).handle_rerun_button(weaker, job_id, Rerun.WEAKER)
-    assert "weakest" in texts(weaker.followup.send)[-1]
+    # known before deferring: refused in the (private) response itself, nothing public
+    weaker.response.send_message.assert_awaited_once()
+    assert "weakest" in texts(weaker.response.send_message)[-1]
+    assert weaker.response.send_message.call_args.kwargs["ephemeral"] is True
+    weaker.response.defer.assert_not_awaited()
     reroll = make_interaction()
     await cog_of(bot).handle_rerun_button(reroll, job_id, Rerun.REROLL)
     embed = reroll.followup.send.call_args_list[-1].kwargs["embed"]
@@ -207,7 +211,9 @@ async def test_rerun_of_an_expired_job_says_so(make_bot) -> None:
     assert bot.store.purge(-1) == 1
     press = make_interaction()
     await cog_of(bot).handle_rerun_button(press, job_id, Rerun.STRONGER)
-    assert texts(press.followup.send)[-1] == EXPIRED_TEXT
+    assert texts(press.response.send_message) == [EXPIRED_TEXT]
+    assert press.response.send_message.call_args.kwargs["ephemeral"] is True
+    press.response.defer.assert_not_awaited()
 
 
 async def test_cancel_only_by_requester_or_moderator(make_bot) -> None:

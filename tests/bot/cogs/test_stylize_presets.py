@@ -17,6 +17,7 @@ from tests.bot.conftest import (
     sent_files,
     tiny_settings,
 )
+from tests.fakediscord import limits
 from tests.helpers.images import content_image, png_bytes, stripes_style
 
 
@@ -99,7 +100,11 @@ async def test_presets_lists_every_painting_with_thumbnails_of_those_on_disk(tmp
         await cog_of(bot).handle_presets(interaction)
         assert interaction.response.defer.call_args.kwargs["ephemeral"] is True
         pages = [call.kwargs for call in interaction.followup.send.call_args_list]
-        assert [len(page["embeds"]) for page in pages] == [10, 3] and all(page["ephemeral"] for page in pages)
+        assert [len(page["embeds"]) for page in pages] == [10, 3]
+        # the first page answers the private "thinking…" original (its files become attachments);
+        # the next ones are ephemeral followups
+        assert "ephemeral" not in pages[0] and all(page["ephemeral"] for page in pages[1:])
+        pages[0]["files"] = pages[0].pop("attachments")
         embeds = [embed for page in pages for embed in page["embeds"]]
         assert [e.title for e in embeds] == [f"Stripes {i}" for i in range(11)] + ["Remote 0", "Remote 1"]
         files = {f.filename: f for page in pages for f in page["files"]}
@@ -130,7 +135,38 @@ async def test_presets_thumbnails_are_made_once_per_file_version(tmp_path: Path,
         await cog_of(bot).handle_presets(interaction)
         assert len(decoded) == 2
         [page] = [call.kwargs for call in interaction.followup.send.call_args_list]
-        assert len(page["files"]) == 2
+        assert len(page["attachments"]) == 2
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
+async def test_presets_pages_keep_within_discords_embed_limits(tmp_path: Path) -> None:
+    stripes_style().save(tmp_path / "stripes.png")
+    entries = [
+        {
+            "name": f"long-{i}",
+            "title": "T" * 300,
+            "artist": "A" * 5000,
+            "year": "2024",
+            "licence": "L" * 3000,
+            "source": "file:stripes.png",
+        }
+        for i in range(12)
+    ]
+    catalog = presets.PresetCatalog.from_mapping({"preset": entries}, base_dir=tmp_path)
+    bot = NSTBot(
+        tiny_settings(tmp_path), catalog=catalog, resolver=presets.PresetResolver(catalog, tmp_path / "cache")
+    )
+    await bot.load_commands()
+    try:
+        interaction = make_interaction()
+        await cog_of(bot).handle_presets(interaction)
+        pages = [call.kwargs for call in interaction.followup.send.call_args_list]
+        assert sum(len(page["embeds"]) for page in pages) == 12
+        for page in pages:
+            body = {"embeds": [embed.to_dict() for embed in page["embeds"]]}
+            assert limits.check_message(body) == [], "Discord would refuse this page"
     finally:
         await bot.queue.shutdown()
         bot.store.close()

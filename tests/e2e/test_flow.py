@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 from bot.app import NSTBot
 from bot.cogs.stylize import JobRequest
+from bot.conversation import PRIVATE_ANSWER_NOTE
 from bot.settings import Settings
 from tests.e2e.conftest import painting, photo, result_file, results, started
 from tests.e2e.harness import decode, mean_difference
@@ -202,3 +204,71 @@ async def test_presets_command_shows_the_catalogue_privately(
     [thumbnail] = listing.attachments  # a local preset is on disk: it is shown
     assert embed["thumbnail"]["url"] == f"attachment://{thumbnail.filename}"
     decode(thumbnail)
+
+
+def interaction_requests(fake: FakeDiscord, interaction) -> list[tuple[str, Any]]:
+    """(route, detail) of each request made with the interaction's token, in order."""
+    found = []
+    for record in fake.requests:
+        if record.interaction_id != interaction.id or record.status >= 300:
+            continue
+        body = record.json if isinstance(record.json, dict) else {}
+        if record.route == "interaction_callback":
+            detail: Any = (body.get("type"), (body.get("data") or {}).get("flags", 0))
+        elif record.route == "followup_create":
+            detail = body.get("flags", 0)
+        else:
+            detail = None
+        found.append((record.route, detail))
+    return found
+
+
+async def test_a_job_answers_the_thinking_original_then_follows_up_with_the_result(
+    fake_discord: FakeDiscord, stylebot: NSTBot
+) -> None:
+    interaction = await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+    )
+    [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+    await fake_discord.wait_for(lambda: "Finished" in fake_discord.original(interaction).content)
+    sequence = interaction_requests(fake_discord, interaction)
+    # public "thinking…"; the progress message is the original (edited in place); the result is
+    # the one followup, public; the original ends with the time taken
+    assert sequence[0] == ("interaction_callback", (5, 0))
+    assert sequence[1] == ("original_edit", None)
+    assert [step for step in sequence if step[0] == "followup_create"] == [("followup_create", 0)]
+    assert sequence[-1] == ("original_edit", None)
+    assert {route for route, _ in sequence} == {"interaction_callback", "original_edit", "followup_create"}
+    assert result.interaction_id == interaction.id and not result.ephemeral
+    # the result pings its requester, and only them
+    assert result.pings.users == (fake_discord.alice.id,) and not result.pings.roles
+    assert fake_discord.original(interaction).pings.users == ()
+
+
+async def test_a_refusal_after_the_defer_ends_the_original_publicly_and_tells_the_user_privately(
+    fake_discord: FakeDiscord, stylebot: NSTBot
+) -> None:
+    not_an_image = fake_discord.make_attachment(b"not an image", "photo.png", content_type="image/png")
+    interaction = await fake_discord.slash_command(
+        "stylize", {"content": not_an_image, "style": painting(fake_discord)}, user=fake_discord.bob
+    )
+    [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("can't use"))
+    assert interaction_requests(fake_discord, interaction) == [
+        ("interaction_callback", (5, 0)),
+        ("original_edit", None),  # the public "thinking…" becomes a short public line
+        ("followup_create", 64),  # the reason, ephemeral
+    ]
+    original = fake_discord.original(interaction)
+    assert not original.deleted and not original.loading and original.content == PRIVATE_ANSWER_NOTE
+    assert told.ephemeral and told.visible_to == fake_discord.bob.id and told is not original
+
+
+async def test_a_refusal_known_up_front_is_the_private_response_itself(
+    fake_discord: FakeDiscord, stylebot: NSTBot
+) -> None:
+    interaction = await fake_discord.slash_command(
+        "stylize", {"content": photo(fake_discord), "preset": "no-such-painting"}
+    )
+    message = await fake_discord.wait_for(lambda: fake_discord.original(interaction))
+    assert interaction_requests(fake_discord, interaction) == [("interaction_callback", (4, 64))]
+    assert message.ephemeral and "no preset called" in message.content

@@ -49,7 +49,11 @@ def error_response(status: int, code: int, message: str) -> web.Response:
     return json_response({"message": message, "code": code}, status=status)
 
 
-def rate_limited_response(retry_after: float, *, is_global: bool, bucket: str) -> web.Response:
+def rate_limited_response(retry_after: float, *, is_global: bool, bucket: str, limit: int) -> web.Response:
+    """429 as docs/topics/rate-limits#exceeding-a-rate-limit describes it: a JSON body with
+    ``message``, ``retry_after`` (seconds) and ``global``; ``Retry-After``; the bucket's
+    ``X-RateLimit-*`` headers with ``Remaining: 0``; ``X-RateLimit-Scope`` (and ``X-RateLimit-Global``
+    for the global limit)."""
     body = {
         "message": "You are being rate limited.",
         "retry_after": retry_after,
@@ -59,7 +63,7 @@ def rate_limited_response(retry_after: float, *, is_global: bool, bucket: str) -
     headers = {
         "Via": "1.1 google",
         "Retry-After": str(max(1, round(retry_after))),
-        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Remaining": "0",
         "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
         "X-RateLimit-Reset-After": f"{retry_after:.3f}",
@@ -104,10 +108,13 @@ class FaultRule:
     def exhausted(self) -> bool:
         return self.hits >= self.times
 
-    def respond(self, bucket: str) -> web.Response:
+    def respond(self, bucket: str, *, limit: int) -> web.Response:
+        """The injected answer; ``bucket`` and ``limit`` are the request's rate-limit bucket."""
         self.hits += 1
         if self.status == 429:
-            return rate_limited_response(self.retry_after, is_global=self.is_global, bucket=bucket)
+            return rate_limited_response(
+                self.retry_after, is_global=self.is_global, bucket=bucket, limit=limit
+            )
         code, message = _DEFAULTS.get(self.status, (0, f"{self.status}: injected failure"))
         return error_response(
             self.status, self.code if self.code is not None else code, self.message or message

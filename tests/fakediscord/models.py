@@ -146,6 +146,16 @@ class MessageRevision:
     flags: int
 
 
+@dataclass(frozen=True)
+class Mentions:
+    """Whom a message mentions, after its ``allowed_mentions`` (Discord's ``mentions``,
+    ``mention_roles`` and ``mention_everyone``)."""
+
+    users: tuple[int, ...] = ()
+    roles: tuple[int, ...] = ()
+    everyone: bool = False
+
+
 @dataclass
 class FakeMessage:
     """One message in a channel (or an interaction's response), edited in place."""
@@ -167,6 +177,10 @@ class FakeMessage:
     revisions: list[MessageRevision] = field(default_factory=list)
     #: emoji -> ids of users who reacted with it.
     reactions: dict[str, list[int]] = field(default_factory=dict)
+    #: Who the current content mentions (resolved against the request's ``allowed_mentions``).
+    mentions: Mentions = field(default_factory=Mentions)
+    #: Who was pinged when the message was created (edits never ping).
+    pings: Mentions = field(default_factory=Mentions)
 
     @property
     def ephemeral(self) -> bool:
@@ -251,6 +265,8 @@ class FakeInteraction:
     #: The original response: the deferred/sent message, or for a component the message it is on.
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    #: Set when the bot deleted the still-loading original of a "thinking" defer.
+    original_deleted_while_loading: bool = False
     #: Autocomplete choices returned by the bot (callback type 8).
     choices: list[dict[str, Any]] | None = None
     expired: bool = False

@@ -70,8 +70,9 @@ async def test_slash_command_deferred_then_followup_with_file(fake_discord: Fake
     async def flip(interaction: discord.Interaction, upload: discord.Attachment, note: str = "") -> None:
         await interaction.response.defer(thinking=True)
         data = await upload.read()
-        await interaction.followup.send(
-            f"flipped {upload.filename} {note}", file=discord.File(io.BytesIO(data[::-1]), "flipped.bin")
+        await interaction.edit_original_response(
+            content=f"flipped {upload.filename} {note}",
+            attachments=[discord.File(io.BytesIO(data[::-1]), "flipped.bin")],
         )
 
     async with running(bot, fake_discord):
@@ -92,8 +93,30 @@ async def test_slash_command_deferred_then_followup_with_file(fake_discord: Fake
     assert message.attachments[0].filename == "flipped.bin"
     assert message.attachments[0].data == b"ekaf olleh"
     assert upload.downloads == 1
-    # the followup after a defer replaced the thinking message: one message in the channel
+    # the edit of @original replaced the thinking message: one message in the channel
     assert len(fake_discord.channel_messages()) == 1
+    assert fake_discord.deprecated_flows == []
+
+
+async def test_followup_straight_after_a_thinking_defer_is_served_but_recorded_as_deprecated(
+    fake_discord: FakeDiscord,
+) -> None:
+    bot = make_bot()
+
+    @bot.tree.command(name="old", description="the deprecated way")
+    async def old(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.followup.send("answer", ephemeral=True)
+
+    async with running(bot, fake_discord):
+        interaction = await fake_discord.slash_command("old")
+        message = await fake_discord.wait_for(
+            lambda: (m := fake_discord.original(interaction)) and not m.loading and m
+        )
+    # Discord: it "will function as Edit Original Interaction Response"; the ephemeral flag is ignored
+    assert message.content == "answer" and not message.ephemeral
+    assert [r.route for r in fake_discord.deprecated_flows] == ["followup_create"]
+    fake_discord.deprecated_flows.clear()  # seen and checked: the fixture must not fail the test
 
 
 @pytest.mark.parametrize("abort", [False, True], ids=["close-4000", "tcp-cut"])
@@ -169,10 +192,15 @@ async def test_upload_over_the_limit_gets_413(fake_discord: FakeDiscord) -> None
     async def big(interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         try:
-            await interaction.followup.send(file=discord.File(io.BytesIO(b"x" * 5000), "big.bin"))
+            await interaction.edit_original_response(
+                attachments=[discord.File(io.BytesIO(b"x" * 5000), "big.bin")]
+            )
         except discord.HTTPException as error:
             errors.append(error)
-            await interaction.followup.send(file=discord.File(io.BytesIO(b"x" * 500), "small.bin"))
+            # the limit is per file: two files, each under it, together over it, are taken
+            await interaction.edit_original_response(
+                attachments=[discord.File(io.BytesIO(b"x" * 600), f"small{i}.bin") for i in range(2)]
+            )
 
     fake_discord.upload_limit = 1000
     async with running(bot, fake_discord):
@@ -183,7 +211,7 @@ async def test_upload_over_the_limit_gets_413(fake_discord: FakeDiscord) -> None
         )
 
     assert [(e.status, e.code) for e in errors] == [(413, 40005)]
-    assert message.attachments[0].filename == "small.bin"
+    assert [a.filename for a in message.attachments] == ["small0.bin", "small1.bin"]
 
 
 async def test_expired_token_fails_webhook_calls_and_the_channel_still_works(

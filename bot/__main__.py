@@ -59,7 +59,8 @@ class RedactingFilter(logging.Filter):
 def setup_logging(settings: Settings) -> RedactingFilter:
     """Log to stderr; the filter sits on the handler, so records from every logger pass it."""
     proxy_password = urllib.parse.urlsplit(settings.proxy).password if settings.proxy else None
-    redactor = RedactingFilter(settings.token or "", proxy_password or "")
+    queue_password = urllib.parse.urlsplit(settings.queue_url).password if settings.queue_url else None
+    redactor = RedactingFilter(settings.token or "", proxy_password or "", queue_password or "")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(redactor)

@@ -2,8 +2,9 @@
 
 Construct it with a :class:`~bot.settings.Settings` (tests do exactly that, with a temporary
 data dir) and start it with ``await bot.start(token)``. ``setup_hook`` does the one-time work
-before the gateway connects: open the store, fail the jobs a previous process left behind, load
-the cog, register the persistent buttons, and load the VGG model in a worker thread.
+before the gateway connects: load the cog, register the persistent buttons, start following again
+(or failing, with a word to their users) the jobs a previous process left behind, and load the VGG
+model in a worker thread when this process paints.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -24,10 +25,15 @@ from nst_engine.cache import STYLE_TARGETS_DIR, StyleTargetCache
 from nst_engine.errors import PresetError
 from nst_engine.presets import CATALOG_FILE_NAME, PresetCatalog, PresetResolver
 
+from .backends import Backend, LocalBackend
 from .conversation import Conversation
 from .jobs import JobQueue
+from .runner import JobRunner
 from .settings import Settings
-from .store import JobRecord, JobStore
+from .store import JobStore
+
+if TYPE_CHECKING:
+    from .cogs.stylize import StylizeCog
 
 log = logging.getLogger(__name__)
 
@@ -85,35 +91,40 @@ class NSTBot(commands.Bot):
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache(cache_dir / STYLE_TARGETS_DIR) if cache_dir is not None else None
         self.store = JobStore(settings.database_path, settings.inputs_dir)
-        self.queue = JobQueue(
-            workers=settings.workers,
-            queue_cap=settings.queue_cap,
-            per_user_limit=settings.per_user_limit,
-            cooldown_seconds=settings.cooldown_seconds,
-        )
+        self.backend = self._make_backend()
+        #: The local backend's thread-pool queue (None when jobs are painted by remote workers).
+        self.queue: JobQueue | None = self.backend.queue if isinstance(self.backend, LocalBackend) else None
+        self.runner = JobRunner(self, self.backend)
+        self.stylize_cog: StylizeCog | None = None
         self.model_ready = asyncio.Event()
-        #: Tasks following a job to its end (so ``close`` lets them say goodbye).
-        self.active_runs: set[asyncio.Task[Any]] = set()
         self._purge_task: asyncio.Task[None] | None = None
         #: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
         self._background: set[asyncio.Task[None]] = set()
         self.commands_only = commands_only
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
+    def _make_backend(self) -> Backend:
+        """Threads in this process by default; Redis and ``nst-worker`` processes with ``queue_url``."""
+        if self.settings.queue_url:
+            from .arq_backend import ArqBackend
+
+            return ArqBackend(self.settings, resolver=self.resolver)
+        return LocalBackend(self.settings, resolver=self.resolver, style_cache=self.style_cache)
+
     async def load_commands(self) -> None:
         """Add the cog (its app commands) and the persistent buttons; shared with ``nst-bot sync``."""
-        from .cogs.stylize import CancelButton, RerunButton, StylizeCog
+        from .cogs.stylize import StylizeCog
+        from .views import CancelButton, RerunButton
 
         self.add_dynamic_items(RerunButton, CancelButton)
-        await self.add_cog(StylizeCog(self))
+        self.stylize_cog = StylizeCog(self)
+        await self.add_cog(self.stylize_cog)
 
     async def setup_hook(self) -> None:
         await self.load_commands()
         if self.commands_only:
             return
-        interrupted = self.store.mark_interrupted()
-        if interrupted:
-            self._in_background(self._tell_interrupted(interrupted))
+        self._in_background(self.runner.recover())
         self._purge_task = asyncio.create_task(self._purge_forever())
         self._in_background(self._preload())
 
@@ -123,7 +134,13 @@ class NSTBot(commands.Bot):
         task.add_done_callback(self._background.discard)
 
     async def _preload(self) -> None:
-        """Load the VGG model once, off the event loop, so the first job doesn't pay for it."""
+        """Load the VGG model once, off the event loop, so the first job doesn't pay for it.
+
+        With remote workers the bot paints nothing and loads no model.
+        """
+        if not isinstance(self.backend, LocalBackend):
+            self.model_ready.set()
+            return
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, nst_engine.preload, self.settings.base_params())
@@ -131,27 +148,6 @@ class NSTBot(commands.Bot):
             log.error("could not preload the model: %s", error)
         finally:
             self.model_ready.set()
-
-    async def _tell_interrupted(self, records: list[JobRecord]) -> None:
-        """After a crash: tell each user whose job was lost, in its channel."""
-        await self.wait_until_ready()
-        for record in records:
-            if record.channel_id is None:
-                continue
-            try:
-                channel = self.get_channel(record.channel_id) or await self.fetch_channel(record.channel_id)
-                await channel.send(  # type: ignore[union-attr]
-                    f"<@{record.user_id}> Sorry, the bot restarted while your picture was being painted; "
-                    "please run /stylize again.",
-                    allowed_mentions=discord.AllowedMentions(
-                        everyone=False,
-                        roles=False,
-                        users=[discord.Object(record.user_id)],
-                        replied_user=False,
-                    ),
-                )
-            except (discord.HTTPException, AttributeError) as error:
-                log.warning("could not tell user %s about job %s: %s", record.user_id, record.job_id, error)
 
     async def _purge_forever(self) -> None:
         retention = self.settings.retention_days * 86400
@@ -163,11 +159,6 @@ class NSTBot(commands.Bot):
             except Exception:
                 log.exception("purging expired jobs failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        cog = self.get_cog("StylizeCog")
-        if cog is not None:
-            await cog.handle_reaction(payload)  # type: ignore[attr-defined]
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -183,14 +174,16 @@ class NSTBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop jobs (telling their users), then disconnect."""
-        stopped = await self.queue.shutdown(timeout=30)
+        stopped = await self.backend.shutdown(timeout=30)
         if stopped:
-            log.info("stopped %d job(s) for shutdown", len(stopped))
-        runs = [task for task in self.active_runs if task is not asyncio.current_task()]
+            log.info("stopped (or left to the workers) %d job(s) for shutdown", stopped)
+        runs = [task for task in self.runner.active if task is not asyncio.current_task()]
         if runs:  # let each job tell its user before the HTTP session closes
             await asyncio.wait(runs, timeout=15)
         if self._purge_task is not None:
             self._purge_task.cancel()
+        for task in list(self._background):  # e.g. a recovery still waiting for the gateway
+            task.cancel()
         await super().close()
         self.store.close()
 

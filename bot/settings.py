@@ -80,6 +80,9 @@ class Settings:
     #: Seconds ``nst-bot`` (and ``nst-bot check``) wait for Discord to log in before giving up with a
     #: one-line error; without it, a firewall that drops packets leaves the bot silent for minutes.
     connect_timeout: float = 60.0
+    #: Empty: paint in this process. ``redis://[:password@]host:port/db`` (or ``rediss://``): send
+    #: jobs through Redis to ``nst-worker`` processes.
+    queue_url: str | None = None
     engine_params: Mapping[str, object] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
 
@@ -87,10 +90,12 @@ class Settings:
         self.validate()
 
     def __repr__(self) -> str:
+        def shown_value(name: str) -> object:
+            value = getattr(self, name)
+            return redact_url(value) if name in _URL_KEYS else value
+
         shown = ", ".join(
-            f"{f.name}={redact_url(self.proxy) if f.name == 'proxy' else getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if f.name != "token"
+            f"{f.name}={shown_value(f.name)!r}" for f in dataclasses.fields(self) if f.name != "token"
         )
         return f"Settings({shown}, token={'<set>' if self.token else None})"
 
@@ -143,6 +148,10 @@ class Settings:
             raise SettingsError("default_strength", f"must be one of {', '.join(STRENGTH_NAMES)}")
         if not isinstance(self.reaction_emoji, str) or not self.reaction_emoji:
             raise SettingsError("reaction_emoji", "must be a non-empty emoji")
+        if self.queue_url is not None:
+            scheme = urllib.parse.urlsplit(self.queue_url).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise SettingsError("queue_url", "must start with redis://, rediss:// or unix://")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("log_level", f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         try:
@@ -199,6 +208,8 @@ def redact_url(url: str | None) -> str | None:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
+#: Settings that are URLs which may carry a password (shown as ``***`` in reprs).
+_URL_KEYS = ("proxy", "queue_url")
 _PATH_KEYS = {"data_dir", "cache_dir", "config_dir", "env_file"}
 
 
@@ -281,6 +292,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
             values[key] = None
     if values.get("proxy") == "":
         values["proxy"] = None
+    if values.get("queue_url") == "":
+        values["queue_url"] = None
     if values.get("config_dir") is None:
         values["config_dir"] = config_dir
     if values.get("data_dir") is None:

@@ -176,13 +176,6 @@ class JobStore:
             ).fetchall()
         return [self._record(row) for row in rows]
 
-    def mark_interrupted(self, message: str = "the bot restarted while this job ran") -> list[JobRecord]:
-        """Jobs left queued or running by a previous process become failed; returned so users are told."""
-        stale = self.with_status(JobStatus.QUEUED, JobStatus.RUNNING)
-        for record in stale:
-            self.update(record.job_id, status=JobStatus.FAILED, error=message, finished_at=time.time())
-        return stale
-
     def purge(self, retention_seconds: float, now: float | None = None) -> int:
         """Delete the inputs of jobs older than the retention period; returns how many were expired."""
         cutoff = (time.time() if now is None else now) - retention_seconds

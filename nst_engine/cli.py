@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  nst photo.jpg painting.jpg -o painted.png\n"
             "  nst photo.jpg --preset starry-night --style-strength 2 -o painted.png\n"
             "  nst --list-presets\n\n"
-            "exit status: 0 done, 1 failed, 2 bad input or arguments, 130 interrupted"
+            "  nst photo.jpg painting.jpg -o painted.png --queue redis://:PASSWORD@redis-host:6379/0\n\n"
+            "exit status: 0 done, 1 failed (or no worker within --queue-timeout), 2 bad input or arguments,"
+            " 130 interrupted"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -170,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="cache for presets and style targets (default: $NST_CACHE_DIR or ~/.cache/nst-engine)",
+    )
+    parser.add_argument(
+        "--queue",
+        metavar="URL",
+        help="paint on nst-worker processes through this Redis (redis://[:password@]host:port/db)",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="with --queue: give up (exit 1) when no worker starts the job within S seconds (default: 60)",
     )
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the run's statistics as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -315,7 +329,12 @@ def _paint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         styles += [StyleImage(resolver.resolve(name), label=name) for name in args.preset]
         style_cache = _style_target_cache(cache_dir)
 
-    result = _run_with_progress(content, styles, params, style_cache=style_cache, quiet=args.quiet)
+    if args.queue:
+        result = _run_on_queue(
+            args.queue, content, styles, params, quiet=args.quiet, timeout=args.queue_timeout
+        )
+    else:
+        result = _run_with_progress(content, styles, params, style_cache=style_cache, quiet=args.quiet)
     _save_image(result.image, args.output, output_format)
     if args.stats_json is not None:
         _write_atomically(args.stats_json, (json.dumps(result.stats.to_dict(), indent=2) + "\n").encode())
@@ -366,14 +385,11 @@ def _style_target_cache(cache_dir: Path) -> Any:
     return StyleTargetCache(cache_dir / STYLE_TARGETS_DIR)
 
 
-def _run_with_progress(
-    content: Image.Image, styles: list[Any], params: StyleParams, *, style_cache: Any, quiet: bool
-) -> Any:
-    """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
+def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, Callable[[Any], None]]:
+    """The progress bar on stderr and the callback that moves it."""
     from tqdm import tqdm
 
-    from .engine import stylize
-
+    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
     bar = tqdm(
         total=params.iterations,
         file=sys.stderr,
@@ -381,7 +397,7 @@ def _run_with_progress(
         unit="step",
         dynamic_ncols=True,
         desc="painting",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        bar_format=bar_format,
     )
 
     def on_progress(progress: Any) -> None:
@@ -393,6 +409,43 @@ def _run_with_progress(
         )
         bar.update(progress.step - bar.n)
 
+    return bar, on_progress
+
+
+class _QueueFailed(NSTError):
+    """The queue could not be reached, or no worker took the job: exit status 1."""
+
+
+def _run_on_queue(
+    url: str, content: Image.Image, styles: list[Any], params: StyleParams, *, quiet: bool, timeout: float
+) -> Any:
+    """Paint on the workers behind ``url`` (``--queue``), with the same progress bar."""
+    import asyncio
+
+    from nst_queue.client import NoWorker, Unavailable, run_job
+    from nst_queue.protocol import RemoteFailure
+
+    images = [getattr(style, "image", style) for style in styles]
+    bar, on_progress = _progress_bar(params, quiet)
+    try:
+        return asyncio.run(
+            run_job(url, content, images, params.to_dict(), on_progress=on_progress, start_timeout=timeout)
+        )
+    except Unavailable as error:
+        raise _QueueFailed(f"cannot reach the queue: {error}") from None
+    except (NoWorker, RemoteFailure) as error:
+        raise _QueueFailed(str(error)) from None
+    finally:
+        bar.close()
+
+
+def _run_with_progress(
+    content: Image.Image, styles: list[Any], params: StyleParams, *, style_cache: Any, quiet: bool
+) -> Any:
+    """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
+    from .engine import stylize
+
+    bar, on_progress = _progress_bar(params, quiet)
     cancel = threading.Event()
     # An Event rather than Thread.join: on Python 3.11 a Ctrl-C that lands inside join() can mark
     # a still-running thread as finished, and the interpreter then exits under torch's feet.

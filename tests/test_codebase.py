@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["nst_engine", "bot"]
+PACKAGES = ["nst_engine", "nst_queue", "bot"]
 
 
 def run_tool(*args: str, timeout: float = 240) -> None:

@@ -1,36 +1,32 @@
-"""Slash commands, buttons and the reaction: thin glue between Discord and :mod:`bot.jobs`.
+"""Slash commands, buttons and the reaction: thin glue between Discord and :mod:`bot.runner`.
 
-The flow of one request: defer, check sizes before downloading, decode safely, store the inputs,
-enqueue, show the queue position, edit one progress message at most every ``progress_interval``
-seconds, post the result with re-run buttons, add the reaction hint.
+The handlers check what the user asked (choices, limits, sizes before downloading), decode the
+images safely and hand the job to the runner (``NSTBot.runner``), which stores, enqueues and follows
+it to its result. Reactions arrive through a cog listener; buttons through ``NSTBot.stylize_cog``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import logging
-import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from nst_engine import stylize as engine_stylize
-from nst_engine.errors import Cancelled, InvalidImage, NSTError
+from nst_engine.errors import InvalidImage, NSTError
 from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
 from ..conversation import Conversation, defer
-from ..jobs import Job, JobCancelled, JobRefused
-from ..progress import EditThrottle, preview_every, queue_text, render_progress
+from ..jobs import JobRefused
+from ..runner import JobRequest
 from ..settings import SIZE_NAMES, STRENGTH_NAMES
-from ..store import JobRecord, JobStatus, new_job_id
+from ..store import JobRecord
 from ..strength import Rerun, apply_rerun
+from ..views import CancelButton, RerunButton
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,10 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A result refused as too large (413) is re-encoded smaller this many times in all.
-UPLOAD_ATTEMPTS = 3
-#: Never re-encode below this: a picture this small that is still refused means something else is wrong.
-MIN_UPLOAD_BYTES = 8 * 1024
+__all__ = ["EXPIRED_TEXT", "CancelButton", "JobRequest", "RerunButton", "StylizeCog"]
 
 #: /presets: Discord's limits (10 embeds and 6,000 embed characters a message, titles of 256), the
 #: lengths kept of the operator's texts, and a thumbnail small enough to list many.
@@ -58,36 +51,6 @@ PRESET_THUMBNAIL_BYTES = 200 * 1024
 EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /stylize again."
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """What to paint, as the user chose it; stored as the record's ``params``."""
-
-    strength: str = "normal"
-    size: str = "medium"
-    preserve_color: bool = False
-    seed: int = 0
-    preset: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "strength": self.strength,
-            "size": self.size,
-            "preserve_color": self.preserve_color,
-            "seed": self.seed,
-            "preset": self.preset,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobRequest:
-        return cls(
-            **{
-                key: data[key]
-                for key in ("strength", "size", "preserve_color", "seed", "preset")
-                if key in data
-            }
-        )
-
-
 class UnusableAttachment(Exception):
     """An attachment the bot cannot paint with: ``what`` names it for the user, ``reason`` says why."""
 
@@ -97,102 +60,9 @@ class UnusableAttachment(Exception):
         self.reason = reason
 
 
-def friendly_error(error: BaseException) -> str:
-    """The one-line message a user sees for a failed job; never a traceback."""
-    if isinstance(error, (Cancelled, JobCancelled)):
-        return "Cancelled."
-    if isinstance(error, InvalidImage):
-        return f"I can't use that image: {error}"
-    if isinstance(error, NSTError):
-        return f"That didn't work: {error}"
-    text = str(error).lower()
-    if isinstance(error, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or isinstance(error, MemoryError)
-    ):
-        return "The painter ran out of memory; try a smaller size."
-    return "Something went wrong on my side; it has been logged. Please try again later."
-
-
-# ---------------------------------------------------------------------------- buttons
-class RerunButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"nst:(?P<action>stronger|weaker|reroll):(?P<job_id>[0-9a-f]{8,32})",
-):
-    """Stronger / Weaker / Re-roll on a result; the job id in ``custom_id`` survives restarts."""
-
-    LABELS: ClassVar[dict[Rerun, str]] = {
-        Rerun.STRONGER: "Stronger",
-        Rerun.WEAKER: "Weaker",
-        Rerun.REROLL: "Re-roll",
-    }
-
-    def __init__(self, action: Rerun, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=self.LABELS[action],
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"nst:{action.value}:{job_id}",
-            )
-        )
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> RerunButton:
-        return cls(Rerun(match["action"]), match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _cog_of(interaction)
-        await cog.handle_rerun_button(interaction, self.job_id, self.action)
-
-
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:cancel:(?P<job_id>[0-9a-f]{8,32})"
-):
-    """Cancel on a progress message; only the requester or a member with Manage Messages."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"nst:cancel:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> CancelButton:
-        return cls(match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _cog_of(interaction).handle_cancel_button(interaction, self.job_id)
-
-
-def result_view(job_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in (Rerun.STRONGER, Rerun.WEAKER, Rerun.REROLL):
-        view.add_item(RerunButton(action, job_id))
-    return view
-
-
-def cancel_view(job_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
-    return view
-
-
-def _cog_of(interaction: discord.Interaction) -> StylizeCog:
-    cog = interaction.client.get_cog("StylizeCog")  # type: ignore[attr-defined]
-    assert isinstance(cog, StylizeCog)
-    return cog
-
-
 # ---------------------------------------------------------------------------- the cog
 class StylizeCog(commands.Cog):
-    """Owns the user-facing commands; the bot (``NSTBot``) owns settings, store and queue."""
+    """Owns the user-facing commands; the bot (``NSTBot``) owns settings, store and runner."""
 
     def __init__(self, bot: NSTBot) -> None:
         self.bot = bot
@@ -388,7 +258,7 @@ class StylizeCog(commands.Cog):
             await interaction.response.send_message(problem, ephemeral=True)
             return
         try:
-            self.bot.queue.check_admission(interaction.user.id)
+            self.bot.runner.check_admission(interaction.user.id)
         except JobRefused as refusal:
             await interaction.response.send_message(str(refusal), ephemeral=True)
             return
@@ -501,7 +371,7 @@ class StylizeCog(commands.Cog):
             await interaction.response.send_message("I don't know that job any more.", ephemeral=True)
             return
         try:
-            self.bot.queue.check_admission(interaction.user.id)
+            self.bot.runner.check_admission(interaction.user.id)
         except JobRefused as refusal:
             await interaction.response.send_message(str(refusal), ephemeral=True)
             return
@@ -513,6 +383,7 @@ class StylizeCog(commands.Cog):
         conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
         await self.rerun(record, action, conversation)
 
+    @commands.Cog.listener("on_raw_reaction_add")
     async def handle_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         """A reaction with the configured emoji on a result re-runs it one step stronger."""
         if self.bot.user is not None and payload.user_id == self.bot.user.id:
@@ -531,7 +402,7 @@ class StylizeCog(commands.Cog):
                 return
         conversation = self._conversation(None, channel, payload.user_id)
         try:
-            self.bot.queue.check_admission(payload.user_id)
+            self.bot.runner.check_admission(payload.user_id)
         except JobRefused as refusal:
             await conversation.tell(f"{conversation.mention} {refusal}")
             return
@@ -584,7 +455,7 @@ class StylizeCog(commands.Cog):
                 "Only the person who asked (or a moderator) can cancel this.", ephemeral=True
             )
             return
-        if self.bot.queue.cancel(job_id):
+        if await self.bot.runner.cancel(job_id):
             await interaction.response.send_message("Cancelling\u2026", ephemeral=True)
         else:
             await interaction.response.send_message("That job has already finished.", ephemeral=True)
@@ -600,282 +471,7 @@ class StylizeCog(commands.Cog):
         guild_id: int | None,
         channel_id: int | None,
     ) -> None:
-        """Store, enqueue and follow one job until its result (or failure) is posted."""
-        store = self.bot.store
-        job_id = new_job_id()
-        record = JobRecord(
-            job_id=job_id,
-            user_id=conversation.user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            params=request.to_dict(),
+        """Hand the job to the runner, which follows it until its result (or failure) is posted."""
+        await self.bot.runner.start(
+            conversation, content, style, request, guild_id=guild_id, channel_id=channel_id
         )
-        record.content_path = str(store.save_input(job_id, "content", content))
-        if style is not None:
-            record.style_path = str(store.save_input(job_id, "style", style))
-        store.add(record)
-        run = _JobRun(self, conversation, record, request, content, style)
-        task = asyncio.current_task()
-        if task is not None:
-            self.bot.active_runs.add(task)
-        try:
-            await run.follow()
-        finally:
-            if task is not None:
-                self.bot.active_runs.discard(task)
-
-    def engine_params(self, request: JobRequest) -> Any:
-        return self.settings.base_params().replace(
-            size=self.settings.sizes[request.size],
-            style_strength=self.settings.base_params().style_strength
-            * self.settings.strength_steps[request.strength],
-            preserve_color=request.preserve_color,
-            seed=request.seed,
-        )
-
-
-class _JobRun:
-    """The life of one job as its user sees it: queue position, progress edits, result."""
-
-    def __init__(
-        self,
-        cog: StylizeCog,
-        conversation: Conversation,
-        record: JobRecord,
-        request: JobRequest,
-        content: Image.Image,
-        style: Image.Image | None,
-    ) -> None:
-        self.cog = cog
-        self.bot = cog.bot
-        self.settings = cog.settings
-        self.conversation = conversation
-        self.record = record
-        self.request = request
-        self.content = content
-        self.style = style
-        self.params = cog.engine_params(request)
-        self.throttle = EditThrottle(self.settings.progress_interval)
-        self.message: Any = None
-        self.message_ready = asyncio.Event()
-        self.edit_lock = asyncio.Lock()
-        self.pending_preview: Any = None
-        self.previews_shown = 0
-        self.started_at: float | None = None
-        self.last_position: int | None = None
-
-    async def follow(self) -> None:
-        job = Job(
-            job_id=self.record.job_id,
-            user_id=self.record.user_id,
-            work=self.work,
-            on_position=self.on_position,
-            on_start=self.on_start,
-            on_progress=self.on_progress,
-        )
-        try:
-            future = self.bot.queue.submit(job)
-        except JobRefused as refusal:  # the limits moved since the early check: keep nothing of it
-            self.bot.store.update(
-                self.record.job_id, status=JobStatus.FAILED, error=str(refusal), finished_at=time.time()
-            )
-            self.bot.store.discard_inputs(self.record)
-            await self.conversation.tell(str(refusal))
-            return
-        await self._open_progress_message()
-        try:
-            result = await future
-        except BaseException as error:
-            await self.failed(error, stopped_by_shutdown=job.stopped_by_shutdown)
-            if isinstance(error, asyncio.CancelledError):
-                raise
-            return
-        await self.deliver(result)
-
-    # -- worker thread ------------------------------------------------------------------------
-    def work(self, cancel: Any, report: Any) -> Any:
-        style = self.style
-        if style is None:
-            assert self.bot.resolver is not None and self.request.preset is not None
-            style = self.bot.resolver.resolve(self.request.preset)
-        return engine_stylize(
-            self.content,
-            [style],
-            self.params,
-            progress=report,
-            cancel=cancel,
-            preview_every=preview_every(self.params.iterations, self.settings.preview_count),
-            preview_size=self.settings.preview_size,
-            style_cache=self.bot.style_cache,
-        )
-
-    # -- event loop observers -------------------------------------------------------------------
-    async def _open_progress_message(self) -> None:
-        position = self.bot.queue.position(self.record.job_id)
-        text = queue_text(position) if self.started_at is None else "Painting\u2026"
-        self.message = await self.conversation.send(text, view=cancel_view(self.record.job_id))
-        if self.message is not None:
-            self.bot.store.update(self.record.job_id, progress_message_id=self.message.id)
-        self.last_position = position
-        self.message_ready.set()
-
-    async def on_position(self, announced: int) -> None:
-        """Show the job's place in line, read from the queue when the edit is made.
-
-        Each announcement becomes its own task, and a burst of them (several jobs ahead finishing
-        while an edit is in flight) waits on the edit lock; the number an announcement carried may
-        be stale by then. Reading the queue under the lock makes the shown number only ever fall,
-        and collapses a burst into one edit, whatever order the tasks run in.
-        """
-        del announced  # the queue is asked instead; see above
-        await self.message_ready.wait()
-        async with self.edit_lock:
-            position = self.bot.queue.position(self.record.job_id)
-            if self.started_at is not None or position <= 0:
-                return
-            if self.last_position is not None and position >= self.last_position:
-                return
-            self.last_position = position
-            await self._edit_locked(content=queue_text(position))
-
-    def on_start(self) -> None:
-        self.started_at = time.monotonic()
-        self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
-
-    async def on_progress(self, progress: Any) -> None:
-        if progress.preview is not None and self.previews_shown < self.settings.preview_count:
-            self.pending_preview = progress.preview
-        final = progress.step >= progress.total
-        if not self.message_ready.is_set() or not self.throttle.should_edit(final=final):
-            return
-        if self.edit_lock.locked() and not final:
-            return
-        kwargs: dict[str, Any] = {
-            "content": "Painting\u2026 "
-            + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
-        }
-        if self.pending_preview is not None:
-            kwargs["attachments"] = [_png_file(self.pending_preview, f"preview-{self.record.job_id}.png")]
-            self.pending_preview = None
-            self.previews_shown += 1
-        await self._edit(**kwargs)
-
-    async def _edit(self, **kwargs: Any) -> None:
-        async with self.edit_lock:
-            await self._edit_locked(**kwargs)
-
-    async def _edit_locked(self, **kwargs: Any) -> None:
-        """Edit the progress message; the caller holds ``edit_lock``."""
-        if self.message is None:
-            return
-        try:
-            self.message = await self.conversation.edit(self.message, **kwargs)
-        except discord.HTTPException as error:  # a skipped progress edit is harmless
-            log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
-
-    # -- endings -------------------------------------------------------------------------------
-    async def failed(
-        self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None
-    ) -> None:
-        cancelled = isinstance(error, (Cancelled, JobCancelled, asyncio.CancelledError))
-        if text is None and stopped_by_shutdown:
-            text = "The bot is restarting, so your job was stopped; please try again in a minute."
-        elif text is None:
-            text = friendly_error(error)
-        if not cancelled:
-            log.error("job %s failed", self.record.job_id, exc_info=error)
-        self.bot.store.update(
-            self.record.job_id,
-            status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
-            error=text,
-            finished_at=time.time(),
-        )
-        if self.message is not None:
-            await self._edit(content=text, view=None, attachments=[])
-            if stopped_by_shutdown:
-                await self.conversation.tell(text)
-        else:
-            await self.conversation.tell(text)
-
-    async def deliver(self, result: Any) -> None:
-        stats = result.stats
-        limit = self.conversation.filesize_limit
-        embed = self._embed(stats)
-        view = result_view(self.record.job_id)
-        message = None
-        budget = limit - 4096  # room for the multipart envelope around the file
-        for _attempt in range(UPLOAD_ATTEMPTS):
-            max_bytes = max(MIN_UPLOAD_BYTES, budget)
-            try:
-                encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, functools.partial(encode_image, result.image, max_bytes=max_bytes)
-                )
-            except ValueError as error:  # no encoding fits under max_bytes, even scaled down
-                await self.failed(
-                    error,
-                    stopped_by_shutdown=False,
-                    text="I finished your picture but could not make it small enough to upload here; "
-                    "please try a smaller size.",
-                )
-                return
-            name = f"stylized-{self.record.job_id}.{encoded.extension}"
-            embed.set_image(url=f"attachment://{name}")
-            try:
-                message = await self.conversation.send(
-                    f"Done, {self.conversation.mention}!",
-                    embed=embed,
-                    file=discord.File(io.BytesIO(encoded.data), filename=name),
-                    view=view,
-                )
-                break
-            except discord.HTTPException as error:
-                if error.status != 413 or max_bytes <= MIN_UPLOAD_BYTES:
-                    log.warning("result upload failed for job %s: %s", self.record.job_id, error.status)
-                    break
-                # Discord's real limit is below what it advertised (a boost ended, a proxy in
-                # between): the next file must be smaller than the one refused, not just under
-                # a halved limit it may already have met.
-                budget = min(budget // 2, len(encoded.data) * 3 // 4)
-                log.info("upload of %d bytes refused (413); re-encoding under %d", len(encoded.data), budget)
-        if message is None:
-            await self.failed(
-                RuntimeError("result upload failed"),
-                stopped_by_shutdown=False,
-                text="I finished your picture but could not upload it; please try again.",
-            )
-            return
-        self.bot.store.update(
-            self.record.job_id,
-            status=JobStatus.DONE,
-            result_message_id=message.id,
-            stats=stats.to_dict(),
-            finished_at=time.time(),
-        )
-        await self._edit(content=f"Finished in {stats.seconds:.1f} s.", view=None, attachments=[])
-        try:
-            await message.add_reaction(self.settings.reaction_emoji)
-        except (discord.HTTPException, AttributeError, TypeError) as error:
-            log.info("could not add the reaction hint: %s", error)
-
-    def _embed(self, stats: Any) -> discord.Embed:
-        request = self.request
-        style = f"preset `{request.preset}`" if request.preset else "your image"
-        embed = discord.Embed(title="Your painting", description=f"Style: {style}")
-        embed.add_field(name="Strength", value=request.strength)
-        embed.add_field(name="Size", value=f"{stats.width}\u00d7{stats.height}")
-        embed.add_field(name="Colours", value="kept" if request.preserve_color else "from the style")
-        embed.add_field(name="Iterations", value=str(stats.iterations))
-        embed.add_field(name="Time", value=f"{stats.seconds:.1f} s on {stats.device} ({stats.precision})")
-        embed.add_field(name="Seed", value=str(request.seed))
-        embed.add_field(name="Requested by", value=f"<@{self.record.user_id}>")
-        embed.set_footer(
-            text=f"React {self.settings.reaction_emoji} for stronger \u00b7 job {self.record.job_id}"
-        )
-        return embed
-
-
-def _png_file(image: Image.Image, name: str) -> discord.File:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    buffer.seek(0)
-    return discord.File(buffer, filename=name)

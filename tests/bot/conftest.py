@@ -66,7 +66,7 @@ async def make_bot(tmp_path: Path):
 
 
 def cog_of(bot: NSTBot) -> StylizeCog:
-    cog = bot.get_cog("StylizeCog")
+    cog = bot.stylize_cog
     assert isinstance(cog, StylizeCog)
     return cog
 

@@ -61,3 +61,20 @@ def test_redaction_covers_messages_arguments_and_tracebacks() -> None:
     text = stream.getvalue()
     assert SECRET not in text
     assert text.count("[REDACTED]") == 3 and "Traceback" in text
+
+
+def test_logging_hides_the_queue_password(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from bot.__main__ import setup_logging
+    from bot.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, queue_url="redis://:pw-1234567@redis.internal:6379/0")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging(settings)
+        logging.getLogger("tests.bot.queue").warning("cannot reach %s", settings.queue_url)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    logged = capsys.readouterr().err
+    assert "redis.internal" in logged and "pw-1234567" not in logged

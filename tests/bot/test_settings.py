@@ -112,3 +112,13 @@ def test_every_setting_is_in_the_example_file_and_has_a_row_in_docs() -> None:
     docs = (REPO_ROOT / "docs" / "bot.md").read_text(encoding="utf-8")
     rows = set(re.findall(r"^\| `(\w+)` \| `NST_BOT_(\w+)` \|", docs, re.MULTILINE))
     assert {(key, key.upper()) for key in keys} - rows == set(), "add these rows to docs/bot.md section 3"
+
+
+def test_queue_url_from_environment_checked_and_password_never_shown(config_dir: Path) -> None:
+    assert load_settings({}, config_dir=config_dir).queue_url is None, "the embedded default"
+    url = "rediss://:s3cret-pass@redis.internal:6380/2"
+    settings = load_settings({"NST_BOT_QUEUE_URL": url}, config_dir=config_dir)
+    assert settings.queue_url == url
+    assert "s3cret-pass" not in repr(settings) and "redis.internal" in repr(settings)
+    with pytest.raises(SettingsError, match="queue_url"):
+        load_settings({"NST_BOT_QUEUE_URL": "http://redis:6379"}, config_dir=config_dir)

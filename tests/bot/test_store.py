@@ -52,16 +52,6 @@ def test_records_survive_reopening(tmp_path: Path) -> None:
     assert open_store(tmp_path).get(record.job_id).user_id == 42
 
 
-def test_interrupted_jobs_become_failed(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
-    running = make_record(store, status=JobStatus.RUNNING)
-    done = make_record(store, status=JobStatus.DONE)
-    stale = store.mark_interrupted()
-    assert [r.job_id for r in stale] == [running.job_id]
-    assert store.get(running.job_id).status is JobStatus.FAILED
-    assert store.get(done.job_id).status is JobStatus.DONE
-
-
 def test_purge_deletes_old_inputs_only(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     old = make_record(store, status=JobStatus.DONE, created_at=time.time() - 10 * 86400)

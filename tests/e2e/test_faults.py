@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import bot.cogs.stylize as stylize_module
+import bot.backends as backends_module
 from bot.app import NSTBot
 from bot.store import JobStatus
 from tests.e2e.conftest import TEST_SIZES, painting, photo, result_file, results, started
@@ -24,7 +24,7 @@ from tests.helpers import REPO_ROOT
 async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
     fake_discord: FakeDiscord, stylebot: NSTBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = stylize_module.engine_stylize
+    real = backends_module.engine_stylize
     calls: list[int] = []
 
     def out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
@@ -33,7 +33,7 @@ async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stylize_module, "engine_stylize", out_of_memory_once)
+    monkeypatch.setattr(backends_module, "engine_stylize", out_of_memory_once)
     await fake_discord.slash_command(
         "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}, user=fake_discord.alice
     )

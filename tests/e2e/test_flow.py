@@ -7,8 +7,8 @@ import itertools
 from typing import Any
 
 from bot.app import NSTBot
-from bot.cogs.stylize import JobRequest
 from bot.conversation import PRIVATE_ANSWER_NOTE
+from bot.runner import JobRequest, engine_params
 from bot.settings import Settings
 from tests.e2e.conftest import painting, photo, result_file, results, started
 from tests.e2e.harness import decode, mean_difference
@@ -20,7 +20,7 @@ def unweighted_style_loss(bot: NSTBot, message_id: int) -> float:
     """The stored style loss divided by its weight (style_weight x strength multiplier)."""
     record = bot.store.by_result_message(message_id)
     assert record is not None and record.stats is not None
-    params = bot.get_cog("StylizeCog").engine_params(JobRequest.from_dict(record.params))  # type: ignore[union-attr]
+    params = engine_params(bot.settings, JobRequest.from_dict(record.params))
     return record.stats["style_loss"] / (params.style_weight * params.style_strength)
 
 

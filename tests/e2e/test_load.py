@@ -100,7 +100,7 @@ async def test_thirty_requests_from_ten_users(
             refused = [m for m in fake_discord.messages.values() if "already have" in m.text()]
             if len(results(fake_discord)) + len(refused) < len(interactions):
                 return False
-            return bot.queue.running == 0 and bot.queue.waiting == 0 and not bot.active_runs
+            return bot.queue.running == 0 and bot.queue.waiting == 0 and not bot.runner.active
 
         await fake_discord.wait_for(settled, timeout=150)
         await asyncio.sleep(0.3)

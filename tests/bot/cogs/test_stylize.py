@@ -8,8 +8,10 @@ from unittest.mock import MagicMock
 import discord
 import pytest
 
-import bot.cogs.stylize as stylize_module
-from bot.cogs.stylize import EXPIRED_TEXT, MIN_UPLOAD_BYTES, CancelButton, RerunButton
+import bot.backends as backends_module
+import bot.runner as runner_module
+from bot.cogs.stylize import EXPIRED_TEXT, CancelButton, RerunButton
+from bot.runner import MIN_UPLOAD_BYTES
 from bot.store import JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
@@ -127,19 +129,19 @@ async def test_bad_uploads_get_a_friendly_message(make_bot, data, words) -> None
 
 async def test_engine_error_is_reported_and_the_queue_goes_on(make_bot, monkeypatch) -> None:
     bot = await make_bot()
-    real = stylize_module.engine_stylize
+    real = backends_module.engine_stylize
 
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(stylize_module, "engine_stylize", out_of_memory)
+    monkeypatch.setattr(backends_module, "engine_stylize", out_of_memory)
     interaction = await run_stylize(bot)
     final_edit = interaction.sent_messages[0].edit.call_args_list[-1].kwargs
     assert "ran out of memory" in final_edit["content"] and final_edit["view"] is None
     assert "CUDA" not in final_edit["content"]
     assert sent_files(interaction.followup.send) == []
     assert bot.store.with_status(JobStatus.FAILED)
-    monkeypatch.setattr(stylize_module, "engine_stylize", real)
+    monkeypatch.setattr(backends_module, "engine_stylize", real)
     again = await run_stylize(bot, make_interaction(user_id=43))
     assert len(sent_files(again.followup.send)) == 1
 
@@ -180,6 +182,14 @@ async def test_reroll_changes_seed_and_weaker_stops_at_subtle(make_bot) -> None:
     assert {f.name: f.value for f in embed.fields}["Seed"] != "0"
 
 
+async def dispatch_reaction(bot, payload) -> None:
+    """Deliver a reaction to every listener the bot registered for it, as discord.py would."""
+    listeners = bot.extra_events.get("on_raw_reaction_add", [])
+    assert listeners, "the cog must listen to reactions"
+    for listener in listeners:
+        await listener(payload)
+
+
 async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     bot = await make_bot()
     channel = make_channel()
@@ -190,7 +200,7 @@ async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     payload.user_id, payload.message_id, payload.channel_id = 99, result_id, channel.id
     payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
     followups_before = first.followup.send.await_count
-    await bot.on_raw_reaction_add(payload)
+    await dispatch_reaction(bot, payload)
     files = sent_files(channel.send)
     assert len(files) == 1 and decode_file(files[0]).size[0] == 48
     embed = channel.send.call_args_list[-1].kwargs["embed"]
@@ -200,7 +210,7 @@ async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     other.user_id, other.message_id, other.channel_id = 99, result_id, channel.id
     other.emoji = discord.PartialEmoji(name="\N{THUMBS UP SIGN}")
     before = channel.send.await_count
-    await bot.on_raw_reaction_add(other)
+    await dispatch_reaction(bot, other)
     assert channel.send.await_count == before
 
 
@@ -277,7 +287,7 @@ async def test_a_result_that_cannot_be_encoded_small_enough_is_told_to_the_user(
     def too_big(image, *, max_bytes=None):
         raise ValueError(f"the image cannot be encoded in {max_bytes} bytes, even at 1x1")
 
-    monkeypatch.setattr(stylize_module, "encode_image", too_big)
+    monkeypatch.setattr(runner_module, "encode_image", too_big)
     interaction = await run_stylize(bot)
     final = interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"]
     assert "could not make it small enough" in final and "bytes" not in final

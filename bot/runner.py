@@ -1,0 +1,452 @@
+"""The life of a job, wherever it is painted: record, queue position, progress, result, failure.
+
+:class:`JobRunner` is the one place that turns a request into a stored :class:`~bot.store.JobRecord`,
+hands it to the configured :class:`~bot.backends.Backend` (threads here, or workers through Redis),
+and follows it to its end: queued → running → done | failed | cancelled. :class:`JobRun` is one
+job as its user sees it: the queue position while it waits, one progress message edited at most
+every ``progress_interval`` seconds (with previews), then the result with re-run buttons, or a
+one-line :func:`friendly_error`. After a restart the runner picks up the jobs a remote backend is
+still painting and delivers them to the same channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from nst_engine import Progress, Result, RunStats, StyleParams
+from nst_engine.errors import Cancelled, InvalidImage, NSTError
+from nst_engine.imaging import encode_image
+
+from .backends import Backend, Detached, PaintJob
+from .conversation import Conversation
+from .jobs import JobCancelled, JobRefused
+from .progress import EditThrottle, preview_every, queue_text, render_progress
+from .store import JobRecord, JobStatus, new_job_id
+from .views import cancel_view, result_view
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .app import NSTBot
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A result refused as too large (413) is re-encoded smaller this many times in all.
+UPLOAD_ATTEMPTS = 3
+#: Never re-encode below this: a picture this small that is still refused means something else is wrong.
+MIN_UPLOAD_BYTES = 8 * 1024
+
+SHUTDOWN_TEXT = "The bot is restarting, so your job was stopped; please try again in a minute."
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to paint, as the user chose it; stored as the record's ``params``."""
+
+    strength: str = "normal"
+    size: str = "medium"
+    preserve_color: bool = False
+    seed: int = 0
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "size": self.size,
+            "preserve_color": self.preserve_color,
+            "seed": self.seed,
+            "preset": self.preset,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRequest:
+        return cls(
+            **{
+                key: data[key]
+                for key in ("strength", "size", "preserve_color", "seed", "preset")
+                if key in data
+            }
+        )
+
+
+def engine_params(settings: Settings, request: JobRequest) -> StyleParams:
+    """The engine parameters of one request: the settings' base with size and strength applied."""
+    base: StyleParams = settings.base_params()
+    return base.replace(
+        size=settings.sizes[request.size],
+        style_strength=base.style_strength * settings.strength_steps[request.strength],
+        preserve_color=request.preserve_color,
+        seed=request.seed,
+    )
+
+
+def friendly_error(error: BaseException) -> str:
+    """The one-line message a user sees for a failed job; never a traceback."""
+    if isinstance(error, (Cancelled, JobCancelled)):
+        return "Cancelled."
+    if isinstance(error, JobRefused):
+        return str(error)
+    if isinstance(error, InvalidImage):
+        return f"I can't use that image: {error}"
+    if isinstance(error, NSTError):
+        return f"That didn't work: {error}"
+    text = str(error).lower()
+    if isinstance(error, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or isinstance(error, MemoryError)
+    ):
+        return "The painter ran out of memory; try a smaller size."
+    return "Something went wrong on my side; it has been logged. Please try again later."
+
+
+class JobRunner:
+    """Starts, follows, cancels and (after a restart) resumes jobs on one backend."""
+
+    def __init__(self, bot: NSTBot, backend: Backend) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.backend = backend
+        #: Tasks following a job to its end (so ``close`` lets them say goodbye).
+        self.active: set[asyncio.Task[Any]] = set()
+
+    def check_admission(self, user_id: int) -> None:
+        """Raise the :class:`JobRefused` a new job of ``user_id`` would meet."""
+        self.backend.check_admission(user_id)
+
+    async def cancel(self, job_id: str) -> bool:
+        return await self.backend.cancel(job_id)
+
+    async def start(
+        self,
+        conversation: Conversation,
+        content: Image.Image,
+        style: Image.Image | None,
+        request: JobRequest,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> None:
+        """Store, enqueue and follow one job until its result (or failure) is posted."""
+        store = self.bot.store
+        job_id = new_job_id()
+        record = JobRecord(
+            job_id=job_id,
+            user_id=conversation.user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=request.to_dict(),
+        )
+        record.content_path = str(store.save_input(job_id, "content", content))
+        if style is not None:
+            record.style_path = str(store.save_input(job_id, "style", style))
+        store.add(record)
+        run = JobRun(self, conversation, record, request)
+        params = run.params
+        job = PaintJob(
+            job_id=job_id,
+            user_id=conversation.user_id,
+            content=content,
+            style=style,
+            preset=request.preset,
+            params=params,
+            preview_every=preview_every(params.iterations, self.settings.preview_count),
+            preview_size=self.settings.preview_size,
+        )
+        await self._follow(run, lambda: self.backend.submit(job, run))
+
+    async def recover(self) -> None:
+        """After a restart: follow again the jobs the backend still has, tell the others' users.
+
+        A job painted in the old process (the local backend) is lost: its user is asked to run
+        /stylize again. A job on remote workers goes on; its result is delivered to its channel.
+        """
+        await self.bot.wait_until_ready()
+        for record in self.bot.store.with_status(JobStatus.QUEUED, JobStatus.RUNNING):
+            channel = await self._channel(record.channel_id)
+            conversation = Conversation(
+                interaction=None,
+                channel=channel,
+                user_id=record.user_id,
+                token_seconds=self.settings.interaction_token_seconds,
+            )
+            run = JobRun(self, conversation, record, JobRequest.from_dict(record.params), resumed=True)
+            future = await self.backend.resume(record, run)
+            if future is None:
+                self.bot.store.update(
+                    record.job_id,
+                    status=JobStatus.FAILED,
+                    error="the bot restarted while this job ran",
+                    finished_at=time.time(),
+                )
+                if channel is not None:
+                    await conversation.send(
+                        f"{conversation.mention} Sorry, the bot restarted while your picture was being "
+                        "painted; please run /stylize again."
+                    )
+                continue
+            log.info("following job %s again after a restart", record.job_id)
+            task = asyncio.create_task(self._follow(run, functools.partial(_ready, future)))
+            self.active.add(task)
+            task.add_done_callback(self.active.discard)
+
+    async def _channel(self, channel_id: int | None) -> Any:
+        if channel_id is None:
+            return None
+        try:
+            return self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        except discord.HTTPException as error:
+            log.warning("cannot reach channel %s: %s", channel_id, error.status)
+            return None
+
+    async def _follow(self, run: JobRun, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.active.add(task)
+        try:
+            await run.follow(submit)
+        finally:
+            if task is not None:
+                self.active.discard(task)
+
+
+async def _ready(future: asyncio.Future[Result]) -> asyncio.Future[Result]:
+    return future
+
+
+class JobRun:
+    """The life of one job as its user sees it: queue position, progress edits, result."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        conversation: Conversation,
+        record: JobRecord,
+        request: JobRequest,
+        *,
+        resumed: bool = False,
+    ) -> None:
+        self.runner = runner
+        self.bot = runner.bot
+        self.settings = runner.settings
+        self.conversation = conversation
+        self.record = record
+        self.request = request
+        self.resumed = resumed
+        self.params = engine_params(self.settings, request)
+        self.throttle = EditThrottle(self.settings.progress_interval)
+        self.message: Any = None
+        self.message_ready = asyncio.Event()
+        self.edit_lock = asyncio.Lock()
+        self.pending_preview: Any = None
+        self.previews_shown = 0
+        self.started_at: float | None = None
+        self.last_position: int | None = None
+
+    async def follow(self, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
+        backend = self.runner.backend
+        try:
+            future = await submit()
+        except JobRefused as refusal:  # the limits moved since the early check, or no service
+            self.bot.store.update(
+                self.record.job_id, status=JobStatus.FAILED, error=str(refusal), finished_at=time.time()
+            )
+            self.bot.store.discard_inputs(self.record)
+            await self.conversation.tell(str(refusal))
+            return
+        if self.resumed:
+            self.message_ready.set()  # the old progress message belongs to an expired interaction
+        else:
+            await self._open_progress_message()
+        try:
+            result = await future
+        except Detached:
+            log.info("job %s goes on without this bot process", self.record.job_id)
+            return
+        except BaseException as error:
+            await self.failed(error, stopped_by_shutdown=backend.stopped_by_shutdown(self.record.job_id))
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        await self.deliver(result)
+
+    # -- observers (the backend calls them on the event loop) ---------------------------------
+    async def _open_progress_message(self) -> None:
+        position = self.runner.backend.position(self.record.job_id)
+        text = queue_text(position) if self.started_at is None else "Painting\u2026"
+        self.message = await self.conversation.send(text, view=cancel_view(self.record.job_id))
+        if self.message is not None:
+            self.bot.store.update(self.record.job_id, progress_message_id=self.message.id)
+        self.last_position = position
+        self.message_ready.set()
+
+    async def on_position(self, position: int) -> None:
+        """Show the job's place in line, read from the backend when the edit is made.
+
+        Each announcement becomes its own task, and a burst of them (several jobs ahead finishing
+        while an edit is in flight) waits on the edit lock; the number an announcement carried may
+        be stale by then. Reading the backend under the lock makes the shown number only ever fall,
+        and collapses a burst into one edit, whatever order the tasks run in.
+        """
+        del position  # the backend is asked instead; see above
+        await self.message_ready.wait()
+        async with self.edit_lock:
+            position = self.runner.backend.position(self.record.job_id)
+            if self.started_at is not None or position <= 0:
+                return
+            if self.last_position is not None and position >= self.last_position:
+                return
+            self.last_position = position
+            await self._edit_locked(content=queue_text(position))
+
+    def on_start(self) -> None:
+        self.started_at = time.monotonic()
+        self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
+
+    async def on_progress(self, progress: Progress) -> None:
+        if progress.preview is not None and self.previews_shown < self.settings.preview_count:
+            self.pending_preview = progress.preview
+        final = progress.step >= progress.total
+        if not self.message_ready.is_set() or not self.throttle.should_edit(final=final):
+            return
+        if self.edit_lock.locked() and not final:
+            return
+        kwargs: dict[str, Any] = {
+            "content": "Painting\u2026 "
+            + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
+        }
+        if self.pending_preview is not None:
+            kwargs["attachments"] = [_png_file(self.pending_preview, f"preview-{self.record.job_id}.png")]
+            self.pending_preview = None
+            self.previews_shown += 1
+        await self._edit(**kwargs)
+
+    async def _edit(self, **kwargs: Any) -> None:
+        async with self.edit_lock:
+            await self._edit_locked(**kwargs)
+
+    async def _edit_locked(self, **kwargs: Any) -> None:
+        """Edit the progress message; the caller holds ``edit_lock``."""
+        if self.message is None:
+            return
+        try:
+            self.message = await self.conversation.edit(self.message, **kwargs)
+        except discord.HTTPException as error:  # a skipped progress edit is harmless
+            log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
+
+    # -- endings -------------------------------------------------------------------------------
+    async def failed(
+        self, error: BaseException, *, stopped_by_shutdown: bool, text: str | None = None
+    ) -> None:
+        cancelled = isinstance(error, (Cancelled, JobCancelled, asyncio.CancelledError))
+        if text is None and stopped_by_shutdown:
+            text = SHUTDOWN_TEXT
+        elif text is None:
+            text = friendly_error(error)
+        if not cancelled:
+            log.error("job %s failed", self.record.job_id, exc_info=error)
+        self.bot.store.update(
+            self.record.job_id,
+            status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
+            error=text,
+            finished_at=time.time(),
+        )
+        if self.message is not None:
+            await self._edit(content=text, view=None, attachments=[])
+            if stopped_by_shutdown:
+                await self.conversation.tell(text)
+        elif self.resumed:
+            await self.conversation.send(f"{self.conversation.mention} {text}")
+        else:
+            await self.conversation.tell(text)
+
+    async def deliver(self, result: Result) -> None:
+        stats = result.stats
+        limit = self.conversation.filesize_limit
+        embed = self._embed(stats)
+        view = result_view(self.record.job_id)
+        message = None
+        budget = limit - 4096  # room for the multipart envelope around the file
+        for _attempt in range(UPLOAD_ATTEMPTS):
+            max_bytes = max(MIN_UPLOAD_BYTES, budget)
+            try:
+                encoded = await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(encode_image, result.image, max_bytes=max_bytes)
+                )
+            except ValueError as error:  # no encoding fits under max_bytes, even scaled down
+                await self.failed(
+                    error,
+                    stopped_by_shutdown=False,
+                    text="I finished your picture but could not make it small enough to upload here; "
+                    "please try a smaller size.",
+                )
+                return
+            name = f"stylized-{self.record.job_id}.{encoded.extension}"
+            embed.set_image(url=f"attachment://{name}")
+            try:
+                message = await self.conversation.send(
+                    f"Done, {self.conversation.mention}!",
+                    embed=embed,
+                    file=discord.File(io.BytesIO(encoded.data), filename=name),
+                    view=view,
+                )
+                break
+            except discord.HTTPException as error:
+                if error.status != 413 or max_bytes <= MIN_UPLOAD_BYTES:
+                    log.warning("result upload failed for job %s: %s", self.record.job_id, error.status)
+                    break
+                # Discord's real limit is below what it advertised (a boost ended, a proxy in
+                # between): the next file must be smaller than the one refused, not just under
+                # a halved limit it may already have met.
+                budget = min(budget // 2, len(encoded.data) * 3 // 4)
+                log.info("upload of %d bytes refused (413); re-encoding under %d", len(encoded.data), budget)
+        if message is None:
+            await self.failed(
+                RuntimeError("result upload failed"),
+                stopped_by_shutdown=False,
+                text="I finished your picture but could not upload it; please try again.",
+            )
+            return
+        self.bot.store.update(
+            self.record.job_id,
+            status=JobStatus.DONE,
+            result_message_id=message.id,
+            stats=stats.to_dict(),
+            finished_at=time.time(),
+        )
+        await self._edit(content=f"Finished in {stats.seconds:.1f} s.", view=None, attachments=[])
+        try:
+            await message.add_reaction(self.settings.reaction_emoji)
+        except (discord.HTTPException, AttributeError, TypeError) as error:
+            log.info("could not add the reaction hint: %s", error)
+
+    def _embed(self, stats: RunStats) -> discord.Embed:
+        request = self.request
+        style = f"preset `{request.preset}`" if request.preset else "your image"
+        embed = discord.Embed(title="Your painting", description=f"Style: {style}")
+        embed.add_field(name="Strength", value=request.strength)
+        embed.add_field(name="Size", value=f"{stats.width}\u00d7{stats.height}")
+        embed.add_field(name="Colours", value="kept" if request.preserve_color else "from the style")
+        embed.add_field(name="Iterations", value=str(stats.iterations))
+        embed.add_field(name="Time", value=f"{stats.seconds:.1f} s on {stats.device} ({stats.precision})")
+        embed.add_field(name="Seed", value=str(request.seed))
+        embed.add_field(name="Requested by", value=f"<@{self.record.user_id}>")
+        embed.set_footer(
+            text=f"React {self.settings.reaction_emoji} for stronger \u00b7 job {self.record.job_id}"
+        )
+        return embed
+
+
+def _png_file(image: Image.Image, name: str) -> discord.File:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    buffer.seek(0)
+    return discord.File(buffer, filename=name)

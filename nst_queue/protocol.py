@@ -1,0 +1,184 @@
+"""What travels through Redis between whoever asks for a painting and the workers.
+
+A job is one arq job of the function :data:`PAINT_FUNCTION` whose only argument is a payload dict
+(:func:`job_payload`): inputs as lossless PNG bytes, already no larger than the job's size, and the
+engine's parameters as a plain dict. While it runs, the worker appends events to a capped stream
+per job (:func:`events_key`): ``start`` (with the try number), ``progress`` (every field of
+:class:`nst_engine.Progress`, a preview as PNG bytes now and then). Its outcome is arq's result:
+:func:`success` or :func:`failure` dicts, or an exception arq recorded (the job was aborted, or ran
+out of tries). Every key has a lifetime, so nothing is left behind in Redis.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image
+
+from nst_engine import Progress, Result, RunStats
+from nst_engine.errors import Cancelled, InvalidImage, NSTError
+
+#: The arq queue (a sorted set: the waiting line, oldest first) and the one function on it.
+QUEUE_NAME = "nst:queue"
+PAINT_FUNCTION = "paint"
+#: A job runs at most this many times in all (a worker that dies mid-job hands it on once).
+MAX_TRIES = 2
+#: A running job's arq "in progress" key lives this long and is renewed every HEARTBEAT_SECONDS by
+#: the worker painting it: when that worker dies, the job is taken up again within this time.
+IN_PROGRESS_SECONDS = 10.0
+HEARTBEAT_SECONDS = 2.0
+#: A job not started within this time expires (its inputs with it); results and event streams are
+#: kept this long after they were written. Results are up to RESULT_MAX_BYTES.
+JOB_TTL_SECONDS = 3600
+RESULT_TTL_SECONDS = 3600
+EVENTS_TTL_SECONDS = 3600
+RESULT_MAX_BYTES = 10 * 1024 * 1024
+#: Events kept per job stream (XADD MAXLEN ~): a reader that falls behind only misses old progress.
+EVENTS_MAXLEN = 64
+#: One job's longest run on a worker, in seconds (arq's job timeout).
+JOB_TIMEOUT_SECONDS = 6 * 3600
+
+
+def events_key(job_id: str) -> str:
+    return f"nst:events:{job_id}"
+
+
+def starts_key(job_id: str) -> str:
+    """A short list of ``try:worker`` entries, one per time a worker started the job (for operators)."""
+    return f"nst:starts:{job_id}"
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def shrink_to(image: Image.Image, size: int) -> Image.Image:
+    """``image`` no larger than ``size`` on its longest side (never enlarged): what is worth sending."""
+    if max(image.size) <= size:
+        return image
+    from nst_engine.imaging import fit_longest_side
+
+    return fit_longest_side(image, size)
+
+
+def job_payload(
+    content: Image.Image,
+    styles: list[Image.Image],
+    params: dict[str, Any],
+    *,
+    preview_every: int = 0,
+    preview_size: int = 256,
+) -> dict[str, Any]:
+    """The one argument of a paint job. Inputs are shrunk to the job's size and sent as PNG."""
+    size = int(params["size"])
+    return {
+        "content": encode_png(shrink_to(content, size)),
+        "styles": [encode_png(shrink_to(style, size)) for style in styles],
+        "params": params,
+        "preview_every": preview_every,
+        "preview_size": preview_size,
+    }
+
+
+# ---------------------------------------------------------------------------- progress events
+_PROGRESS_FIELDS = (
+    "step", "total", "level", "levels", "width", "height",
+    "content_loss", "style_loss", "tv_loss", "total_loss", "elapsed", "eta",
+)  # fmt: skip
+
+
+def progress_event(progress: Progress) -> dict[str, bytes | str]:
+    fields: dict[str, bytes | str] = {"kind": "progress"}
+    for name in _PROGRESS_FIELDS:
+        value = getattr(progress, name)
+        fields[name] = "" if value is None else repr(value)
+    if progress.preview is not None:
+        fields["preview"] = encode_png(progress.preview)
+    return fields
+
+
+def start_event(job_try: int, worker: str) -> dict[str, bytes | str]:
+    return {"kind": "start", "try": str(job_try), "worker": worker}
+
+
+def read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
+    """``("start", try)`` or ``("progress", Progress)`` from a stream entry."""
+    text = {key.decode(): value for key, value in fields.items()}
+    kind = text.get("kind", b"").decode()
+    if kind == "start":
+        return kind, int(text.get("try", b"1"))
+    if kind == "progress":
+        values: dict[str, Any] = {}
+        for name in _PROGRESS_FIELDS:
+            raw = text[name].decode()
+            if raw == "":
+                values[name] = None
+            elif name in ("step", "total", "level", "levels", "width", "height"):
+                values[name] = int(raw)
+            else:
+                values[name] = float(raw)
+        preview = text.get("preview")
+        return kind, Progress(**values, preview=decode_png(preview) if preview else None)
+    return kind, None
+
+
+# ---------------------------------------------------------------------------- outcomes
+def success(encoded_image: bytes, stats: RunStats) -> dict[str, Any]:
+    return {"ok": True, "image": encoded_image, "stats": stats.to_dict()}
+
+
+def failure(error: BaseException) -> dict[str, Any]:
+    """An engine error as plain data (exceptions are not pickled across machines)."""
+    if isinstance(error, Cancelled):
+        kind = "cancelled"
+    elif isinstance(error, InvalidImage):
+        kind = "invalid_image"
+    elif isinstance(error, NSTError):
+        kind = "engine"
+    elif isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        kind = "out_of_memory"
+    else:
+        kind = "internal"
+    message = str(error) if kind in ("invalid_image", "engine") else type(error).__name__
+    return {"ok": False, "kind": kind, "message": message}
+
+
+class RemoteFailure(Exception):
+    """A job failed on the workers for a reason that is not the user's (logged, told generically)."""
+
+
+class JobLost(RemoteFailure):
+    """Redis no longer has the job, nor its result (it restarted without persistence)."""
+
+
+def outcome_to_result(outcome: Any) -> Result:
+    """A job's result as :class:`nst_engine.Result`, or the matching exception raised."""
+    if isinstance(outcome, dict) and outcome.get("ok"):
+        return Result(image=decode_png(outcome["image"]), stats=RunStats(**outcome["stats"]))
+    if isinstance(outcome, dict):
+        kind, message = outcome.get("kind"), str(outcome.get("message", ""))
+        if kind == "cancelled":
+            raise Cancelled()
+        if kind == "invalid_image":
+            raise InvalidImage(message)
+        if kind == "engine":
+            raise NSTError(message)
+        if kind == "out_of_memory":
+            raise MemoryError("the worker ran out of memory")
+        raise RemoteFailure(f"the worker failed: {message}")
+    if isinstance(outcome, BaseException):
+        import asyncio
+
+        if isinstance(outcome, asyncio.CancelledError):
+            raise Cancelled()
+        raise RemoteFailure(f"the job failed on the workers: {outcome}")
+    raise RemoteFailure(f"unexpected result {type(outcome).__name__}")

@@ -1,0 +1,246 @@
+"""``nst-worker``: paint the jobs waiting in Redis, one at a time, on one device.
+
+    nst-worker --queue redis://:PASSWORD@redis-host:6379/0 --device cuda:1
+
+Run one process per GPU. The model is loaded before the first job is taken. A job whose worker
+dies is taken up again by another worker within :data:`~nst_queue.protocol.IN_PROGRESS_SECONDS`
+(this worker renews the job's arq "in progress" key every few seconds while it paints), at most
+:data:`~nst_queue.protocol.MAX_TRIES` times in all. On SIGTERM or SIGINT the worker takes no new
+job, finishes the one in hand (for up to ``--grace`` seconds, then hands it back to the queue) and
+exits 0. The Discord token is never needed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+from redis.exceptions import RedisError
+
+from nst_engine import Progress, StyleParams, preload, stylize
+from nst_engine.imaging import encode_image
+
+from . import protocol
+
+log = logging.getLogger("nst_queue.worker")
+
+#: At most this many progress events a second reach Redis (previews and the last step always do).
+EVENTS_PER_SECOND = 10.0
+QUEUE_ENV = "NST_QUEUE_URL"
+RECONNECT_SECONDS = 2.0
+#: How often an idle worker looks for a job (arq polls; a look is one cheap sorted-set read).
+POLL_SECONDS = 0.05
+
+
+class Painter:
+    """The job function's state: this worker's device, name and (optional) style-target cache."""
+
+    def __init__(self, device: str, name: str, cache_dir: Path | None) -> None:
+        self.device = device
+        self.name = name
+        self.style_cache: Any = None
+        if cache_dir is not None:
+            from nst_engine.cache import StyleTargetCache
+
+            self.style_cache = StyleTargetCache(cache_dir / "style-targets")
+
+    async def paint(self, ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        """arq's job function: one painting, with events on the job's stream."""
+        redis = ctx["redis"]
+        job_id: str = ctx["job_id"]
+        stream = protocol.events_key(job_id)
+        loop = asyncio.get_running_loop()
+        await self._event(
+            redis,
+            stream,
+            protocol.start_event(ctx["job_try"], self.name),
+            log_start_of=job_id,
+            job_try=ctx["job_try"],
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(redis, job_id))
+        cancel = threading.Event()
+        events: asyncio.Queue[dict[str, bytes | str]] = asyncio.Queue()
+        last_sent = [0.0]
+
+        def report(progress: Progress) -> None:  # the engine's thread
+            now = loop.time()
+            final = progress.step >= progress.total
+            if progress.preview is None and not final and now - last_sent[0] < 1 / EVENTS_PER_SECOND:
+                return
+            last_sent[0] = now
+            loop.call_soon_threadsafe(events.put_nowait, protocol.progress_event(progress))
+
+        async def relay() -> None:
+            while True:
+                await self._event(redis, stream, await events.get())
+
+        relay_task = asyncio.create_task(relay())
+        work = loop.run_in_executor(None, self._run, payload, report, cancel)
+        try:
+            outcome = await asyncio.shield(work)
+        except asyncio.CancelledError:  # aborted by the user, or the worker is stopping
+            cancel.set()
+            await asyncio.wait([work], timeout=30)
+            raise
+        finally:
+            heartbeat.cancel()
+            while not events.empty():  # the last progress before the outcome
+                await self._event(redis, stream, events.get_nowait())
+            relay_task.cancel()
+        return outcome
+
+    async def ended(self, ctx: dict[str, Any]) -> None:
+        """arq's ``after_job_end``: the outcome is recorded; wake whoever follows the job now."""
+        await self._event(ctx["redis"], protocol.events_key(ctx["job_id"]), {"kind": "end"})
+
+    def _run(self, payload: dict[str, Any], report: Any, cancel: threading.Event) -> dict[str, Any]:
+        """Runs in a thread: decode, paint, encode; engine errors become plain data."""
+        try:
+            params = StyleParams.from_dict({**payload["params"], "device": self.device})
+            content = protocol.decode_png(payload["content"])
+            styles = [protocol.decode_png(data) for data in payload["styles"]]
+            result = stylize(
+                content,
+                styles,
+                params,
+                progress=report,
+                cancel=cancel,
+                preview_every=int(payload.get("preview_every", 0)),
+                preview_size=int(payload.get("preview_size", 256)),
+                style_cache=self.style_cache,
+            )
+            encoded = encode_image(result.image, max_bytes=protocol.RESULT_MAX_BYTES)
+            return protocol.success(encoded.data, result.stats)
+        except Exception as error:
+            if not cancel.is_set():
+                log.exception("job failed")
+            return protocol.failure(error)
+
+    async def _event(
+        self,
+        redis: Any,
+        stream: str,
+        fields: dict[str, bytes | str],
+        *,
+        log_start_of: str | None = None,
+        job_try: int = 0,
+    ) -> None:
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(stream, fields, maxlen=protocol.EVENTS_MAXLEN, approximate=True)
+                pipe.expire(stream, protocol.EVENTS_TTL_SECONDS)
+                if log_start_of is not None:
+                    starts = protocol.starts_key(log_start_of)
+                    pipe.rpush(starts, f"{job_try}:{self.name}")
+                    pipe.expire(starts, protocol.EVENTS_TTL_SECONDS)
+                await pipe.execute()
+        except Exception as error:  # progress is best effort; the result is what matters
+            log.warning("could not publish an event: %s", error)
+
+    async def _heartbeat(self, redis: Any, job_id: str) -> None:
+        key = in_progress_key_prefix + job_id
+        while True:
+            await asyncio.sleep(protocol.HEARTBEAT_SECONDS)
+            try:
+                await redis.pexpire(key, int(protocol.IN_PROGRESS_SECONDS * 1000))
+            except Exception as error:
+                log.warning("could not renew job %s: %s", job_id, error)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nst-worker",
+        description="Paint the style-transfer jobs waiting in Redis, one at a time, on one device.",
+    )
+    parser.add_argument(
+        "--queue",
+        metavar="URL",
+        default=os.environ.get(QUEUE_ENV),
+        help=f"Redis URL, redis://[:password@]host:port/db or rediss://... (default: ${QUEUE_ENV})",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--weights", default="caffe", help="VGG19 weights to preload (default: caffe)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="style-target cache directory")
+    parser.add_argument("--name", default=None, help="this worker's name in logs (default: host:pid)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="on SIGTERM, seconds to finish the job in hand before handing it back (default: 600)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser.parse_args(argv)
+
+
+def make_worker(url: str, painter: Painter, *, grace: float, poll_delay: float = POLL_SECONDS) -> Worker:
+    """An arq worker for the paint queue: one job at a time, aborts allowed, short in-progress keys."""
+    worker = Worker(
+        functions=[_named(painter.paint)],
+        queue_name=protocol.QUEUE_NAME,
+        redis_settings=RedisSettings.from_dsn(url),
+        max_jobs=1,
+        max_tries=protocol.MAX_TRIES,
+        job_timeout=protocol.JOB_TIMEOUT_SECONDS,
+        keep_result=protocol.RESULT_TTL_SECONDS,
+        allow_abort_jobs=True,
+        poll_delay=poll_delay,
+        health_check_interval=10,
+        health_check_key=f"nst:worker:{painter.name}",
+        job_completion_wait=max(1, int(grace)),
+        log_results=False,
+        after_job_end=painter.ended,
+    )
+    # arq keeps a job's "in progress" key for its whole timeout (+10 s), so a dead worker's job
+    # would wait hours; the heartbeat in Painter.paint keeps it alive instead.
+    worker.in_progress_timeout_s = protocol.IN_PROGRESS_SECONDS
+    return worker
+
+
+def _named(function: Any) -> Any:
+    from arq.worker import func
+
+    return func(function, name=protocol.PAINT_FUNCTION)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.queue:
+        print(f"nst-worker: give --queue URL (or set {QUEUE_ENV})", file=sys.stderr)
+        return 2
+    name = args.name or f"{socket.gethostname()}:{os.getpid()}"
+    painter = Painter(args.device, name, args.cache_dir)
+    try:
+        preload(StyleParams(device=args.device, weights=args.weights))
+    except Exception as error:
+        print(f"nst-worker: cannot load the model: {error}", file=sys.stderr)
+        return 1
+    log.info("worker %s ready on %s", name, args.device)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    while True:
+        worker = make_worker(args.queue, painter, grace=args.grace)
+        try:
+            worker.run()  # returns when a signal stopped it
+            return 0
+        except (RedisError, OSError) as error:  # Redis went away: connect again, a job is retried
+            log.warning("lost Redis (%s); reconnecting in %.0f s", error, RECONNECT_SECONDS)
+            time.sleep(RECONNECT_SECONDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,13 +114,13 @@ class LocalBackend:
         )
         self.resolver = resolver
         self.style_cache = style_cache
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job[Progress, Result]] = {}
 
     def check_admission(self, user_id: int) -> None:
         self.queue.check_admission(user_id)
 
     async def submit(self, job: PaintJob, observer: JobObserver) -> asyncio.Future[Result]:
-        queued = Job(
+        queued: Job[Progress, Result] = Job(
             job_id=job.job_id,
             user_id=job.user_id,
             work=lambda cancel, report: self._paint(job, cancel, report),

@@ -48,7 +48,7 @@ class RerunButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
     ) -> RerunButton:
         return cls(Rerun(match["action"]), match["job_id"])
 
@@ -71,7 +71,7 @@ class CancelButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
     ) -> CancelButton:
         return cls(match["job_id"])
 

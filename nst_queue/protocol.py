@@ -62,12 +62,16 @@ def decode_png(data: bytes) -> Image.Image:
 
 
 def shrink_to(image: Image.Image, size: int) -> Image.Image:
-    """``image`` no larger than ``size`` on its longest side (never enlarged): what is worth sending."""
+    """``image`` no larger than ``size`` on its longest side (never enlarged): what is worth sending.
+
+    The engine's own resampling is used, to the dimensions the engine would work at, so the
+    content's full-size level is the same picture the engine would have made from the original.
+    """
     if max(image.size) <= size:
         return image
-    from nst_engine.imaging import fit_longest_side
+    from nst_engine.tensors import resize, scaled_dimensions
 
-    return fit_longest_side(image, size)
+    return resize(image, scaled_dimensions(image.width, image.height, size))
 
 
 def job_payload(

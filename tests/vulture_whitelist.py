@@ -8,20 +8,22 @@ tests is dead code: delete it instead of listing it here. This file is read by v
 import discord
 
 from bot.app import NSTBot
-from bot.cogs.stylize import CancelButton, RerunButton, StylizeCog
+from bot.cogs.stylize import StylizeCog
 from bot.jobs import JobQueue
+from bot.views import CancelButton, RerunButton
 from nst_engine.engine import Progress, RunStats
 from nst_engine.imaging import EncodedImage
 from nst_engine.losses import _Gram
 from nst_engine.presets import PresetResolver
 from nst_engine.vgg import VGGFeatures, clear_model_cache
+from nst_queue.worker import make_worker
 
 # discord.py: the intents the bot turns off, and what the client and its command tree call.
 discord.Intents.message_content
 discord.Intents.members
 discord.Intents.presences
 NSTBot.setup_hook
-NSTBot.on_raw_reaction_add
+StylizeCog.handle_reaction  # a commands.Cog.listener for on_raw_reaction_add
 NSTBot.tree.on_error
 StylizeCog.cog_load
 StylizeCog.cog_unload
@@ -30,6 +32,9 @@ RerunButton.callback
 CancelButton.from_custom_id
 CancelButton.callback
 discord.ui.Select.callback
+
+# arq reads its Worker's in-progress key lifetime; nst-worker shortens it (a heartbeat renews it).
+make_worker().in_progress_timeout_s
 
 # torch: autograd and nn.Module call forward.
 _Gram.forward

@@ -20,7 +20,6 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix
 from PIL import Image
 from redis import Redis
 
-from bot.settings import REPO_ROOT
 from bot.store import JobStatus
 from nst_engine import StyleParams
 from nst_queue import protocol
@@ -29,6 +28,7 @@ from tests.e2e.conftest import painting, photo, result_file, results, started
 from tests.e2e.harness import decode
 from tests.e2e.test_faults import _bot_environment
 from tests.fakediscord import FakeDiscord
+from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, stripes_style
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.workers import WorkerProcess, wait_ready

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot.settings import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 class WorkerProcess:

@@ -3,9 +3,11 @@
 Starts its own redis-server on a free loopback port and real ``nst-worker`` processes (CPU).
 
 - overhead: the same job painted in-process (``nst_engine.stylize``, one thread like a worker)
-  and through the queue (``nst_queue.client.run_job`` to one worker), median of N; the difference
-  is what the queue adds (encoding and sending inputs, polling, the result back). Measured at
-  512 px with few iterations, so the transfer is a real 512 px job's while the run stays short.
+  and through the queue (``nst_queue.client.run_job`` to one worker), median of N. What the queue
+  adds (encoding and sending inputs, polling, the result back) is the difference of the time
+  spent outside the engine's own run (``RunStats.seconds``) in the two, which keeps a loaded
+  machine's noise in the engine's time out of it. Measured at 512 px with few iterations, so the
+  transfer is a real 512 px job's while the run stays short.
 - throughput: J jobs of 64 px enqueued at once, drained by 1 and then 2 workers, each worker
   pinned to its own core (taskset).
 - retry: a worker SIGKILLed mid-job; seconds until another worker starts the job again.
@@ -55,18 +57,28 @@ async def overhead(url: str, size: int, iterations: int, repeats: int) -> dict[s
     torch.set_num_threads(1)  # as a worker (OMP_NUM_THREADS=1)
     preload(job)
     stylize(content, [style], job)  # warm-up
-    local = []
+    local, local_outside = [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        stylize(content, [style], job)
+        result = stylize(content, [style], job)
         local.append(time.perf_counter() - started)
+        local_outside.append(local[-1] - result.stats.seconds)
     await run_job(url, content, [style], job.to_dict(), on_progress=lambda _: None, start_timeout=60)
-    remote = []
+    remote, remote_outside = [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        await run_job(url, content, [style], job.to_dict(), on_progress=lambda _: None, start_timeout=60)
+        result = await run_job(
+            url, content, [style], job.to_dict(), on_progress=lambda _: None, start_timeout=60
+        )
         remote.append(time.perf_counter() - started)
-    return {"local": statistics.median(local), "queue": statistics.median(remote)}
+        remote_outside.append(remote[-1] - result.stats.seconds)
+    return {
+        "local": statistics.median(local),
+        "queue": statistics.median(remote),
+        # Time outside the engine's own run (its stats.seconds), in-process and through the queue:
+        # their difference is what the queue adds, with the engine's load-dependent time removed.
+        "added": statistics.median(remote_outside) - statistics.median(local_outside),
+    }
 
 
 async def drain(url: str, jobs: int, size: int, iterations: int) -> float:
@@ -154,7 +166,7 @@ async def report_overhead(
     print("\n| job | in-process (s) | through the queue (s) | queue adds (ms) | share |")
     print("|---|---|---|---|---|")
     for size, iterations, figures in rows:
-        added = figures["queue"] - figures["local"]
+        added = figures["added"]
         print(
             f"| {size} px, {iterations} it | {figures['local']:.3f} | {figures['queue']:.3f} "
             f"| {added * 1000:.0f} | {added / figures['queue']:.1%} |",

@@ -121,8 +121,10 @@ class Painter:
                 preview_size=int(payload.get("preview_size", 256)),
                 style_cache=self.style_cache,
             )
-            encoded = encode_image(result.image, max_bytes=protocol.RESULT_MAX_BYTES)
-            return protocol.success(encoded.data, result.stats)
+            data = protocol.encode_png(result.image)
+            if len(data) > protocol.RESULT_MAX_BYTES:  # a huge painting: the best file that fits
+                data = encode_image(result.image, max_bytes=protocol.RESULT_MAX_BYTES).data
+            return protocol.success(data, result.stats)
         except Exception as error:
             if not cancel.is_set():
                 log.exception("job failed")

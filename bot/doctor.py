@@ -101,7 +101,10 @@ def run_checks(guild_id: int | None, *, on_settings: Callable[[Settings], object
     cache_dir, cache_variable = _cache_dir(settings)
     steps: list[tuple[str, Callable[[], list[Check]]]] = [
         ("token", lambda: asyncio.run(_discord_checks(settings, guild_id))),
-        ("model", lambda: [_model_check(settings)]),
+        # With workers (queue_url) the bot loads no model; the workers do, and the queue is checked.
+        ("queue", lambda: [asyncio.run(_queue_check(settings))])
+        if settings.queue_url
+        else ("model", lambda: [_model_check(settings)]),
         ("presets", lambda: [_preset_check(settings)]),
         ("data dir", lambda: [_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR")]),
         ("cache dir", lambda: [_directory_check("cache dir", cache_dir, cache_variable)]),
@@ -284,6 +287,42 @@ def _model_check(settings: Settings) -> Check:
         "model",
         f"VGG19 ({params.weights} weights) loaded on {setup.device} in {setup.precision} in {seconds:.1f} s",
     )
+
+
+# ---------------------------------------------------------------------------- queue
+async def _queue_check(settings: Settings) -> Check:
+    """Redis answers at ``queue_url``, and at least one ``nst-worker`` is alive behind it."""
+    from nst_queue.client import QueueClient, Unavailable
+
+    from .settings import redact_url
+
+    assert settings.queue_url
+    where = redact_url(settings.queue_url)
+    client = QueueClient(settings.queue_url)
+    try:
+        await client.ping()
+        workers = await client.workers()
+    except Unavailable as error:
+        return Check(
+            "queue",
+            failure=Failure(
+                f"Redis at {where} did not answer ({error})",
+                "start Redis, or correct queue_url (NST_BOT_QUEUE_URL) and its password",
+                ENVIRONMENT,
+            ),
+        )
+    finally:
+        await client.close()
+    if not workers:
+        return Check(
+            "queue",
+            failure=Failure(
+                f"Redis at {where} answers, but no nst-worker is running",
+                "start one per GPU: nst-worker --device cuda:0 (README, 'More than one machine')",
+                ENVIRONMENT,
+            ),
+        )
+    return Check("queue", f"Redis at {where} answers; {len(workers)} worker(s): {', '.join(workers)}")
 
 
 # ---------------------------------------------------------------------------- presets

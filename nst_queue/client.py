@@ -55,6 +55,14 @@ class QueueClient:
         except (RedisError, OSError) as error:
             raise Unavailable(str(error)) from None
 
+    async def workers(self) -> list[str]:
+        """Names of the workers alive now (each renews its health key every few seconds)."""
+        try:
+            keys = [key async for key in self.redis.scan_iter(match=f"{protocol.WORKER_KEY_PREFIX}*")]
+        except (RedisError, OSError) as error:
+            raise Unavailable(str(error)) from None
+        return sorted(key.decode().removeprefix(protocol.WORKER_KEY_PREFIX) for key in keys)
+
     async def enqueue(self, job_id: str, payload: dict[str, Any]) -> None:
         try:
             job = await self.redis.enqueue_job(

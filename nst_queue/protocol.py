@@ -40,6 +40,10 @@ EVENTS_MAXLEN = 64
 JOB_TIMEOUT_SECONDS = 6 * 3600
 
 
+#: Each worker's health key (arq's health check, renewed every 10 s, lives 11 s) is this + its name.
+WORKER_KEY_PREFIX = "nst:worker:"
+
+
 def events_key(job_id: str) -> str:
     return f"nst:events:{job_id}"
 

@@ -412,3 +412,25 @@ async def test_a_job_runs_at_most_twice(tmp_path: Path) -> None:
         for worker in workers:
             worker.stop()
         server.stop()
+
+
+async def test_check_reports_redis_and_its_workers(tmp_path: Path) -> None:
+    """``nst-bot check`` with queue_url: Redis answering, workers alive, the password never shown."""
+    from bot.doctor import _queue_check
+    from bot.settings import Settings
+
+    server = RedisServer(tmp_path, password="check-secret")
+    server.start()
+    settings = Settings(data_dir=tmp_path / "data", queue_url=server.url)
+    try:
+        idle = await _queue_check(settings)
+        assert idle.failure is not None and "no nst-worker is running" in idle.line
+        with Redis.from_url(server.url) as redis:
+            redis.set(protocol.WORKER_KEY_PREFIX + "gpu0", b"alive", ex=30)
+        ready = await _queue_check(settings)
+        assert ready.failure is None and "1 worker(s): gpu0" in ready.line
+    finally:
+        server.stop()
+    gone = await _queue_check(settings)
+    assert gone.failure is not None and "did not answer" in gone.line
+    assert all("check-secret" not in check.line for check in (idle, ready, gone))

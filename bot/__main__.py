@@ -42,11 +42,18 @@ class RedactingFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Never raises: a filter's exception would escape into the code that logged."""
         if not self.secrets:
             return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call ("%s %s" with one argument): keep both parts, as text
+            message = f"{record.msg!r} (bad logging arguments: {record.args!r})"
+        try:
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+        except Exception:
+            record.exc_info, record.exc_text = None, "(the exception could not be formatted)"
         record.msg = self.redact(message)
         record.args = None
         if record.exc_text:

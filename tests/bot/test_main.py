@@ -78,3 +78,27 @@ def test_logging_hides_the_queue_password(tmp_path, capsys) -> None:  # type: ig
         root.setLevel(level)
     logged = capsys.readouterr().err
     assert "redis.internal" in logged and "pw-1234567" not in logged
+
+
+def test_redaction_never_raises_on_a_malformed_log_call() -> None:
+    """A format string that does not match its arguments must not raise in the caller.
+
+    Without a filter, logging reports such a call on stderr and goes on; the filter used to call
+    ``getMessage()`` itself and let the TypeError escape into the code that logged.
+    """
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter(SECRET))
+    logger = logging.getLogger("tests.bot.redaction.malformed")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("two places %s %s, one argument", SECRET)  # TypeError in getMessage()
+        logger.warning("a number %d", f"not a number {SECRET}")  # TypeError too
+        logger.warning({"a mapping": SECRET})  # not a string at all
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert SECRET not in text
+    assert "two places" in text and "a number" in text and "a mapping" in text
+    assert text.count("[REDACTED]") == 3

@@ -10,7 +10,10 @@ a TOML file: only from ``DISCORD_TOKEN`` in the environment or from the ``.env``
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
+import stat
 import sys
 import urllib.parse
 from collections.abc import Mapping
@@ -32,6 +35,8 @@ STRENGTH_NAMES = ("subtle", "normal", "strong", "extreme")
 SIZE_NAMES = ("small", "medium", "large")
 #: Interaction tokens live 15 minutes; a job switches to channel messages a minute early.
 INTERACTION_TOKEN_SECONDS = 14 * 60.0
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -108,7 +113,11 @@ class Settings:
 
         def non_negative(key: str) -> None:
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise SettingsError(key, f"must be a number >= 0, got {value!r}")
+            if not math.isfinite(value):  # nan compares false with everything: it would disable checks
+                raise SettingsError(key, f"must be a finite number >= 0, got {value!r}")
+            if value < 0:
                 raise SettingsError(key, f"must be a number >= 0, got {value!r}")
 
         positive_int("concurrency", 0)
@@ -133,6 +142,8 @@ class Settings:
         if set(self.strength_steps) != set(STRENGTH_NAMES):
             raise SettingsError("strength_steps", f"needs exactly the keys {', '.join(STRENGTH_NAMES)}")
         values = [self.strength_steps[name] for name in STRENGTH_NAMES]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise SettingsError("strength_steps", f"multipliers must be finite numbers, got {values!r}")
         if any(not isinstance(v, (int, float)) or v <= 0 for v in values) or values != sorted(values):
             raise SettingsError(
                 "strength_steps", "multipliers must be > 0 and increase from subtle to extreme"
@@ -250,6 +261,22 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _warn_if_readable_by_others(path: Path) -> None:
+    """The env_file holds the token: say so when the group or other users can read it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "env_file %s is readable by %s (mode %o); it holds the bot token: chmod 600 it",
+            path,
+            "group and others"
+            if mode & stat.S_IRGRP and mode & stat.S_IROTH
+            else "its group"
+            if mode & stat.S_IRGRP
+            else "other users",
+            stat.S_IMODE(mode),
+        )
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -303,6 +330,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
     if not token and env_file is not None:
         if not Path(env_file).is_file():
             raise SettingsError("env_file", f"{env_file} does not exist")
+        _warn_if_readable_by_others(Path(env_file))
         token = read_env_file(Path(env_file)).get(TOKEN_ENV)
     values["token"] = token.strip() if token else None
     try:

@@ -122,3 +122,45 @@ def test_queue_url_from_environment_checked_and_password_never_shown(config_dir:
     assert "s3cret-pass" not in repr(settings) and "redis.internal" in repr(settings)
     with pytest.raises(SettingsError, match="queue_url"):
         load_settings({"NST_BOT_QUEUE_URL": "http://redis:6379"}, config_dir=config_dir)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("retention_days", "nan"),
+        ("cooldown_seconds", "inf"),
+        ("interaction_token_seconds", "-inf"),
+        ("progress_interval", "nan"),
+        ("strength_steps", "{subtle = 0.5, normal = 1, strong = 2, extreme = inf}"),
+        ("strength_steps", "{subtle = nan, normal = 1, strong = 2, extreme = 4}"),
+    ],
+)
+def test_nan_and_infinity_are_refused(config_dir: Path, key: str, value: str) -> None:
+    """``retention_days = nan`` compared false with everything, so expired inputs were never purged."""
+    with pytest.raises(SettingsError) as error:
+        load_settings({f"NST_BOT_{key.upper()}": value}, config_dir=config_dir)
+    assert error.value.key == key and "finite" in str(error.value)
+    (config_dir / "bot.toml").write_text(f"[bot]\n{key} = {value}\n")  # TOML has nan and inf too
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, config_dir=config_dir)
+    assert error.value.key == key and "finite" in str(error.value)
+
+
+def test_env_file_readable_by_others_is_warned_about(
+    config_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env_file = tmp_path / "bot.env"
+    env_file.write_text("DISCORD_TOKEN=MTIz.secret-token-value\n")
+    env_file.chmod(0o600)
+    with caplog.at_level("WARNING", logger="bot.settings"):
+        load_settings({"NST_BOT_ENV_FILE": str(env_file)}, config_dir=config_dir)
+    assert not caplog.records
+    for mode in (0o640, 0o604):
+        env_file.chmod(mode)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="bot.settings"):
+            settings = load_settings({"NST_BOT_ENV_FILE": str(env_file)}, config_dir=config_dir)
+        assert settings.token == "MTIz.secret-token-value"
+        (record,) = caplog.records
+        text = record.getMessage()
+        assert str(env_file) in text and "chmod 600" in text and "secret-token" not in text

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import io
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from nst_engine import Progress, Result, RunStats, StyleParams
-from nst_engine.errors import Cancelled, InvalidImage, NSTError
+from nst_engine.errors import Cancelled, InvalidImage, NSTError, PresetError
 from nst_engine.imaging import encode_image
 
 from .backends import Backend, Detached, PaintJob
@@ -90,16 +91,37 @@ def engine_params(settings: Settings, request: JobRequest) -> StyleParams:
     )
 
 
-def friendly_error(error: BaseException) -> str:
-    """The one-line message a user sees for a failed job; never a traceback."""
+#: An absolute file path (``/root/.cache/...``, ``~/x/y``, ``C:\\x\\y``), not a URL's path.
+_SERVER_PATH = re.compile(r"(?<![\w.:/\\])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])+[^\s'\"]*")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every server file path replaced: users never see them (the log has them)."""
+    return _SERVER_PATH.sub("(a file on the server)", text)
+
+
+def friendly_error(error: BaseException, *, preset: str | None = None) -> str:
+    """The one-line message a user sees for a failed job; never a traceback, never a server path.
+
+    ``preset``: the job's preset, if any. A preset that cannot be loaded (a missing file, a failed
+    download) is the operator's to fix; the engine's message tells them where to put the file,
+    and it goes to the log only.
+    """
     if isinstance(error, (Cancelled, JobCancelled)):
         return "Cancelled."
     if isinstance(error, JobRefused):
         return str(error)
     if isinstance(error, InvalidImage):
-        return f"I can't use that image: {error}"
+        return without_paths(f"I can't use that image: {error}")
+    if preset is not None and (
+        isinstance(error, PresetError) or (isinstance(error, NSTError) and str(error).startswith("preset "))
+    ):  # a remote worker's PresetError comes back as a plain NSTError with the same text
+        return (
+            f"The preset painting `{preset}` is not available right now; try another preset or "
+            "your own style image. The bot's operator can see why in its log."
+        )
     if isinstance(error, NSTError):
-        return f"That didn't work: {error}"
+        return without_paths(f"That didn't work: {error}")
     text = str(error).lower()
     if isinstance(error, (RuntimeError, MemoryError)) and (
         "out of memory" in text or isinstance(error, MemoryError)
@@ -350,7 +372,7 @@ class JobRun:
         if text is None and stopped_by_shutdown:
             text = SHUTDOWN_TEXT
         elif text is None:
-            text = friendly_error(error)
+            text = friendly_error(error, preset=self.request.preset)
         if not cancelled:
             log.error("job %s failed", self.record.job_id, exc_info=error)
         self.bot.store.update(

@@ -15,10 +15,12 @@ from tests.bot.conftest import (
     make_attachment,
     make_interaction,
     sent_files,
+    texts,
     tiny_settings,
 )
 from tests.fakediscord import limits
 from tests.helpers.images import content_image, png_bytes, stripes_style
+from tests.helpers.preset_http import PresetHTTPServer
 
 
 def local_catalog(tmp_path: Path, count: int, remote: int = 0):
@@ -170,3 +172,42 @@ async def test_presets_pages_keep_within_discords_embed_limits(tmp_path: Path) -
     finally:
         await bot.queue.shutdown()
         bot.store.close()
+
+
+async def test_a_failed_preset_never_shows_a_server_path(tmp_path: Path, caplog) -> None:
+    """The engine's message says where to put the file ("Put the image at /root/.cache/..."): it is
+    for the operator's log. The user, in a public message, only learns that the preset failed."""
+    with PresetHTTPServer() as server:  # answers 404 to everything
+        sources = {"gone": "file:missing.png", "remote": server.url("/starry.jpg")}
+        entries = [
+            {"name": n, "title": n, "artist": "P", "year": "1889", "licence": "PD", "source": source}
+            for n, source in sources.items()
+        ]
+        catalog = presets.PresetCatalog.from_mapping({"preset": entries}, base_dir=tmp_path)
+        resolver = presets.PresetResolver(
+            catalog, tmp_path / "cache", allowed_hosts=("127.0.0.1",), allow_loopback_http=True
+        )
+        bot = NSTBot(tiny_settings(tmp_path), catalog=catalog, resolver=resolver)
+        await bot.load_commands()
+        try:
+            for name in ("gone", "remote"):
+                interaction = make_interaction()
+                with caplog.at_level("ERROR"):
+                    await cog_of(bot).handle_stylize(
+                        interaction, make_attachment(png_bytes(content_image())), preset=name
+                    )
+                shown = texts(interaction.followup.send, interaction.response.send_message)
+                shown += [
+                    call.kwargs.get("content") or ""
+                    for message in interaction.sent_messages
+                    for call in message.edit.call_args_list
+                ]
+                failure = [text for text in shown if "preset" in text.lower()]
+                assert failure, shown
+                assert all(str(tmp_path) not in text and "/" not in text for text in failure), failure
+                assert name in failure[-1]
+                assert str(tmp_path) in caplog.text, "the operator still gets the path"
+                caplog.clear()
+        finally:
+            await bot.queue.shutdown()
+            bot.store.close()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from nst_engine import Progress, Result, RunStats, StyleParams
-from nst_engine.errors import Cancelled, InvalidImage, NSTError, PresetError
+from nst_engine.errors import Cancelled, InvalidImage, NSTError, PresetError, is_out_of_memory
 from nst_engine.imaging import encode_image
 
 from .backends import Backend, Detached, PaintJob
@@ -122,10 +122,7 @@ def friendly_error(error: BaseException, *, preset: str | None = None) -> str:
         )
     if isinstance(error, NSTError):
         return without_paths(f"That didn't work: {error}")
-    text = str(error).lower()
-    if isinstance(error, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or isinstance(error, MemoryError)
-    ):
+    if is_out_of_memory(error):
         return "The painter ran out of memory; try a smaller size."
     return "Something went wrong on my side; it has been logged. Please try again later."
 

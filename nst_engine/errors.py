@@ -36,3 +36,16 @@ class WeightsUnavailable(NSTError):
 
 class PresetError(NSTError):
     """A preset is unknown, or its image could not be fetched or decoded."""
+
+
+#: How PyTorch words running out of memory: CUDA and MPS ("out of memory"), the CPU allocator
+#: ("DefaultCPUAllocator: not enough memory: you tried to allocate ...").
+_OUT_OF_MEMORY_WORDS = ("out of memory", "not enough memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` means the device ran out of memory (a smaller size may fit)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY_WORDS)

@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from nst_engine import Progress, Result, RunStats
-from nst_engine.errors import Cancelled, InvalidImage, NSTError
+from nst_engine.errors import Cancelled, InvalidImage, NSTError, is_out_of_memory
 
 #: The arq queue (a sorted set: the waiting line, oldest first) and the one function on it.
 QUEUE_NAME = "nst:queue"
@@ -153,7 +153,7 @@ def failure(error: BaseException) -> dict[str, Any]:
         kind = "invalid_image"
     elif isinstance(error, NSTError):
         kind = "engine"
-    elif isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+    elif is_out_of_memory(error):
         kind = "out_of_memory"
     else:
         kind = "internal"

@@ -27,3 +27,22 @@ def test_preset_failures_name_the_preset_not_the_file() -> None:
         assert "`starry`" in text and "/srv" not in text and "Put the image" not in text
     assert "/srv" not in friendly_error(remote)  # without the job's preset: still no path
     assert "/tmp" not in friendly_error(InvalidImage("cannot read /tmp/x/in.png"))
+
+
+CPU_OOM = (
+    "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to allocate 9 GB"
+)
+
+
+def test_out_of_memory_on_cpu_worker_is_told_like_cuda() -> None:
+    """A worker's CPU out-of-memory crosses Redis as "out_of_memory", not as an internal error."""
+    from nst_queue.protocol import failure, outcome_to_result
+
+    outcome = failure(RuntimeError(CPU_OOM))
+    assert outcome["kind"] == "out_of_memory"
+    try:
+        outcome_to_result(outcome)
+    except Exception as error:
+        assert "try a smaller size" in friendly_error(error)
+    else:
+        raise AssertionError("a failure outcome must raise")

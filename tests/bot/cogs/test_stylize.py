@@ -127,18 +127,27 @@ async def test_bad_uploads_get_a_friendly_message(make_bot, data, words) -> None
     assert "Traceback" not in message and bot.queue.waiting == 0 and bot.queue.running == 0
 
 
-async def test_engine_error_is_reported_and_the_queue_goes_on(make_bot, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        "CUDA out of memory. Tried to allocate 2.00 GiB",
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+        "you tried to allocate 9663676416 bytes.",
+    ],
+    ids=["cuda", "cpu"],
+)
+async def test_engine_error_is_reported_and_the_queue_goes_on(make_bot, monkeypatch, error) -> None:
     bot = await make_bot()
     real = backends_module.engine_stylize
 
     def out_of_memory(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise RuntimeError(error)
 
     monkeypatch.setattr(backends_module, "engine_stylize", out_of_memory)
     interaction = await run_stylize(bot)
     final_edit = interaction.sent_messages[0].edit.call_args_list[-1].kwargs
-    assert "ran out of memory" in final_edit["content"] and final_edit["view"] is None
-    assert "CUDA" not in final_edit["content"]
+    assert "try a smaller size" in final_edit["content"] and final_edit["view"] is None
+    assert "CUDA" not in final_edit["content"] and "Allocator" not in final_edit["content"]
     assert sent_files(interaction.followup.send) == []
     assert bot.store.with_status(JobStatus.FAILED)
     monkeypatch.setattr(backends_module, "engine_stylize", real)

@@ -142,7 +142,7 @@ class LocalBackend:
         style = job.style
         if style is None:
             assert self.resolver is not None and job.preset is not None
-            style = self.resolver.resolve(job.preset)
+            style = self.resolver.resolve(job.preset, cancel=cancel)  # a download stops on Cancel
         return engine_stylize(
             job.content,
             [style],

@@ -14,7 +14,9 @@ user's upload before anything is written to disk.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import http.client
 import ipaddress
 import logging
 import os
@@ -23,6 +25,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,7 +36,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import InvalidImage, PresetError
+from .errors import Cancelled, InvalidImage, PresetError
 from .imaging import decode_image
 
 if sys.version_info >= (3, 11):
@@ -60,6 +63,12 @@ MAX_NAME_LENGTH = 64
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
+#: A whole download (connection, headers, body) ends after this many seconds, however the bytes
+#: trickle in: the per-read ``timeout`` alone lets a server sending one byte a second hold a
+#: worker for hours.
+DEFAULT_DEADLINE = 120.0
+#: How often a download looks at its cancel event and its deadline while a read is blocked.
+_WATCH_SECONDS = 0.1
 DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("commons.wikimedia.org", "upload.wikimedia.org")
 #: Wikimedia asks clients to identify themselves; anonymous default agents get throttled.
 USER_AGENT = (
@@ -303,6 +312,54 @@ class _Refused(Exception):
     """A download was stopped on purpose (policy, size, type); the message says why."""
 
 
+class _Watchdog:
+    """Ends a download from outside when its job is cancelled or its deadline passes.
+
+    A read blocked on a silent server cannot look at the clock or the cancel event, so a watcher
+    thread shuts the connection down (on a duplicate of its socket), which makes the read return
+    at once. The reading loop asks :meth:`stopped` after every read, too.
+    """
+
+    def __init__(self, cancel: threading.Event | None, deadline_at: float) -> None:
+        self.cancel = cancel
+        self.deadline_at = deadline_at
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def stopped(self) -> str | None:
+        """``"cancelled"``, ``"deadline"``, or None while the download may go on."""
+        if self.reason is None:
+            if self.cancel is not None and self.cancel.is_set():
+                self.reason = "cancelled"
+            elif time.monotonic() >= self.deadline_at:
+                self.reason = "deadline"
+        return self.reason
+
+    def watch(self, response: Any) -> None:
+        try:
+            self._sock = socket.socket(fileno=os.dup(response.fileno()))
+        except (AttributeError, OSError, ValueError):  # no socket (a test opener): reads still check
+            return
+        self._thread = threading.Thread(target=self._run, name="preset-download-watchdog", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(_WATCH_SECONDS):
+            if self.stopped() is not None and self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._sock is not None:
+            self._sock.close()
+
+
 class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
     """Follows a redirect only when its target passes the same URL policy as the first request."""
 
@@ -331,6 +388,7 @@ class PresetResolver:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
         allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
         opener: urllib.request.OpenerDirector | None = None,
         allow_loopback_http: bool = False,
@@ -338,6 +396,7 @@ class PresetResolver:
     ) -> None:
         """``cache_dir`` is the engine cache root (default :func:`default_cache_dir`).
 
+        ``timeout`` bounds each network read, ``deadline`` the whole download.
         ``opener`` replaces the default urllib opener (whose redirect handler refuses targets
         outside ``allowed_hosts``); the final URL of a response is checked either way.
         ``allow_loopback_http`` lets plain http to 127.0.0.1 through, for tests and local mirrors.
@@ -351,6 +410,7 @@ class PresetResolver:
         self.images_dir = self.cache_dir / PRESET_CACHE_SUBDIR
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.deadline = deadline
         self.allowed_hosts = tuple(host.lower() for host in allowed_hosts)
         self.allow_loopback_http = allow_loopback_http
         self.user_agent = user_agent
@@ -359,21 +419,30 @@ class PresetResolver:
         self._locks_guard = threading.Lock()
 
     # ------------------------------------------------------------------ public
-    def resolve(self, name: str) -> Image.Image:
+    def resolve(self, name: str, *, cancel: threading.Event | None = None) -> Image.Image:
         """The preset's image, RGB and decoded with the usual input checks.
 
         Raises PresetError for an unknown name, a missing local file, or a download that fails
-        (the message names the preset, the URL, why, and where to put the file to work offline).
+        or outlives ``deadline`` (the message names the preset, the URL, why, and where to put
+        the file to work offline); :class:`Cancelled` as soon as ``cancel`` is set, also while
+        waiting for another thread's download of the same preset.
         """
         preset = self.catalog.get(name)
         local = preset.local_path
         if local is not None:
             return self._decode_local(preset, local)
-        with self._lock_for(preset.name):
+        lock = self._lock_for(preset.name)
+        while not lock.acquire(timeout=_WATCH_SECONDS):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+        with contextlib.ExitStack() as held:
+            held.callback(lock.release)
             path = self._cache_path(preset)
             if path.is_file():
                 return self._decode_cached(preset, path)
-            data = self._download(preset, path)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            data = self._download(preset, path, cancel)
             image = self._decode_download(preset, data, path)
             self._store(path, data)
             log.info("preset %s downloaded (%d bytes) to %s", preset.name, len(data), path)
@@ -443,35 +512,50 @@ class PresetResolver:
             return f"is on host {host or '(none)'!r}, not one of the allowed hosts ({allowed})"
         return None
 
-    def _download(self, preset: Preset, path: Path) -> bytes:
+    def _download(self, preset: Preset, path: Path, cancel: threading.Event | None) -> bytes:
         url = preset.source
         problem = self._url_problem(url)
         if problem:
             raise self._download_error(preset, url, f"the URL {problem}", path)
         request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
+        watchdog = _Watchdog(cancel, time.monotonic() + self.deadline)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=min(self.timeout, self.deadline)) as response:
+                watchdog.watch(response)
                 final_url = response.geturl()
                 problem = self._url_problem(final_url)
                 if problem:
                     raise _Refused(f"the response came from {final_url}, which {problem}")
-                return self._read_capped(response)
-        except _Refused as refused:
-            raise self._download_error(preset, url, str(refused), path) from None
-        except urllib.error.HTTPError as error:
-            raise self._download_error(
-                preset, url, f"the server answered HTTP {error.code} {error.reason}", path
-            ) from None
-        except urllib.error.URLError as error:
-            reason = error.reason
-            why = "timed out" if isinstance(reason, (socket.timeout, TimeoutError)) else str(reason)
-            raise self._download_error(preset, url, f"no connection ({why})", path) from None
-        except TimeoutError:
-            raise self._download_error(preset, url, f"timed out after {self.timeout:g} s", path) from None
-        except OSError as error:  # connection reset mid-body, etc.
-            raise self._download_error(preset, url, f"the connection failed ({error})", path) from None
+                return self._read_capped(response, watchdog)
+        except (_Refused, OSError, http.client.HTTPException) as error:
+            stopped = watchdog.stopped()
+            if stopped == "cancelled":
+                raise Cancelled() from None
+            if stopped == "deadline":
+                raise self._download_error(
+                    preset, url, f"it took longer than {self.deadline:g} s", path
+                ) from None
+            raise self._failed_download(preset, url, path, error) from None
+        finally:
+            watchdog.close()
 
-    def _read_capped(self, response: Any) -> bytes:
+    def _failed_download(self, preset: Preset, url: str, path: Path, error: BaseException) -> PresetError:
+        """The operator-facing reason a download failed (not cancelled, within its deadline)."""
+        if isinstance(error, _Refused):
+            why = str(error)
+        elif isinstance(error, urllib.error.HTTPError):
+            why = f"the server answered HTTP {error.code} {error.reason}"
+        elif isinstance(error, urllib.error.URLError):
+            reason = error.reason
+            timed_out = isinstance(reason, (socket.timeout, TimeoutError))
+            why = f"no connection ({'timed out' if timed_out else reason})"
+        elif isinstance(error, TimeoutError):
+            why = f"timed out after {self.timeout:g} s"
+        else:  # connection reset mid-body, a malformed chunk, etc.
+            why = f"the connection failed ({error!r})"
+        return self._download_error(preset, url, why, path)
+
+    def _read_capped(self, response: Any, watchdog: _Watchdog) -> bytes:
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if not content_type.startswith("image/") or content_type == "image/svg+xml":
             raise _Refused(f"the server sent {content_type or 'no content type'!r}, not a raster image")
@@ -481,13 +565,19 @@ class PresetResolver:
         chunks: list[bytes] = []
         received = 0
         while True:
-            chunk = response.read(_CHUNK)
+            # read1: whatever has arrived, so a trickle returns often enough to check the clock
+            # (read(n) would wait for all n bytes); a silent server is the watchdog's.
+            chunk = response.read1(_CHUNK)
+            if watchdog.stopped() is not None:
+                raise _Refused("stopped")  # _download turns this into Cancelled or the deadline
             if not chunk:
                 break
             received += len(chunk)
             if received > self.max_bytes:
                 raise _Refused(f"the image is over the {self.max_bytes} byte limit")
             chunks.append(chunk)
+        if declared is not None and declared.strip().isdigit() and received < int(declared):
+            raise _Refused(f"the connection closed after {received} of {int(declared)} bytes")
         return b"".join(chunks)
 
     def _store(self, path: Path, data: bytes) -> None:

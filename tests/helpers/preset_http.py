@@ -26,6 +26,8 @@ class Route:
     declared_length: int | None = None
     location: str | None = None  #: for redirects
     delay: float = 0.0  #: seconds to wait before answering (to overlap concurrent requests)
+    #: Seconds between single bytes of the body (a server that trickles): 0 sends it at once.
+    trickle: float = 0.0
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -58,9 +60,13 @@ class PresetHTTPServer:
                     length = route.declared_length if route.declared_length is not None else len(route.body)
                     self.send_header("Content-Length", str(length))
                 self.end_headers()
+                step = 1 if route.trickle else 16 * 1024
                 try:
-                    for start in range(0, len(route.body), 16 * 1024):
-                        self.wfile.write(route.body[start : start + 16 * 1024])
+                    for start in range(0, len(route.body), step):
+                        self.wfile.write(route.body[start : start + step])
+                        if route.trickle:
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading on purpose (a size cap)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nst_engine.errors import PresetError
+from nst_engine.errors import Cancelled, PresetError
 from nst_engine.presets import (
     CACHED_IMAGE_SUFFIX,
     PRESET_FIELDS,
@@ -371,3 +372,33 @@ def test_resolved_images_are_rgb_whatever_the_served_mode(server: PresetHTTPServ
     server.routes["/rgba.png"] = Route(body=buffer.getvalue())
     image = local_resolver(served_catalog(server, rgba="/rgba.png"), tmp_path).resolve("rgba")
     assert image.mode == "RGB" and image.size == (32, 32)
+
+
+# ---------------------------------------------------------------------------- resolver: slow servers
+def test_a_trickling_download_stops_at_the_overall_deadline(server: PresetHTTPServer, tmp_path: Path) -> None:
+    """A byte every 50 ms never trips the per-read timeout; the overall deadline stops it."""
+    server.routes["/slow.png"] = Route(body=b"x" * 100_000, trickle=0.05)
+    resolver = local_resolver(served_catalog(server, slow="/slow.png"), tmp_path, timeout=5.0, deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(PresetError, match="took longer than 1 s"):
+        resolver.resolve("slow")
+    assert time.monotonic() - started < 3.0
+    assert not resolver.is_cached("slow") and not list(tmp_path.glob("presets/*"))
+
+
+@pytest.mark.parametrize("trickle", [0.05, 30.0], ids=["trickling", "silent"])
+def test_cancel_stops_a_download_at_once(server: PresetHTTPServer, tmp_path: Path, trickle: float) -> None:
+    """Cancel (or a shutdown, which cancels) is honoured mid-body, even while no byte arrives."""
+    server.routes["/slow.png"] = Route(body=b"x" * 100_000, trickle=trickle)
+    resolver = local_resolver(served_catalog(server, slow="/slow.png"), tmp_path, timeout=60.0)
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        resolver.resolve("slow", cancel=cancel)
+    assert 0.4 < time.monotonic() - started < 2.5
+    assert not resolver.is_cached("slow")
+    # A job already cancelled never starts a download.
+    with pytest.raises(Cancelled):
+        resolver.resolve("slow", cancel=cancel)
+    assert server.requests["/slow.png"] == 1

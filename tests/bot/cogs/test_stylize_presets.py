@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 from discord import app_commands
 
 from bot.app import NSTBot
+from bot.store import JobStatus
 from nst_engine import presets
 from tests.bot.conftest import (
     cog_of,
@@ -17,10 +20,11 @@ from tests.bot.conftest import (
     sent_files,
     texts,
     tiny_settings,
+    wait_for,
 )
 from tests.fakediscord import limits
 from tests.helpers.images import content_image, png_bytes, stripes_style
-from tests.helpers.preset_http import PresetHTTPServer
+from tests.helpers.preset_http import PresetHTTPServer, Route
 
 
 def local_catalog(tmp_path: Path, count: int, remote: int = 0):
@@ -208,6 +212,51 @@ async def test_a_failed_preset_never_shows_a_server_path(tmp_path: Path, caplog)
                 assert name in failure[-1]
                 assert str(tmp_path) in caplog.text, "the operator still gets the path"
                 caplog.clear()
+        finally:
+            await bot.queue.shutdown()
+            bot.store.close()
+
+
+async def test_cancel_and_shutdown_stop_a_trickling_preset_download(tmp_path: Path) -> None:
+    """A server sending a byte every 50 ms held the only worker: Cancel waited for the download."""
+    with PresetHTTPServer() as server:
+        server.routes["/slow.png"] = Route(body=b"x" * 100_000, trickle=0.05)
+        entry = {"title": "Slow", "artist": "P", "year": "1889", "licence": "PD"}
+        catalog = presets.PresetCatalog.from_mapping(
+            {"preset": [{"name": "slow", "source": server.url("/slow.png"), **entry}]}, base_dir=tmp_path
+        )
+        resolver = presets.PresetResolver(
+            catalog, tmp_path / "cache", allowed_hosts=("127.0.0.1",), allow_loopback_http=True
+        )
+        bot = NSTBot(tiny_settings(tmp_path), catalog=catalog, resolver=resolver)
+        await bot.load_commands()
+        try:
+            for round_ in (1, 2):
+                interaction = make_interaction()
+                task = asyncio.create_task(
+                    cog_of(bot).handle_stylize(
+                        interaction, make_attachment(png_bytes(content_image())), preset="slow"
+                    )
+                )
+                await wait_for(
+                    lambda r=round_, i=interaction: (
+                        server.requests["/slow.png"] == r and bool(i.sent_messages)
+                    )
+                )
+                await asyncio.sleep(0.3)  # well into the body
+                started = time.monotonic()
+                if round_ == 1:
+                    [record] = bot.store.with_status(JobStatus.RUNNING)
+                    await cog_of(bot).handle_cancel_button(make_interaction(), record.job_id)
+                    await asyncio.wait_for(task, 5)
+                    final = interaction.sent_messages[0].edit.call_args_list[-1].kwargs["content"]
+                    assert final == "Cancelled."
+                    assert bot.store.get(record.job_id).status is JobStatus.CANCELLED
+                else:
+                    await bot.queue.shutdown(timeout=30)  # what NSTBot.close does first
+                    await asyncio.wait_for(task, 5)
+                assert time.monotonic() - started < 3.0
+                assert not resolver.is_cached("slow")
         finally:
             await bot.queue.shutdown()
             bot.store.close()

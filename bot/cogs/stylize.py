@@ -20,6 +20,7 @@ from discord.ext import commands
 from nst_engine.errors import InvalidImage, NSTError
 from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
+from ..attachments import DownloadFailed, DownloadTooLarge, read_attachment
 from ..conversation import Conversation, defer
 from ..jobs import JobRefused
 from ..runner import JobRequest
@@ -300,19 +301,27 @@ class StylizeCog(commands.Cog):
         return None
 
     def _oversized(self, attachment: discord.Attachment, what: str) -> str | None:
-        cap = self.settings.max_attachment_bytes
-        if attachment.size > cap:
-            return f"I can't use that {what}: it is larger than {cap / (1024 * 1024):.0f} MiB."
+        if attachment.size > self.settings.max_attachment_bytes:
+            return f"I can't use that {what}: {self._too_large_text()}."
         return None
 
+    def _too_large_text(self) -> str:
+        cap = self.settings.max_attachment_bytes
+        if cap >= 1024 * 1024:
+            return f"it is larger than {cap / (1024 * 1024):.0f} MiB"
+        return f"it is larger than {cap // 1024} KiB"
+
     async def _download(self, attachment: discord.Attachment, what: str) -> Image.Image:
-        """Size-check (before downloading), download and decode one attachment."""
+        """Size-check (before downloading), download (counting the bytes) and decode one attachment."""
         cap = self.settings.max_attachment_bytes
         if attachment.size > cap:
-            raise UnusableAttachment(what, f"it is larger than {cap / (1024 * 1024):.0f} MiB")
+            raise UnusableAttachment(what, self._too_large_text())
         try:
-            data = await attachment.read()
-        except discord.HTTPException:
+            data = await read_attachment(attachment.url, cap)
+        except DownloadTooLarge:  # its declared size was wrong
+            raise UnusableAttachment(what, self._too_large_text()) from None
+        except DownloadFailed as error:
+            log.warning("could not download an attachment (%s): %s", what, error)
             raise UnusableAttachment(what, "I could not download it; please try again") from None
         loop = asyncio.get_running_loop()
         try:

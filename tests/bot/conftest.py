@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
+import aiohttp
 import discord
 import pytest
 from PIL import Image
@@ -21,6 +22,7 @@ from PIL import Image
 from bot.app import NSTBot
 from bot.cogs.stylize import StylizeCog
 from bot.settings import Settings
+from tests.helpers.preset_http import PresetHTTPServer, Route
 
 _ids = itertools.count(1000)
 
@@ -121,12 +123,40 @@ def make_interaction(
     return interaction
 
 
-def make_attachment(data: bytes, filename: str = "photo.png", size: int | None = None) -> MagicMock:
+_cdn: PresetHTTPServer | None = None
+
+
+def cdn() -> PresetHTTPServer:
+    """A local HTTP server standing in for Discord's CDN (one per test process, started once)."""
+    global _cdn
+    if _cdn is None:
+        _cdn = PresetHTTPServer().__enter__()
+    return _cdn
+
+
+def make_attachment(
+    data: bytes, filename: str = "photo.png", size: int | None = None, *, route: Route | None = None
+) -> MagicMock:
+    """An attachment whose bytes are served at ``attachment.url`` (``route``: how they are served).
+
+    ``read()`` does what discord.py's does: one GET of the whole body (an error status becomes an
+    ``HTTPException``; a broken body raises aiohttp's own error).
+    """
     attachment = MagicMock(spec=discord.Attachment)
     attachment.filename = filename
     attachment.size = len(data) if size is None else size
     attachment.content_type = "image/png"
-    attachment.read = AsyncMock(return_value=data)
+    path = f"/attachments/{next(_ids)}/{filename.replace('/', '_')}"
+    cdn().routes[path] = route or Route(body=data)
+    attachment.url = cdn().url(path)
+
+    async def read() -> bytes:
+        async with aiohttp.ClientSession() as session, session.get(attachment.url) as response:
+            if response.status != 200:
+                raise discord.HTTPException(response, "download failed")
+            return await response.read()
+
+    attachment.read = AsyncMock(side_effect=read)
     return attachment
 
 

@@ -37,6 +37,8 @@ class PresetHTTPServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: Counter[str] = Counter()
+        #: Body bytes written per path (what the client let through before it stopped reading).
+        self.sent: Counter[str] = Counter()
         self.user_agents: list[str] = []
         owner = self
 
@@ -64,6 +66,7 @@ class PresetHTTPServer:
                 try:
                     for start in range(0, len(route.body), step):
                         self.wfile.write(route.body[start : start + step])
+                        owner.sent[self.path] += len(route.body[start : start + step])
                         if route.trickle:
                             self.wfile.flush()
                             time.sleep(route.trickle)

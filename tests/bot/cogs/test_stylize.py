@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from unittest.mock import MagicMock
+from urllib.parse import urlsplit
 
 import discord
 import pytest
@@ -15,6 +16,7 @@ from bot.runner import MIN_UPLOAD_BYTES
 from bot.store import JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
+    cdn,
     cog_of,
     decode_file,
     make_attachment,
@@ -26,6 +28,7 @@ from tests.bot.conftest import (
     wait_for,
 )
 from tests.helpers.images import content_image, png_bytes, stripes_style
+from tests.helpers.preset_http import Route
 
 
 def uploads(filename: str = "../../etc/passwd.png") -> tuple[MagicMock, MagicMock]:
@@ -105,7 +108,7 @@ async def test_oversized_attachment_is_refused_before_download(make_bot) -> None
     content = make_attachment(b"x" * 10, size=50_000_000)
     style = make_attachment(png_bytes(stripes_style()))
     await cog_of(bot).handle_stylize(interaction, content, style=style)
-    content.read.assert_not_awaited()
+    assert cdn().requests[urlsplit(content.url).path] == 0, "nothing was downloaded"
     interaction.response.defer.assert_not_awaited()
     message = interaction.response.send_message.call_args.args[0]
     assert "larger than" in message and "photo" in message
@@ -381,3 +384,42 @@ async def test_queue_position_edits_only_fall_and_a_burst_is_one_edit(make_bot) 
     for job in bot.queue.jobs():
         bot.queue.cancel(job.job_id)
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+async def test_download_is_capped_while_streaming_whatever_the_declared_size(make_bot) -> None:
+    """An attachment claiming 1000 bytes that streams 40 MiB is stopped near the cap, not read whole."""
+    bot = await make_bot(max_attachment_bytes=64 * 1024)
+    interaction = make_interaction()
+    body = b"x" * (40 << 20)
+    content = make_attachment(body, size=1000, route=Route(body=body, send_length=False))
+    await cog_of(bot).handle_stylize(interaction, content, style=make_attachment(png_bytes(stripes_style())))
+    message = texts(interaction.followup.send)[-1]
+    assert message == "I can't use that photo: it is larger than 64 KiB"
+    path = urlsplit(content.url).path
+    await asyncio.sleep(0.5)  # let the server notice the closed connection
+    assert cdn().sent[path] < 20 << 20, "the bot stopped reading near the cap"
+    assert bot.queue.waiting == 0 and bot.queue.running == 0
+
+
+@pytest.mark.parametrize("fault", ["cut-short", "stalled", "not-found"])
+async def test_a_broken_or_stalled_download_is_a_friendly_message(make_bot, monkeypatch, fault) -> None:
+    import aiohttp
+
+    from bot import attachments
+
+    monkeypatch.setattr(attachments, "ATTACHMENT_TIMEOUT", aiohttp.ClientTimeout(total=1.5))
+    bot = await make_bot()
+    data = png_bytes(content_image())
+    route = {
+        "cut-short": Route(body=data[:100], declared_length=len(data)),  # aiohttp: ClientPayloadError
+        "stalled": Route(body=data, trickle=10.0),  # one byte, then silence: a timeout
+        "not-found": Route(status=404, body=b"gone", content_type="text/plain"),
+    }[fault]
+    interaction = make_interaction()
+    content = make_attachment(data, route=route)
+    await cog_of(bot).handle_stylize(interaction, content, style=make_attachment(png_bytes(stripes_style())))
+    assert (
+        texts(interaction.followup.send)[-1]
+        == "I can't use that photo: I could not download it; please try again"
+    )
+    assert bot.queue.waiting == 0 and bot.queue.running == 0

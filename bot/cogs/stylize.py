@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,9 @@ PRESET_THUMBNAIL_SIZE = 160
 PRESET_THUMBNAIL_BYTES = 200 * 1024
 
 EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /stylize again."
+#: A refused reaction (busy, cooling down, already extreme, expired) is answered in the channel,
+#: for everyone to see, so at most once per user in this many seconds; the others are ignored.
+REACTION_NOTICE_SECONDS = 300.0
 
 
 class UnusableAttachment(Exception):
@@ -70,6 +75,8 @@ class StylizeCog(commands.Cog):
         self.settings = bot.settings
         #: /presets thumbnails by (file, modification time).
         self._thumbnail_cache: dict[tuple[str, int], EncodedImage] = {}
+        #: When each user was last told why their reaction did nothing (monotonic seconds).
+        self._reaction_notices: dict[int, float] = {}
         self.stylize_command = self._build_stylize_command()
         self.presets_command: app_commands.Command[Any, ..., None] = app_commands.Command(
             name="presets", description="List the preset paintings", callback=self._presets_callback()
@@ -410,12 +417,16 @@ class StylizeCog(commands.Cog):
                 log.warning("cannot reach channel %s for a reaction re-run", payload.channel_id)
                 return
         conversation = self._conversation(None, channel, payload.user_id)
+
+        async def refuse(text: str) -> None:
+            await self._reaction_notice(conversation, text)
+
         try:
             self.bot.runner.check_admission(payload.user_id)
         except JobRefused as refusal:
-            await conversation.tell(f"{conversation.mention} {refusal}")
+            await refuse(str(refusal))
             return
-        await self.rerun(record, Rerun.STRONGER, conversation)
+        await self.rerun(record, Rerun.STRONGER, conversation, refuse=refuse)
 
     def rerun_problem(self, record: JobRecord, action: Rerun) -> str | None:
         """Why a re-run cannot start, as far as it is known without loading the inputs."""
@@ -428,17 +439,40 @@ class StylizeCog(commands.Cog):
             return EXPIRED_TEXT
         return None
 
-    async def rerun(self, record: JobRecord, action: Rerun, conversation: Conversation) -> None:
+    async def _reaction_notice(self, conversation: Conversation, text: str) -> None:
+        """Tell a user (publicly: a reaction has no private reply) why their reaction did nothing,
+        unless they were told in the last ``REACTION_NOTICE_SECONDS``: ten reactions, one message."""
+        now = time.monotonic()
+        last = self._reaction_notices.get(conversation.user_id)
+        if last is not None and now - last < REACTION_NOTICE_SECONDS:
+            log.debug("reaction of user %s refused quietly: %s", conversation.user_id, text)
+            return
+        self._reaction_notices = {
+            user: at for user, at in self._reaction_notices.items() if now - at < REACTION_NOTICE_SECONDS
+        }
+        self._reaction_notices[conversation.user_id] = now
+        await conversation.tell(f"{conversation.mention} {text}")
+
+    async def rerun(
+        self,
+        record: JobRecord,
+        action: Rerun,
+        conversation: Conversation,
+        *,
+        refuse: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        """Paint ``record`` again, changed by ``action``; ``refuse`` says why not (default: tell)."""
+        refuse = refuse or conversation.tell
         request = JobRequest.from_dict(record.params)
         changed = apply_rerun(request.strength, request.seed, action)
         problem = self.rerun_problem(record, action)
         if changed is None or problem is not None:
-            await conversation.tell(problem or EXPIRED_TEXT)
+            await refuse(problem or EXPIRED_TEXT)
             return
         content = None if record.expired else self.bot.store.load_input(record.content_path)
         style = None if request.preset else self.bot.store.load_input(record.style_path)
         if content is None or (style is None and not request.preset):
-            await conversation.tell(EXPIRED_TEXT)
+            await refuse(EXPIRED_TEXT)
             return
         strength, seed = changed
         new_request = JobRequest(

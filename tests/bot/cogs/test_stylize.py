@@ -423,3 +423,28 @@ async def test_a_broken_or_stalled_download_is_a_friendly_message(make_bot, monk
         == "I can't use that photo: I could not download it; please try again"
     )
     assert bot.queue.waiting == 0 and bot.queue.running == 0
+
+
+async def test_refused_reactions_post_at_most_one_notice_per_user(make_bot) -> None:
+    """Ten 💪 that cannot be honoured (cooling down, already extreme) gave ten public messages."""
+    bot = await make_bot(cooldown_seconds=3600)
+    channel = make_channel()
+    bot.get_channel = MagicMock(return_value=channel)
+    await run_stylize(bot, make_interaction(user_id=42, channel=channel), strength="extreme")
+    result_id = bot.store.with_status(JobStatus.DONE)[0].result_message_id
+
+    def reaction(user_id: int) -> MagicMock:
+        payload = MagicMock(spec=discord.RawReactionActionEvent)
+        payload.user_id, payload.message_id, payload.channel_id = user_id, result_id, channel.id
+        payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
+        return payload
+
+    for user_id in (42, 77):  # 42 is cooling down; 77 may ask, but extreme is the strongest already
+        before = channel.send.await_count
+        for _ in range(10):
+            await dispatch_reaction(bot, reaction(user_id))
+        notices = texts(channel.send)[before:]
+        assert len(notices) == 1, notices
+        assert f"<@{user_id}>" in notices[0]
+    assert "wait" in texts(channel.send)[-2] and "strongest" in texts(channel.send)[-1]
+    assert bot.queue.waiting == 0 and bot.queue.running == 0

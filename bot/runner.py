@@ -59,6 +59,8 @@ class JobRequest:
     preserve_color: bool = False
     seed: int = 0
     preset: str | None = None
+    #: An input was marked as a spoiler: the previews and the result are too.
+    spoiler: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class JobRequest:
             "preserve_color": self.preserve_color,
             "seed": self.seed,
             "preset": self.preset,
+            "spoiler": self.spoiler,
         }
 
     @classmethod
@@ -74,7 +77,7 @@ class JobRequest:
         return cls(
             **{
                 key: data[key]
-                for key in ("strength", "size", "preserve_color", "seed", "preset")
+                for key in ("strength", "size", "preserve_color", "seed", "preset", "spoiler")
                 if key in data
             }
         )
@@ -343,7 +346,11 @@ class JobRun:
             + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
         }
         if self.pending_preview is not None:
-            kwargs["attachments"] = [_png_file(self.pending_preview, f"preview-{self.record.job_id}.png")]
+            kwargs["attachments"] = [
+                _png_file(
+                    self.pending_preview, f"preview-{self.record.job_id}.png", spoiler=self.request.spoiler
+                )
+            ]
             self.pending_preview = None
             self.previews_shown += 1
         await self._edit(**kwargs)
@@ -409,12 +416,14 @@ class JobRun:
                 )
                 return
             name = f"stylized-{self.record.job_id}.{encoded.extension}"
-            embed.set_image(url=f"attachment://{name}")
+            spoiler = self.request.spoiler
+            if not spoiler:  # an image inside an embed cannot be blurred: a spoiler stays outside
+                embed.set_image(url=f"attachment://{name}")
             try:
                 message = await self.conversation.send(
                     f"Done, {self.conversation.mention}!",
                     embed=embed,
-                    file=discord.File(io.BytesIO(encoded.data), filename=name),
+                    file=discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler),
                     view=view,
                 )
                 break
@@ -464,8 +473,8 @@ class JobRun:
         return embed
 
 
-def _png_file(image: Image.Image, name: str) -> discord.File:
+def _png_file(image: Image.Image, name: str, *, spoiler: bool = False) -> discord.File:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     buffer.seek(0)
-    return discord.File(buffer, filename=name)
+    return discord.File(buffer, filename=name, spoiler=spoiler)

@@ -284,7 +284,13 @@ class StylizeCog(commands.Cog):
         except UnusableAttachment as error:
             await conversation.send(str(error), ephemeral=True)
             return
-        request = JobRequest(strength=strength, size=size, preserve_color=preserve_colors, preset=preset)
+        request = JobRequest(
+            strength=strength,
+            size=size,
+            preserve_color=preserve_colors,
+            preset=preset,
+            spoiler=content.is_spoiler() or (style is not None and style.is_spoiler()),
+        )
         await self.start_job(
             conversation,
             content_image,
@@ -481,6 +487,7 @@ class StylizeCog(commands.Cog):
             preserve_color=request.preserve_color,
             seed=seed,
             preset=request.preset,
+            spoiler=request.spoiler,
         )
         await self.start_job(
             conversation, content, style, new_request, guild_id=record.guild_id, channel_id=record.channel_id

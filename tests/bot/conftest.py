@@ -146,6 +146,7 @@ def make_attachment(
     attachment.filename = filename
     attachment.size = len(data) if size is None else size
     attachment.content_type = "image/png"
+    attachment.is_spoiler = MagicMock(return_value=filename.startswith("SPOILER_"))
     path = f"/attachments/{next(_ids)}/{filename.replace('/', '_')}"
     cdn().routes[path] = route or Route(body=data)
     attachment.url = cdn().url(path)

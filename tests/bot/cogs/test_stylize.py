@@ -448,3 +448,35 @@ async def test_refused_reactions_post_at_most_one_notice_per_user(make_bot) -> N
         assert f"<@{user_id}>" in notices[0]
     assert "wait" in texts(channel.send)[-2] and "strongest" in texts(channel.send)[-1]
     assert bot.queue.waiting == 0 and bot.queue.running == 0
+
+
+@pytest.mark.parametrize("spoiler", ["content", "style", None])
+async def test_a_spoiler_input_gives_a_spoiler_result_previews_and_reruns(make_bot, spoiler) -> None:
+    bot = await make_bot()
+    interaction = make_interaction()
+    content = make_attachment(
+        png_bytes(content_image(64, 48)), "SPOILER_photo.png" if spoiler == "content" else "photo.png"
+    )
+    style = make_attachment(png_bytes(stripes_style()), "SPOILER_s.png" if spoiler == "style" else "s.png")
+    await cog_of(bot).handle_stylize(interaction, content, style=style)
+    [result] = sent_files(interaction.followup.send)
+    previews = [
+        file
+        for call in interaction.sent_messages[0].edit.call_args_list
+        for file in call.kwargs.get("attachments") or []
+    ]
+    assert previews
+    embed = interaction.followup.send.call_args_list[-1].kwargs["embed"]
+    if spoiler is None:
+        assert not result.spoiler and not any(p.spoiler for p in previews)
+        assert embed.image.url == f"attachment://{result.filename}"
+        return
+    # Shown blurred until clicked; an image inside an embed cannot be, so the embed has none.
+    assert result.spoiler and result.filename.startswith("SPOILER_") and all(p.spoiler for p in previews)
+    assert embed.image.url is None
+    job_id = interaction.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    press = make_interaction(user_id=77)
+    press.client = bot
+    await RerunButton(Rerun.STRONGER, job_id).callback(press)
+    [again] = sent_files(press.followup.send)
+    assert again.spoiler, "a re-run of a spoiler stays a spoiler"

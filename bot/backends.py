@@ -123,7 +123,7 @@ class LocalBackend:
         queued: Job[Progress, Result] = Job(
             job_id=job.job_id,
             user_id=job.user_id,
-            work=lambda cancel, report: self._paint(job, cancel, report),
+            work=lambda cancel, report: self._paint(job, cancel, report, slot=queued.slot),
             on_position=observer.on_position,
             on_start=observer.on_start,
             on_progress=observer.on_progress,
@@ -137,8 +137,15 @@ class LocalBackend:
         # Kept a moment longer than the future, so stopped_by_shutdown can still be asked.
         asyncio.get_running_loop().call_later(60, self._jobs.pop, job_id, None)
 
-    def _paint(self, job: PaintJob, cancel: threading.Event, report: Callable[[Any], None]) -> Result:
-        """Runs in a worker thread."""
+    def _paint(
+        self, job: PaintJob, cancel: threading.Event, report: Callable[[Any], None], *, slot: int
+    ) -> Result:
+        """Runs in a worker thread: worker ``slot`` of the pool."""
+        params = job.params
+        if params.device in ("auto", "cuda"):  # several GPUs: worker i paints on cuda:i
+            gpus = self.gpu_count()
+            if gpus > 1:
+                params = params.replace(device=f"cuda:{slot % gpus}")
         style = job.style
         if style is None:
             assert self.resolver is not None and job.preset is not None
@@ -146,13 +153,20 @@ class LocalBackend:
         return engine_stylize(
             job.content,
             [style],
-            job.params,
+            params,
             progress=report,
             cancel=cancel,
             preview_every=job.preview_every,
             preview_size=job.preview_size,
             style_cache=self.style_cache,
         )
+
+    @staticmethod
+    def gpu_count() -> int:
+        """CUDA devices visible to this process (0 without CUDA)."""
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
     async def resume(self, record: JobRecord, observer: JobObserver) -> asyncio.Future[Result] | None:
         return None  # a job painted in this process died with the previous one

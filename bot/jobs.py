@@ -70,6 +70,9 @@ class Job(Generic[P, R]):
     future: asyncio.Future[R] | None = None
     started: bool = False
     stopped_by_shutdown: bool = False
+    #: Which of the ``workers`` runs it (0..workers-1, the lowest free one), set when it starts;
+    #: with one worker per GPU, worker i paints on ``cuda:i``.
+    slot: int = -1
 
 
 class JobQueue:
@@ -192,6 +195,8 @@ class JobQueue:
     def _start(self, job: Job[object, object]) -> None:
         loop = asyncio.get_running_loop()
         job.started = True
+        busy = {running.slot for running in self._running.values()}
+        job.slot = min(set(range(self.workers)) - busy)
         self._running[job.job_id] = job
         if job.on_start is not None:
             self._notify(job.on_start)

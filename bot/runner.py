@@ -12,6 +12,7 @@ still painting and delivers them to the same channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import logging
@@ -286,8 +287,9 @@ class JobRun:
             return
         if self.resumed:
             self.message_ready.set()  # the old progress message belongs to an expired interaction
-        else:
-            await self._open_progress_message()
+        elif not await self._open_progress_message():
+            await self._stop_unseen(future)
+            return
         try:
             result = await future
         except Detached:
@@ -300,15 +302,38 @@ class JobRun:
             return
         await self.deliver(result)
 
+    async def _stop_unseen(self, future: asyncio.Future[Result]) -> None:
+        """The progress message could not be posted, so neither could the result: stop the job
+        and record it as failed (not left "running", which a restart would misreport)."""
+        await self.runner.backend.cancel(self.record.job_id)
+        with contextlib.suppress(Exception):  # Cancelled, or whatever ended it first: it is over
+            await future
+        text = "I could not post your job's progress here, so I stopped it; please try again."
+        self.bot.store.update(
+            self.record.job_id,
+            status=JobStatus.FAILED,
+            error="the progress message could not be posted",
+            finished_at=time.time(),
+        )
+        await self.conversation.tell(text)  # quietly: it may well fail too
+
     # -- observers (the backend calls them on the event loop) ---------------------------------
-    async def _open_progress_message(self) -> None:
+    async def _open_progress_message(self) -> bool:
+        """Post the message that shows the queue position, progress and Cancel; False when it
+        cannot be posted (an error after discord.py's retries, or no permission in the channel)."""
         position = self.runner.backend.position(self.record.job_id)
         text = queue_text(position) if self.started_at is None else "Painting\u2026"
-        self.message = await self.conversation.send(text, view=cancel_view(self.record.job_id))
-        if self.message is not None:
-            self.bot.store.update(self.record.job_id, progress_message_id=self.message.id)
-        self.last_position = position
+        try:
+            self.message = await self.conversation.send(text, view=cancel_view(self.record.job_id))
+        except discord.HTTPException as error:
+            log.warning("cannot post the progress message of job %s: %s", self.record.job_id, error.status)
+            self.message = None
         self.message_ready.set()
+        if self.message is None:
+            return False
+        self.bot.store.update(self.record.job_id, progress_message_id=self.message.id)
+        self.last_position = position
+        return True
 
     async def on_position(self, position: int) -> None:
         """Show the job's place in line, read from the backend when the edit is made.

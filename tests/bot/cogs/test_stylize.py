@@ -12,7 +12,7 @@ import pytest
 import bot.backends as backends_module
 import bot.runner as runner_module
 from bot.cogs.stylize import EXPIRED_TEXT, CancelButton, RerunButton
-from bot.runner import MIN_UPLOAD_BYTES
+from bot.runner import MIN_UPLOAD_BYTES, JobRequest
 from bot.store import JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
@@ -480,3 +480,44 @@ async def test_a_spoiler_input_gives_a_spoiler_result_previews_and_reruns(make_b
     await RerunButton(Rerun.STRONGER, job_id).callback(press)
     [again] = sent_files(press.followup.send)
     assert again.spoiler, "a re-run of a spoiler stays a spoiler"
+
+
+@pytest.mark.parametrize("where", ["followup-503", "channel-403"])
+async def test_a_progress_message_that_cannot_be_posted_stops_the_job(make_bot, where) -> None:
+    """The job ran on with nowhere to post its result, its record stayed "running", and the next
+    start told the user the bot had restarted. Now it is stopped and recorded as failed."""
+    bot = await make_bot(iterations=100_000)  # would paint for minutes if it were not stopped
+    if where == "followup-503":
+        interaction = make_interaction()
+        original = interaction.followup.send.side_effect
+
+        def send(*args, **kwargs):
+            if kwargs.get("view") is not None:  # the progress message, with its Cancel button
+                raise discord.HTTPException(MagicMock(status=503, reason="Service Unavailable"), "down")
+            return original(*args, **kwargs)
+
+        interaction.followup.send.side_effect = send
+        await asyncio.wait_for(run_stylize(bot, interaction), 20)
+        told = texts(interaction.followup.send)
+    else:  # a channel conversation (a reaction, or after the token expired) where the bot may not post
+        channel = make_channel()
+        channel.send.side_effect = discord.Forbidden(MagicMock(status=403, reason="Forbidden"), "no access")
+        conversation = cog_of(bot)._conversation(None, channel, 42)
+        await asyncio.wait_for(
+            bot.runner.start(
+                conversation,
+                content_image(),
+                stripes_style(),
+                JobRequest(),
+                guild_id=1,
+                channel_id=channel.id,
+            ),
+            20,
+        )
+        told = []
+    [record] = bot.store.with_status(JobStatus.FAILED)
+    assert "progress" in record.error
+    assert bot.queue.running == 0 and bot.queue.waiting == 0
+    assert not bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED)
+    if where == "followup-503":
+        assert told and "could not post" in told[-1]

@@ -385,9 +385,15 @@ class JobRun:
             await self._edit_locked(**kwargs)
 
     async def _edit_locked(self, **kwargs: Any) -> None:
-        """Edit the progress message; the caller holds ``edit_lock``."""
+        """Edit the progress message; the caller holds ``edit_lock``.
+
+        Unless the edit says otherwise (``view=None`` at the end), the message keeps its Cancel
+        button: after the token expires an edit re-posts the message in the channel, and the
+        new message must have it too.
+        """
         if self.message is None:
             return
+        kwargs.setdefault("view", cancel_view(self.record.job_id))
         try:
             self.message = await self.conversation.edit(self.message, **kwargs)
         except discord.HTTPException as error:  # a skipped progress edit is harmless

@@ -22,6 +22,7 @@ from tests.bot.conftest import (
     make_attachment,
     make_channel,
     make_interaction,
+    make_message,
     run_until_running,
     sent_files,
     texts,
@@ -521,3 +522,28 @@ async def test_a_progress_message_that_cannot_be_posted_stops_the_job(make_bot, 
     assert not bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED)
     if where == "followup-503":
         assert told and "could not post" in told[-1]
+
+
+async def test_cancel_button_survives_the_switch_to_channel_messages(make_bot) -> None:
+    """After the token's 14 minutes the progress message is re-posted in the channel; it lost its
+    Cancel button, so a long job could no longer be cancelled."""
+    bot = await make_bot(interaction_token_seconds=1.0, iterations=100_000)
+    channel = make_channel()
+    posted: list[MagicMock] = []
+    channel.send.side_effect = lambda *a, **k: posted.append(make_message(discord.Message)) or posted[-1]
+    interaction = make_interaction(channel=channel)
+    task = asyncio.create_task(run_stylize(bot, interaction))
+    await wait_for(lambda: bot.queue.running == 1 and bool(interaction.sent_messages))
+    assert interaction.followup.send.call_args_list[0].kwargs["view"] is not None
+    await wait_for(lambda: channel.send.await_count >= 1)  # the token expired: now in the channel
+    view = channel.send.call_args_list[0].kwargs.get("view")
+    assert view is not None, "the channel progress message has no Cancel button"
+    [button] = view.children
+    job_id = button.custom_id.split(":")[2]
+    assert button.custom_id == f"nst:cancel:{job_id}"
+    press = make_interaction(user_id=42)
+    press.client = bot
+    await CancelButton(job_id).callback(press)
+    await asyncio.wait_for(task, 20)
+    assert bot.store.get(job_id).status is JobStatus.CANCELLED
+    assert "Cancelled." in texts(*(message.edit for message in posted))

@@ -1,9 +1,12 @@
 """Gatys et al. style transfer: the optimisation loop and its public entry point ``stylize``.
 
 One run is a small pyramid: the picture is first painted at a fraction of the final size, where
-an evaluation is cheap, then upsampled and refined at each larger level. Losses are normalised per
-layer (relative to the target's own energy, Grams divided by the number of positions) so the same
-weights give the same look at 128 px and at 1024 px, and so each style layer counts equally.
+an evaluation is cheap, then upsampled and refined at each larger level. The objective is Gatys et
+al.'s as neural-style (jcjohnson/neural-style) scales it, with its default weights (see
+:mod:`nst_engine.losses`): what most people know as "the" neural style look. neural-style gets
+there with 1000 L-BFGS iterations at full size from noise; this engine starts from the photo and
+spends most of its iterations where they are cheap (see ``split_iterations`` and
+docs/benchmarks.md, "vs neural-style").
 """
 
 from __future__ import annotations
@@ -44,9 +47,6 @@ PYRAMID_MIN_SIDE = 128
 LBFGS_HISTORY_BYTES = 1 << 30
 #: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
 TOP_LEVEL_SHARE = 0.22
-#: How far each finer level's start moves from the upsampled painting back to the photo
-#: (see ``upsample_with_detail``); tuned at 512 px against the single-scale run.
-PYRAMID_ANCHOR = 0.7
 
 
 @dataclass(frozen=True)
@@ -213,16 +213,17 @@ def lbfgs_history(numel: int) -> int:
 
 def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """The start of a finer level: the coarser level's painting upsampled to ``content``'s size,
-    with the photo's fine detail added back, and re-anchored on the photo.
+    with the photo's fine detail added back.
 
-    A coarse level cannot hold what lies above its resolution, so a plain upsample is blurred and
-    its strokes are twice too large for the new level; the finer level would spend its expensive
-    iterations re-drawing the photo. Adding the band the coarse level could not see (the content
-    minus its own down-and-up-sampled copy, one step of a Laplacian pyramid) and moving the start
-    ``PYRAMID_ANCHOR`` of the way back to the photo keeps the coarse level's colours and layout
-    while the finer level paints strokes at its own scale. At 512 px, against the single-scale
-    fp32 run (docs/benchmarks.md): content loss 1.24x with a plain upsample and 14% of the
-    iterations at full size, 1.20x with the detail added, 1.09x with the anchor and 22%.
+    A coarse level cannot hold what lies above its resolution, so a plain upsample is blurred; the
+    finer level would spend its expensive iterations re-drawing the photo's edges. Adding the band
+    the coarse level could not see (the content minus its own down-and-up-sampled copy, one step
+    of a Laplacian pyramid) gives it those edges at once, and it paints strokes at its own scale.
+
+    This engine used to also pull each start 70% of the way back to the photo, tuned when each
+    style layer's loss was normalised by its own target's energy. Measured against neural-style's
+    objective, that pull undid most of what the coarse levels had painted (the painting's colours
+    above all), so it is gone: the coarse levels now hand over their colours and layout as they are.
     """
     size = (content.shape[2], content.shape[3])
     coarse = (image.shape[2], image.shape[3])
@@ -230,8 +231,7 @@ def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Te
     blurred_content = F.interpolate(
         F.interpolate(content, size=coarse, mode="area"), size=size, mode="bicubic", align_corners=False
     )
-    painted = upsampled + (content - blurred_content)
-    return ((1 - PYRAMID_ANCHOR) * painted + PYRAMID_ANCHOR * content).clamp(0, 255)
+    return (upsampled + (content - blurred_content)).clamp(0, 255)
 
 
 class _Run:
@@ -378,8 +378,10 @@ class _Run:
         p = self.params
         with self.loss_setup.autocast():
             features = self.model(image)
-            c = p.content_weight * content_loss(features[vgg.CONTENT_LAYERS[0]], level.content_target)
-            s = p.style_weight * p.style_strength * style_loss(features, level.style_targets)
+            scale = self.model.feature_scale
+            content = content_loss(features[vgg.CONTENT_LAYERS[0]], level.content_target, scale)
+            c = p.content_weight * content
+            s = p.style_weight * p.style_strength * style_loss(features, level.style_targets, scale)
         t = p.tv_weight * tv_loss(image)
         total = c + s + t
         self.evaluations += 1

@@ -40,12 +40,17 @@ class StyleParams:
     size: int = 512
     #: Optimiser iterations, summed over all pyramid levels.
     iterations: int = 300
-    #: Weight of the content loss (relu4_2).
-    content_weight: float = 1.0
-    #: Weight of the style loss (Gram matrices at relu1_1..relu5_1), before ``style_strength``.
-    style_weight: float = 10.0
-    #: Weight of the total-variation (smoothness) loss.
-    tv_weight: float = 1.0
+    #: Weight of the content loss: the mean squared error of relu4_2 features. 5 is neural-style's
+    #: default; the losses use its scaling (see :mod:`nst_engine.losses`), so the weights mean
+    #: the same as there.
+    content_weight: float = 5.0
+    #: Weight of each style layer's loss (Gram matrices at relu1_1..relu5_1, summed), before
+    #: ``style_strength``. 100 per layer is neural-style's default.
+    style_weight: float = 100.0
+    #: Weight of the total-variation (smoothness) loss, a mean over the image of squared
+    #: neighbour differences in 0-255 units. 300 is what neural-style's default (1e-3 on a sum)
+    #: amounts to at 512x384 px; as a mean it stays the same at every size.
+    tv_weight: float = 300.0
     #: Multiplier on ``style_weight``: 1 is the default look, 2 is stronger, 0.5 subtler.
     style_strength: float = 1.0
     #: Blend weights of the style images, one per image; ``None`` blends them equally.

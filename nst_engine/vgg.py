@@ -206,6 +206,15 @@ class VGGFeatures(nn.Module):
             scale = 1.0 / (255.0 * torch.tensor(IMAGENET_STD))
             shift = -torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)
             self.flip_to_bgr = False
+        #: What the losses multiply features by to put them on Caffe VGG19's scale, the one the
+        #: default weights (neural-style's) are set for: the losses are absolute, not normalised
+        #: by the target's energy (see :mod:`nst_engine.losses`). Caffe's input is 0-255 pixel
+        #: values; ImageNet normalisation divides them by 255 x std, about 58. A ReLU network
+        #: without its biases is positively homogeneous, so features shrink by about as much;
+        #: multiplying them back gives torchvision's weights (and any state dict used with ImageNet
+        #: normalisation) the same balance of content and style, instead of content (squared
+        #: features) outweighing style (features to the fourth power) by a factor of 58².
+        self.feature_scale = 1.0 if weights.preprocessing == "caffe" else 255.0 * sum(IMAGENET_STD) / 3
         self.register_buffer("scale", scale.view(1, 3, 1, 1))
         self.register_buffer("shift", shift.view(1, 3, 1, 1))
 

@@ -33,6 +33,7 @@ from .tensors import (
     image_to_tensor,
     luminance_as_rgb,
     resize,
+    resize_style,
     scaled_dimensions,
     tensor_to_image,
     with_chroma_of,
@@ -303,7 +304,7 @@ class _Run:
             if weight == 0:
                 continue
             self._check_cancel()
-            image = resize(style, scaled_dimensions(*style.size, longest))
+            image = resize_style(style, scaled_dimensions(*style.size, longest))
             tensor = image_to_tensor(image, self.device)
             if self.params.preserve_color:
                 tensor = luminance_as_rgb(tensor, match=content_image)

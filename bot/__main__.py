@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import discord
 
 from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import Connection, classify, login
+from .startup import Connection, classify, login, reach_queue
 
 log = logging.getLogger("bot")
 
@@ -102,6 +102,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     from .app import NSTBot
 
     bot = NSTBot(settings, commands_only=True)
+    await reach_queue(settings)
     async with bot:
         await login(bot, settings)  # runs setup_hook, which builds the command tree
         if guild_id is not None:
@@ -124,6 +125,7 @@ async def run_bot(settings: Settings) -> int:
         # A service manager's stop: close gracefully, so running jobs tell their users.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+    await reach_queue(settings)
     async with bot:
         await login(bot, settings)
         # From here on discord.py reconnects by itself when the connection drops.

@@ -8,7 +8,12 @@ fix. :func:`classify` turns the exception that ended a start (or ``nst-bot sync`
 
 The classification is a list of rules (:data:`RULES`), tried in order on the exception and then on
 its causes; each rule recognises one kind of failure and returns ``None`` for anything else. A new
-kind of failure (the queue backend's, for one) is one more rule in that list.
+kind of failure is one more rule in that list.
+
+With the arq backend (``queue_url``), Redis is checked before the login: a bot started against a
+Redis it cannot reach (a wrong URL or password, Redis not running) says so in one line and stops,
+instead of starting and refusing every request. A Redis lost *after* the start is the backend's
+business: it reconnects by itself and tells users to try again meanwhile.
 
 A connection lost *after* login is not handled here: discord.py reconnects by itself.
 """
@@ -46,6 +51,33 @@ async def login(bot: NSTBot, settings: Settings) -> None:
     aiohttp alone would wait up to five minutes for a server that accepts and never answers.
     """
     await asyncio.wait_for(bot.login(settings.token or ""), timeout=settings.connect_timeout)
+
+
+class QueueUnreachable(Exception):
+    """The queue's Redis did not answer at start-up (``where`` has no password in it)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+async def reach_queue(settings: Settings) -> None:
+    """Ping the queue's Redis once (no-op for the embedded backend); raise :class:`QueueUnreachable`."""
+    if not settings.queue_url:
+        return
+    from nst_queue.client import QueueClient, Unavailable
+
+    from .settings import redact_url
+
+    client = QueueClient(settings.queue_url)
+    try:
+        await asyncio.wait_for(client.ping(), timeout=settings.connect_timeout)
+    except (Unavailable, asyncio.TimeoutError) as error:
+        reason = str(error) or "no answer"
+        raise QueueUnreachable(redact_url(settings.queue_url) or "", reason) from None
+    finally:
+        await client.close()
 
 
 @dataclass(frozen=True)
@@ -260,9 +292,27 @@ def _connection_broken(error: BaseException, connection: Connection) -> Failure 
     )
 
 
+def _queue(error: BaseException, connection: Connection) -> Failure | None:
+    if not isinstance(error, QueueUnreachable):
+        return None
+    reason = error.reason.rstrip(".")
+    if any(word in reason.lower() for word in ("auth", "password")):
+        return Failure(
+            f"Redis at {error.where} refused the bot's credentials ({reason})",
+            "correct the password in queue_url (NST_BOT_QUEUE_URL)",
+            CONFIGURATION,
+        )
+    return Failure(
+        f"Redis at {error.where} did not answer ({reason})",
+        "start Redis, or correct queue_url (NST_BOT_QUEUE_URL); README, 'More than one machine'",
+        ENVIRONMENT,
+    )
+
+
 #: The rules, most specific first: a proxy's DNS failure is a proxy failure, a TLS error is a
 #: connector error too, and every discord.py HTTP error is an ``HTTPException``.
 RULES: list[Rule] = [
+    _queue,
     _bad_token,
     _privileged_intents,
     _proxy,

@@ -22,6 +22,7 @@ import pytest
 
 from tests.e2e.entry_point import Run, base_environment, closed_port, finish, run, start
 from tests.fakediscord import FakeDiscord, FaultRule
+from tests.helpers.redis_server import RedisServer
 
 #: A log record as the bot's handler writes it (``2026-01-01 12:00:00,000 INFO name: text``).
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|DEBUG) \S+: ")
@@ -230,3 +231,34 @@ async def test_a_connection_lost_after_login_is_not_a_start_up_failure(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "nst-bot:" not in done.stderr
     assert "PyNaCl" not in done.stderr and "davey" not in done.stderr
+
+
+async def test_queue_redis_not_running(environment: dict[str, str]) -> None:
+    """With the arq backend, a Redis that does not answer stops the start before the login."""
+    port = closed_port()
+    environment["NST_BOT_QUEUE_URL"] = f"redis://:s3cret@127.0.0.1:{port}/0"
+    done = await run([], environment)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.last_error_line.startswith(
+        f"nst-bot: Redis at redis://:***@127.0.0.1:{port}/0 did not answer ("
+    )
+    assert done.last_error_line.endswith(
+        "); start Redis, or correct queue_url (NST_BOT_QUEUE_URL); README, 'More than one machine'"
+    )
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+
+
+async def test_queue_redis_refuses_the_password(environment: dict[str, str], tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path, password="right-one")
+    redis.start()
+    try:
+        environment["NST_BOT_QUEUE_URL"] = f"redis://:wrong-one@127.0.0.1:{redis.port}/0"
+        done = await run([], environment)
+    finally:
+        redis.stop()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.last_error_line.startswith(
+        f"nst-bot: Redis at redis://:***@127.0.0.1:{redis.port}/0 refused the bot's credentials ("
+    )
+    assert done.last_error_line.endswith("); correct the password in queue_url (NST_BOT_QUEUE_URL)")
+    assert "wrong-one" not in done.stderr

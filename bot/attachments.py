@@ -25,12 +25,16 @@ class DownloadFailed(Exception):
     """The download broke off, timed out or was refused; the message is for the log."""
 
 
-async def read_attachment(url: str, max_bytes: int) -> bytes:
-    """The body at ``url``, at most ``max_bytes`` of it (else :class:`DownloadTooLarge`)."""
+async def read_attachment(url: str, max_bytes: int, proxy: str | None = None) -> bytes:
+    """The body at ``url``, at most ``max_bytes`` of it (else :class:`DownloadTooLarge`).
+
+    ``proxy`` is the bot's own ``proxy`` setting: a bot that reaches Discord only through a proxy
+    reaches its CDN, where attachments live, the same way.
+    """
     try:
         async with (
             aiohttp.ClientSession(timeout=ATTACHMENT_TIMEOUT) as session,
-            session.get(url) as response,
+            session.get(url, proxy=proxy) as response,
         ):
             if response.status != 200:
                 raise DownloadFailed(f"HTTP {response.status}")

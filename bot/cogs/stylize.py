@@ -330,7 +330,7 @@ class StylizeCog(commands.Cog):
         if attachment.size > cap:
             raise UnusableAttachment(what, self._too_large_text())
         try:
-            data = await read_attachment(attachment.url, cap)
+            data = await read_attachment(attachment.url, cap, proxy=self.settings.proxy)
         except DownloadTooLarge:  # its declared size was wrong
             raise UnusableAttachment(what, self._too_large_text()) from None
         except DownloadFailed as error:

@@ -71,7 +71,7 @@ class Settings:
     sizes: Mapping[str, int] = field(default_factory=lambda: {"small": 256, "medium": 512, "large": 768})
     default_size: str = "medium"
     default_strength: str = "normal"
-    iterations: int = 300
+    iterations: int = 150
     scales: int = 3
     device: str = "auto"
     precision: str = "auto"

@@ -291,7 +291,7 @@ class StylizeCog(commands.Cog):
             preset=preset,
             spoiler=content.is_spoiler() or (style is not None and style.is_spoiler()),
         )
-        await self.start_job(
+        await self.bot.runner.start(
             conversation,
             content_image,
             style_image,
@@ -489,7 +489,7 @@ class StylizeCog(commands.Cog):
             preset=request.preset,
             spoiler=request.spoiler,
         )
-        await self.start_job(
+        await self.bot.runner.start(
             conversation, content, style, new_request, guild_id=record.guild_id, channel_id=record.channel_id
         )
 
@@ -509,19 +509,3 @@ class StylizeCog(commands.Cog):
             await interaction.response.send_message("Cancelling\u2026", ephemeral=True)
         else:
             await interaction.response.send_message("That job has already finished.", ephemeral=True)
-
-    # ------------------------------------------------------------------ running a job
-    async def start_job(
-        self,
-        conversation: Conversation,
-        content: Image.Image,
-        style: Image.Image | None,
-        request: JobRequest,
-        *,
-        guild_id: int | None,
-        channel_id: int | None,
-    ) -> None:
-        """Hand the job to the runner, which follows it until its result (or failure) is posted."""
-        await self.bot.runner.start(
-            conversation, content, style, request, guild_id=guild_id, channel_id=channel_id
-        )

@@ -103,6 +103,14 @@ def resolve(device: str, precision: str) -> ComputeSetup:
     return ComputeSetup(device=resolved, precision=resolve_precision(precision, resolved))
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a wall-clock timing covers it (GPUs run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

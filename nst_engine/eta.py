@@ -18,19 +18,27 @@ class Level(Protocol):
     @property
     def pixels(self) -> int: ...
 
+    @property
+    def forward_seconds(self) -> float:
+        """One warm forward pass at this level's size; 0 when not measured."""
+        ...
+
 
 class EtaModel:
     """Seconds left = evaluations left at each level x seconds per evaluation there.
 
     The current level's cost is measured, following the recent evaluations (a level can switch to
     fp32 near its end, see ``_optimise_lbfgs``). A level not reached yet is predicted from the
-    current one's fastest steady cost, scaled by pixels: an evaluation's cost grows with the pixel
-    count (measured 3.95x from 256 to 512 px on a CPU; on a GPU, where small sizes are dominated
-    by fixed overheads, this errs long, and the estimate corrects itself at the next level). A
-    single timed forward pass, tried before, was too noisy at 128 px to predict from. A level's
-    first evaluation pays one-off set-up at the new size, so a level starts from the cost
-    predicted for it. Evaluations per iteration are counted over the whole run: L-BFGS's first
-    iterations at each level take several, the later ones one.
+    current one's fastest steady cost, scaled by how much longer a forward pass takes at its size
+    (timed once per level before the run, see ``_Run._timed_forward``), kept between 1x and the
+    pixel ratio. Scaling by pixels alone, as before, assumed the cost of an evaluation is
+    proportional to its pixels; measured, it is not at the sizes that matter: fixed costs dominate
+    the 128 px level (on a CPU shared with other work, 256 px cost 2.5x and 512 px 6.8x the
+    128 px level, not 4x and 16x; on a GPU the gap is wider), so the first tenth of a default run,
+    spent at 128 px, misjudged the rest by up to 46%. A level's first evaluation pays
+    one-off set-up at the new size, so a level starts from the cost predicted for it. Evaluations
+    per iteration are counted over the whole run: L-BFGS's first iterations at each level take
+    several, the later ones one.
     """
 
     #: Weight of the newest interval in the running cost per evaluation: recent enough to follow
@@ -79,6 +87,20 @@ class EtaModel:
         return total * self.evals_per_iteration
 
     def _predicted(self, level: Level, measured: Level) -> float:
-        """``level``'s cost per evaluation: ``measured``'s fastest steady cost, scaled by pixels."""
+        """``level``'s cost per evaluation: ``measured``'s fastest steady cost, scaled by size."""
         reference = self._steady.get(measured.index, self.seconds_per_eval[measured.index])
-        return reference * level.pixels / measured.pixels
+        return reference * self.cost_ratio(level, measured)
+
+    @staticmethod
+    def cost_ratio(level: Level, measured: Level) -> float:
+        """How much more an evaluation costs at ``level`` than at ``measured``.
+
+        The ratio of their timed forward passes, bounded by 1 and the ratio of their pixels (a
+        noisy timing can neither make a larger level cheaper nor dearer than proportional); the
+        pixel ratio alone when a level was not timed.
+        """
+        pixels = level.pixels / measured.pixels
+        if level.forward_seconds <= 0 or measured.forward_seconds <= 0:
+            return pixels
+        low, high = sorted((1.0, pixels))
+        return min(max(level.forward_seconds / measured.forward_seconds, low), high)

@@ -22,6 +22,7 @@ FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 
 #: Permission bits used by the fake (a subset of Discord's).
+PERM_MANAGE_GUILD = 1 << 5
 PERM_ADD_REACTIONS = 1 << 6
 PERM_VIEW_CHANNEL = 1 << 10
 PERM_SEND_MESSAGES = 1 << 11

@@ -69,6 +69,7 @@ from .models import (
     PERM_ADD_REACTIONS,
     PERM_ATTACH_FILES,
     PERM_EMBED_LINKS,
+    PERM_MANAGE_GUILD,
     PERM_MANAGE_MESSAGES,
     PERM_READ_MESSAGE_HISTORY,
     PERM_SEND_MESSAGES,
@@ -104,12 +105,25 @@ CALLBACK_AUTOCOMPLETE = 8
 CALLBACK_MODAL = 9
 
 #: Application command option types.
+OPTION_SUB_COMMAND = 1
+OPTION_SUB_COMMAND_GROUP = 2
 OPTION_STRING = 3
 OPTION_INTEGER = 4
 OPTION_BOOLEAN = 5
 OPTION_USER = 6
+OPTION_CHANNEL = 7
 OPTION_NUMBER = 10
 OPTION_ATTACHMENT = 11
+
+#: What a bot may do in a DM with a user (the ``permissions`` Discord reports there).
+DM_PERMISSIONS = (
+    PERM_ADD_REACTIONS
+    | PERM_VIEW_CHANNEL
+    | PERM_SEND_MESSAGES
+    | PERM_EMBED_LINKS
+    | PERM_ATTACH_FILES
+    | PERM_READ_MESSAGE_HISTORY
+)
 
 #: Default upload cap per request (Discord's default for a server without boosts).
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -279,6 +293,7 @@ class FakeDiscord:
             self.guild_id: FakeRole(self.guild_id, "@everyone", MEMBER_PERMISSIONS, 0),
         }
         self.moderator_role = self._add_role("Moderators", MEMBER_PERMISSIONS | PERM_MANAGE_MESSAGES, 2)
+        self.admin_role = self._add_role("Admins", MEMBER_PERMISSIONS | PERM_MANAGE_GUILD, 3)
         self.bot_role = self._add_role(
             "StyleBot",
             PERM_VIEW_CHANNEL
@@ -296,6 +311,10 @@ class FakeDiscord:
         self.alice = self.add_member("alice")
         self.bob = self.add_member("bob")
         self.moderator = self.add_member("mod", moderator=True)
+        self.admin = self.add_member("admin", admin=True)
+        #: Command name -> ids of members a server admin let use it although they lack its
+        #: ``default_member_permissions`` (Server Settings -> Integrations: a per-command override).
+        self.command_overrides: dict[str, set[int]] = {}
 
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[int, FakeInteraction] = {}
@@ -395,11 +414,21 @@ class FakeDiscord:
         self.roles[role.id] = role
         return role
 
-    def add_member(self, name: str, *, moderator: bool = False) -> FakeUser:
-        """A new guild member; ``moderator`` gives them the Manage Messages role."""
-        user = FakeUser(new_snowflake(), name, role_ids=[self.moderator_role.id] if moderator else [])
+    def add_member(self, name: str, *, moderator: bool = False, admin: bool = False) -> FakeUser:
+        """A new guild member; ``moderator`` gives them the Manage Messages role, ``admin`` the
+        Manage Server role."""
+        roles = ([self.moderator_role.id] if moderator else []) + ([self.admin_role.id] if admin else [])
+        user = FakeUser(new_snowflake(), name, role_ids=roles)
         self.users[user.id] = user
         return user
+
+    def dm_channel(self, user: FakeUser) -> FakeChannel:
+        """The DM channel between ``user`` and the bot (made on first use, as Create DM does)."""
+        channel = next((c for c in self.channels.values() if c.type == 1 and c.recipient_id == user.id), None)
+        if channel is None:
+            channel = FakeChannel(new_snowflake(), "dm", None, type=1, recipient_id=user.id)
+            self.channels[channel.id] = channel
+        return channel
 
     def add_channel(self, name: str, *, bot_can_send: bool = True) -> FakeChannel:
         """Another text channel. Call before the bot connects so GUILD_CREATE lists it."""
@@ -777,7 +806,12 @@ class FakeDiscord:
         return None
 
     def _option_payload(
-        self, name: str, value: Any, schema: dict[str, Any] | None, resolved: dict[str, dict[str, Any]]
+        self,
+        name: str,
+        value: Any,
+        schema: dict[str, Any] | None,
+        resolved: dict[str, dict[str, Any]],
+        user: FakeUser | None = None,
     ) -> dict[str, Any]:
         declared = None
         if schema is not None:
@@ -793,6 +827,16 @@ class FakeDiscord:
             member = self.member_payload(value, with_permissions=True)
             member.pop("user")
             resolved.setdefault("members", {})[str(value.id)] = member
+        elif isinstance(value, FakeChannel):
+            option_type, raw = OPTION_CHANNEL, str(value.id)
+            # docs (interactions/receiving-and-responding, "Resolved Data Structure"): partial
+            # channels, with the invoking member's permissions in them
+            resolved.setdefault("channels", {})[str(value.id)] = {
+                "id": str(value.id),
+                "name": value.name,
+                "type": value.type,
+                "permissions": str(self.permissions_of(self.alice if user is None else user)),
+            }
         elif isinstance(value, bool):
             option_type, raw = OPTION_BOOLEAN, value
         elif isinstance(value, int):
@@ -817,6 +861,31 @@ class FakeDiscord:
         interaction_id = new_snowflake()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         channel_data = self.channel_payload(channel)
+        if channel.type == 1:
+            # docs (interactions/receiving-and-responding, "Interaction Object"): in a DM there is no
+            # guild_id and no member, but ``user``; the context is BOT_DM (1), and a guild
+            # installation's owner is "0" there.
+            channel_data["permissions"] = str(DM_PERMISSIONS)
+            return (
+                interaction_id,
+                token,
+                {
+                    "id": str(interaction_id),
+                    "application_id": str(self.application_id),
+                    "type": kind,
+                    "token": token,
+                    "version": 1,
+                    "channel_id": str(channel.id),
+                    "channel": channel_data,
+                    "user": self.user_payload(user),
+                    "app_permissions": str(DM_PERMISSIONS),
+                    "locale": "en-US",
+                    "entitlements": [],
+                    "authorizing_integration_owners": {"0": "0"},
+                    "context": 1,
+                    "attachment_size_limit": self.upload_limit,
+                },
+            )
         channel_data["permissions"] = str(self.permissions_of(user))
         payload: dict[str, Any] = {
             "id": str(interaction_id),
@@ -879,14 +948,27 @@ class FakeDiscord:
         """
         user = user or self.alice
         channel = channel or self.channel
+        name, *path = name.split()
         schema = self._find_command(name)
+        if schema is not None:
+            self._check_offered(schema, user, channel)
+        # ``name`` may name a subcommand ("group sub" or "group subgroup sub"): the options nest
+        # under it, as Discord sends them, and are typed from its declaration.
+        declared = schema
+        for step in path:
+            declared = next((o for o in (declared or {}).get("options", []) if o["name"] == step), None)
+            if schema is not None and declared is None:
+                raise AssertionError(f"command {name!r} has no subcommand {' '.join(path)!r}")
         resolved: dict[str, dict[str, Any]] = {}
         option_payloads = []
         for option_name, value in (options or {}).items():
-            option = self._option_payload(option_name, value, schema, resolved)
+            option = self._option_payload(option_name, value, declared, resolved, user)
             if option_name == autocomplete_focus:
                 option["focused"] = True
             option_payloads.append(option)
+        for depth, step in reversed(list(enumerate(path))):
+            kind_of_step = OPTION_SUB_COMMAND if depth == len(path) - 1 else OPTION_SUB_COMMAND_GROUP
+            option_payloads = [{"name": step, "type": kind_of_step, "options": option_payloads}]
         kind = INTERACTION_AUTOCOMPLETE if autocomplete_focus else INTERACTION_APPLICATION_COMMAND
         interaction_id, token, payload = self._base_interaction(kind, user, channel)
         data: dict[str, Any] = {
@@ -901,6 +983,33 @@ class FakeDiscord:
             data["guild_id"] = schema["guild_id"]
         payload["data"] = data
         return await self._dispatch_interaction(interaction_id, token, kind, user, channel, payload)
+
+    def _check_offered(self, schema: dict[str, Any], user: FakeUser, channel: FakeChannel) -> None:
+        """Refuse (as a test error) a registered command Discord would not offer this user here.
+
+        docs (interactions/application-commands, "Permissions" and "Contexts"): a guild command
+        exists only in its guild; ``contexts`` (or the deprecated ``dm_permission: false``) keeps a
+        global command out of DMs; ``default_member_permissions`` hides a command from members
+        without those permissions, unless the server's admins granted it to them (an override).
+        """
+        name = schema["name"]
+        if channel.type == 1:
+            contexts = schema.get("contexts")
+            if (
+                schema.get("guild_id")
+                or schema.get("dm_permission") is False
+                or (contexts is not None and 1 not in contexts)
+            ):
+                raise AssertionError(f"Discord does not offer /{name} in DMs: {schema}")
+            return
+        required = schema.get("default_member_permissions")
+        if required is None or user.id in self.command_overrides.get(name, set()):
+            return
+        needed = int(required)
+        if self.permissions_of(user) & needed != needed:
+            raise AssertionError(
+                f"Discord does not offer /{name} to {user.name} (needs permissions {needed})"
+            )
 
     async def message_command(
         self, name: str, target: FakeMessage, *, user: FakeUser | None = None
@@ -1648,13 +1757,7 @@ class FakeDiscord:
         recipient_id = int(self._body(context).get("recipient_id", 0))
         if recipient_id not in self.users:
             return error_response(400, CODE_INVALID_FORM_BODY, "Invalid Form Body")
-        channel = next(
-            (c for c in self.channels.values() if c.type == 1 and c.recipient_id == recipient_id), None
-        )
-        if channel is None:
-            channel = FakeChannel(new_snowflake(), "dm", None, type=1, recipient_id=recipient_id)
-            self.channels[channel.id] = channel
-        return self._json(self.channel_payload(channel))
+        return self._json(self.channel_payload(self.dm_channel(self.users[recipient_id])))
 
     async def _typing(self, context: _Context) -> web.Response:
         return self._no_content()
@@ -1676,6 +1779,8 @@ class FakeDiscord:
         stored.setdefault("type", 1)
         stored.setdefault("description", "")
         stored.setdefault("default_member_permissions", None)
+        if stored["default_member_permissions"] is not None:  # Discord keeps it as a string
+            stored["default_member_permissions"] = str(stored["default_member_permissions"])
         stored.setdefault("nsfw", False)
         if context.groups.get("guild_id"):
             stored["guild_id"] = context.groups["guild_id"]
@@ -1905,7 +2010,7 @@ class FakeDiscord:
             return error_response(404, CODE_UNKNOWN_MESSAGE, "Unknown Message")
         if message.id == interaction.original_message_id and message.loading:
             interaction.original_deleted_while_loading = True
-        message.deleted = True
+        await self._mark_deleted(message)
         return self._no_content()
 
     # ================================================================== REST handlers: channels
@@ -1962,8 +2067,31 @@ class FakeDiscord:
         if problem is not None:
             return problem
         assert message is not None
-        message.deleted = True
+        # docs (resources/message, "Delete Message"): another user's message needs MANAGE_MESSAGES
+        channel = self.channels[message.channel_id]
+        if (
+            message.author_id != self.bot_user.id
+            and channel.guild_id is not None
+            and not self.permissions_of(self.bot_user) & PERM_MANAGE_MESSAGES
+        ):
+            return error_response(403, CODE_MISSING_PERMISSIONS, "Missing Permissions")
+        await self._mark_deleted(message)
         return self._no_content()
+
+    async def _mark_deleted(self, message: FakeMessage) -> None:
+        """Delete ``message`` and send MESSAGE_DELETE (not for an ephemeral one, which only its
+        user ever saw), gated by the intent like MESSAGE_CREATE."""
+        message.deleted = True
+        if message.ephemeral:
+            return
+        channel = self.channels.get(message.channel_id)
+        data = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if channel is not None and channel.guild_id is not None:
+            data["guild_id"] = str(channel.guild_id)
+        intent = (
+            INTENT_DIRECT_MESSAGES if channel is not None and channel.type == 1 else INTENT_GUILD_MESSAGES
+        )
+        await self.dispatch("MESSAGE_DELETE", data, intent=intent)
 
     async def _reaction_add(self, context: _Context) -> web.Response:
         message, problem = self._channel_message(context)

@@ -15,7 +15,8 @@ import discord
 import pytest
 from discord.ext import commands
 
-from tests.fakediscord import FakeDiscord, WaitTimeout
+from tests.fakediscord import FakeDiscord, FakeMessage, WaitTimeout
+from tests.fakediscord.models import new_snowflake
 
 
 @contextlib.asynccontextmanager
@@ -358,3 +359,83 @@ async def test_enforced_rate_limits_slow_the_client_without_losing_messages(
     assert elapsed >= 0.9, "8 messages at 3 per 0.5 s need at least two waits"
     created = fake_discord.requests_to("message_create")
     assert sum(r.status == 200 for r in created) == 8
+
+
+async def test_subcommands_channel_options_and_who_is_offered_a_command(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    group = discord.app_commands.Group(
+        name="cfg",
+        description="settings",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+    seen: list[tuple[int, int, bool]] = []
+
+    @group.command(name="where", description="pick a channel")
+    async def where(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        seen.append((interaction.user.id, channel.id, interaction.permissions.manage_guild))
+        await interaction.response.send_message(f"#{channel.name}", ephemeral=True)
+
+    bot.tree.add_command(group)
+    art = fake_discord.add_channel("art")
+    async with running(bot, fake_discord):
+        await bot.tree.sync()
+        [registered] = fake_discord.global_commands
+        assert registered["default_member_permissions"] == "32", "Discord keeps permissions as a string"
+        answer = await fake_discord.slash_command("cfg where", {"channel": art}, user=fake_discord.admin)
+        await fake_discord.wait_for(lambda: fake_discord.original(answer))
+        # Discord offers it to no one else in the server, unless its admins grant it (an override)...
+        with pytest.raises(AssertionError, match="does not offer /cfg to bob"):
+            await fake_discord.slash_command("cfg where", {"channel": art}, user=fake_discord.bob)
+        fake_discord.command_overrides["cfg"] = {fake_discord.bob.id}
+        granted = await fake_discord.slash_command("cfg where", {"channel": art}, user=fake_discord.bob)
+        await fake_discord.wait_for(lambda: fake_discord.original(granted))
+        # ...and nowhere in DMs
+        with pytest.raises(AssertionError, match="does not offer /cfg in DMs"):
+            await fake_discord.slash_command(
+                "cfg where", {"channel": art}, channel=fake_discord.dm_channel(fake_discord.admin)
+            )
+        with pytest.raises(AssertionError, match="no subcommand"):
+            await fake_discord.slash_command("cfg nowhere", {}, user=fake_discord.admin)
+    assert fake_discord.original(answer).content == "#art"
+    assert seen == [(fake_discord.admin.id, art.id, True), (fake_discord.bob.id, art.id, False)]
+
+
+async def test_a_dm_interaction_has_a_user_and_no_guild(fake_discord: FakeDiscord) -> None:
+    bot = make_bot()
+    seen: list[tuple[object, object, object]] = []
+
+    @bot.tree.command(name="hello", description="anywhere")
+    async def hello(interaction: discord.Interaction) -> None:
+        seen.append((interaction.guild_id, interaction.user.id, type(interaction.user)))
+        await interaction.response.send_message("hi", ephemeral=True)
+
+    async with running(bot, fake_discord):
+        dm = fake_discord.dm_channel(fake_discord.alice)
+        interaction = await fake_discord.slash_command("hello", {}, channel=dm)
+        message = await fake_discord.wait_for(lambda: fake_discord.original(interaction))
+    assert seen == [(None, fake_discord.alice.id, discord.User)]
+    assert "member" not in interaction.payload and interaction.payload["context"] == 1
+    assert message.ephemeral and message.channel_id == dm.id
+
+
+async def test_deleting_a_message_needs_manage_messages_unless_it_is_the_bots(
+    fake_discord: FakeDiscord,
+) -> None:
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    deleted: list[int] = []
+
+    @client.event
+    async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+        deleted.append(payload.message_id)
+
+    async with running(client, fake_discord):
+        channel = client.get_channel(fake_discord.channel.id)
+        own = await channel.send("mine")
+        await own.delete()
+        await fake_discord.wait_for(lambda: deleted == [own.id])
+        others = FakeMessage(id=new_snowflake(), channel_id=channel.id, author_id=fake_discord.alice.id)
+        fake_discord.messages[others.id] = others  # alice's message
+        with pytest.raises(discord.Forbidden):
+            await channel.get_partial_message(others.id).delete()
+    assert fake_discord.messages[own.id].deleted and not others.deleted

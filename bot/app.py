@@ -27,6 +27,7 @@ from nst_engine.presets import CATALOG_FILE_NAME, PresetCatalog, PresetResolver
 
 from .backends import Backend, LocalBackend
 from .conversation import Conversation
+from .guild_settings import GuildSettingsStore
 from .jobs import JobQueue
 from .runner import JobRunner
 from .settings import Settings
@@ -91,6 +92,7 @@ class NSTBot(commands.Bot):
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache(cache_dir / STYLE_TARGETS_DIR) if cache_dir is not None else None
         self.store = JobStore(settings.database_path, settings.inputs_dir)
+        self.guild_settings = GuildSettingsStore(settings.guild_settings_path)
         self.backend = self._make_backend()
         #: The local backend's thread-pool queue (None when jobs are painted by remote workers).
         self.queue: JobQueue | None = self.backend.queue if isinstance(self.backend, LocalBackend) else None
@@ -113,12 +115,14 @@ class NSTBot(commands.Bot):
 
     async def load_commands(self) -> None:
         """Add the cog (its app commands) and the persistent buttons; shared with ``nst-bot sync``."""
+        from .cogs.admin import AdminCog
         from .cogs.stylize import StylizeCog
-        from .views import CancelButton, RerunButton
+        from .views import CancelButton, DeleteButton, RerunButton
 
-        self.add_dynamic_items(RerunButton, CancelButton)
+        self.add_dynamic_items(RerunButton, CancelButton, DeleteButton)
         self.stylize_cog = StylizeCog(self)
         await self.add_cog(self.stylize_cog)
+        await self.add_cog(AdminCog(self))
 
     async def setup_hook(self) -> None:
         await self.load_commands()
@@ -186,6 +190,7 @@ class NSTBot(commands.Bot):
             task.cancel()
         await super().close()
         self.store.close()
+        self.guild_settings.close()
 
 
 def _load_catalog(settings: Settings) -> PresetCatalog | None:

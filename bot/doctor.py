@@ -252,6 +252,8 @@ def _matches(local: Any, remote: Any) -> bool:
         return isinstance(remote, list) and len(local) == len(remote) and all(map(_matches, local, remote))
     if local is False or local == "":
         return remote in (None, False, "")
+    if isinstance(local, int) and not isinstance(local, bool) and isinstance(remote, str):
+        return str(local) == remote  # a permission bit set: sent as a number, kept as a string
     return bool(local == remote)
 
 

@@ -208,6 +208,11 @@ class Settings:
     def inputs_dir(self) -> Path:
         return self.data_dir / "inputs"
 
+    @property
+    def guild_settings_path(self) -> Path:
+        """Per-server settings (``/nst-admin``), in their own database next to the job records."""
+        return self.data_dir / "guilds.sqlite3"
+
 
 def redact_url(url: str | None) -> str | None:
     """``url`` with its password replaced by ``***`` (for logs and reprs)."""

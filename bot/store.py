@@ -27,6 +27,8 @@ class JobStatus(str, Enum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: The result was deleted with its Delete button (and its stored inputs with it).
+    DELETED = "deleted"
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""The buttons on the bot's messages: Cancel on a progress message, re-runs on a result.
+"""The buttons on the bot's messages: Cancel on a progress message, re-runs and Delete on a result.
 
-Both are ``DynamicItem``\\s whose ``custom_id`` carries the job id, so they keep working after a
+All are ``DynamicItem``\\s whose ``custom_id`` carries the job id, so they keep working after a
 restart. A press is handed to the bot's cog (``NSTBot.stylize_cog``).
 """
 
@@ -79,10 +79,35 @@ class CancelButton(
         await _cog_of(interaction).handle_cancel_button(interaction, self.job_id)
 
 
+class DeleteButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:delete:(?P<job_id>[0-9a-f]{8,32})"
+):
+    """Delete on a result: removes the message and the job's stored inputs; only the requester or
+    a member with Manage Messages in that channel."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Delete", style=discord.ButtonStyle.danger, custom_id=f"nst:delete:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> DeleteButton:
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _cog_of(interaction).handle_delete_button(interaction, self.job_id)
+
+
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in (Rerun.STRONGER, Rerun.WEAKER, Rerun.REROLL):
         view.add_item(RerunButton(action, job_id))
+    view.add_item(DeleteButton(job_id))
     return view
 
 

@@ -8,9 +8,10 @@ tests is dead code: delete it instead of listing it here. This file is read by v
 import discord
 
 from bot.app import NSTBot
+from bot.cogs.admin import AdminCog
 from bot.cogs.stylize import StylizeCog
 from bot.jobs import JobQueue
-from bot.views import CancelButton, RerunButton
+from bot.views import CancelButton, DeleteButton, RerunButton
 from nst_engine.engine import Progress, RunStats
 from nst_engine.imaging import EncodedImage
 from nst_engine.losses import _Gram
@@ -31,6 +32,10 @@ RerunButton.from_custom_id
 RerunButton.callback
 CancelButton.from_custom_id
 CancelButton.callback
+DeleteButton.from_custom_id
+DeleteButton.callback
+AdminCog.cog_load
+AdminCog.cog_unload
 discord.ui.Select.callback
 
 # arq reads its Worker's in-progress key lifetime; nst-worker shortens it (a heartbeat renews it).

@@ -24,12 +24,14 @@ from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_pr
 
 from ..attachments import DownloadFailed, DownloadTooLarge, read_attachment
 from ..conversation import Conversation, defer
+from ..guild_settings import RERUN_REQUESTER, GuildSettings
 from ..jobs import JobRefused
 from ..runner import JobRequest
 from ..settings import SIZE_NAMES, STRENGTH_NAMES
-from ..store import JobRecord
+from ..store import JobRecord, JobStatus
 from ..strength import Rerun, apply_rerun
-from ..views import CancelButton, RerunButton
+from ..views import CancelButton, DeleteButton, RerunButton
+from .admin import DM_TEXT
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPIRED_TEXT", "CancelButton", "JobRequest", "RerunButton", "StylizeCog"]
+__all__ = ["EXPIRED_TEXT", "CancelButton", "DeleteButton", "JobRequest", "RerunButton", "StylizeCog"]
 
 #: /presets: Discord's limits (10 embeds and 6,000 embed characters a message, titles of 256), the
 #: lengths kept of the operator's texts, and a thumbnail small enough to list many.
@@ -55,6 +57,8 @@ EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /styli
 #: A refused reaction (busy, cooling down, already extreme, expired) is answered in the channel,
 #: for everyone to see, so at most once per user in this many seconds; the others are ignored.
 REACTION_NOTICE_SECONDS = 300.0
+REQUESTER_ONLY_TEXT = "In this server only the person who asked for a picture can re-run it."
+DELETE_REFUSED_TEXT = "Only the person who asked (or a moderator) can delete this."
 
 
 class UnusableAttachment(Exception):
@@ -78,11 +82,15 @@ class StylizeCog(commands.Cog):
         #: When each user was last told why their reaction did nothing (monotonic seconds).
         self._reaction_notices: dict[int, float] = {}
         self.stylize_command = self._build_stylize_command()
-        self.presets_command: app_commands.Command[Any, ..., None] = app_commands.Command(
-            name="presets", description="List the preset paintings", callback=self._presets_callback()
+        # Every command is for servers only (docs/bot.md, "Direct messages"): Discord does not offer
+        # them in DMs, and a DM that reaches the bot anyway (an old registration) is answered.
+        self.presets_command: app_commands.Command[Any, ..., None] = app_commands.guild_only(
+            app_commands.Command(
+                name="presets", description="List the preset paintings", callback=self._presets_callback()
+            )
         )
-        self.context_menu = app_commands.ContextMenu(
-            name="Stylize with preset\u2026", callback=self._context_callback()
+        self.context_menu = app_commands.guild_only(
+            app_commands.ContextMenu(name="Stylize with preset\u2026", callback=self._context_callback())
         )
 
     async def cog_load(self) -> None:
@@ -144,8 +152,10 @@ class StylizeCog(commands.Cog):
                 return cog.preset_suggestions(current)
 
             stylize = app_commands.autocomplete(preset=complete)(stylize)
-        return app_commands.Command(
-            name="stylize", description="Paint your photo in the style of a painting", callback=stylize
+        return app_commands.guild_only(
+            app_commands.Command(
+                name="stylize", description="Paint your photo in the style of a painting", callback=stylize
+            )
         )
 
     def preset_suggestions(self, current: str) -> list[app_commands.Choice[str]]:
@@ -180,6 +190,9 @@ class StylizeCog(commands.Cog):
         picture. Discord allows ten embeds and 6,000 embed characters a message, so a long
         catalogue takes several; the operator's texts are clipped to Discord's per-field limits.
         """
+        if interaction.guild_id is None:
+            await interaction.response.send_message(DM_TEXT, ephemeral=True)
+            return
         catalog = self.bot.catalog
         if catalog is None or len(catalog) == 0:
             await interaction.response.send_message("No presets are configured.", ephemeral=True)
@@ -258,9 +271,21 @@ class StylizeCog(commands.Cog):
         size: str | None = None,
         preserve_colors: bool = False,
     ) -> None:
-        """The /stylize handler (tests call it directly with spec'd mocks)."""
+        """The /stylize handler (tests call it directly with spec'd mocks).
+
+        The server's rules come first (a DM, a channel the bot may not paint in, a size over the
+        server's largest): refused privately, before anything is downloaded.
+        """
+        refusal = self.paint_refusal(interaction)
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        server = self.bot.guild_settings.get(interaction.guild_id)
         strength = strength or self.settings.default_strength
-        size = size or self.settings.default_size
+        if size is not None and size in SIZE_NAMES and not server.allows_size(size):
+            await interaction.response.send_message(self._size_refusal(server), ephemeral=True)
+            return
+        size = size or server.clamp_size(self.settings.default_size)
         problem = self._check_choices(style, preset, strength, size)
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
@@ -289,7 +314,7 @@ class StylizeCog(commands.Cog):
             size=size,
             preserve_color=preserve_colors,
             preset=preset,
-            spoiler=content.is_spoiler() or (style is not None and style.is_spoiler()),
+            spoiler=server.spoilers or content.is_spoiler() or (style is not None and style.is_spoiler()),
         )
         await self.bot.runner.start(
             conversation,
@@ -312,6 +337,35 @@ class StylizeCog(commands.Cog):
         if size not in SIZE_NAMES:
             return f"Size must be one of {', '.join(SIZE_NAMES)}."
         return None
+
+    def paint_refusal(self, interaction: discord.Interaction) -> str | None:
+        """Why the bot will not paint for this interaction here (None: it will): a DM, or a channel
+        outside the server's list (``/nst-admin channels``)."""
+        if interaction.guild_id is None:
+            return DM_TEXT
+        return self._channel_refusal(
+            self.bot.guild_settings.get(interaction.guild_id),
+            interaction.channel_id,
+            getattr(interaction.channel, "parent_id", None),
+        )
+
+    @staticmethod
+    def _channel_refusal(server: GuildSettings, channel_id: int | None, parent_id: int | None) -> str | None:
+        if server.allows_channel(channel_id, parent_id):
+            return None
+        where = ", ".join(f"<#{c}>" for c in server.channels)
+        return f"I don't paint in this channel. In this server, use me in {where}."
+
+    def _size_refusal(self, server: GuildSettings) -> str:
+        largest = server.max_size or SIZE_NAMES[-1]
+        return (
+            f"This server allows sizes up to {largest} ({self.settings.sizes[largest]} px); "
+            "choose that or a smaller size."
+        )
+
+    @staticmethod
+    def _may_rerun(server: GuildSettings, record: JobRecord, user_id: int) -> bool:
+        return server.reruns != RERUN_REQUESTER or user_id == record.user_id
 
     def _oversized(self, attachment: discord.Attachment, what: str) -> str | None:
         if attachment.size > self.settings.max_attachment_bytes:
@@ -356,6 +410,10 @@ class StylizeCog(commands.Cog):
 
     # ------------------------------------------------------------------ context menu
     async def handle_context_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        refusal = self.paint_refusal(interaction)
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
         images = [a for a in message.attachments if (a.width or 0) > 0]
         if not images:
             await interaction.response.send_message("That message has no image.", ephemeral=True)
@@ -392,6 +450,15 @@ class StylizeCog(commands.Cog):
         if record is None:
             await interaction.response.send_message("I don't know that job any more.", ephemeral=True)
             return
+        # Discord's command permissions do not cover buttons: the server's rules are checked here.
+        refusal = self.paint_refusal(interaction)
+        if refusal is None and not self._may_rerun(
+            self.bot.guild_settings.get(interaction.guild_id), record, interaction.user.id
+        ):
+            refusal = REQUESTER_ONLY_TEXT
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
         try:
             self.bot.runner.check_admission(interaction.user.id)
         except JobRefused as refusal:
@@ -413,7 +480,7 @@ class StylizeCog(commands.Cog):
         if str(payload.emoji) != self.settings.reaction_emoji:
             return
         record = self.bot.store.by_result_message(payload.message_id)
-        if record is None:
+        if record is None or payload.guild_id is None:
             return
         channel = self.bot.get_channel(payload.channel_id)
         if channel is None:
@@ -427,6 +494,13 @@ class StylizeCog(commands.Cog):
         async def refuse(text: str) -> None:
             await self._reaction_notice(conversation, text)
 
+        server = self.bot.guild_settings.get(payload.guild_id)
+        refusal = self._channel_refusal(server, payload.channel_id, getattr(channel, "parent_id", None))
+        if refusal is None and not self._may_rerun(server, record, payload.user_id):
+            refusal = REQUESTER_ONLY_TEXT
+        if refusal is not None:
+            await refuse(refusal)
+            return
         try:
             self.bot.runner.check_admission(payload.user_id)
         except JobRefused as refusal:
@@ -481,13 +555,14 @@ class StylizeCog(commands.Cog):
             await refuse(EXPIRED_TEXT)
             return
         strength, seed = changed
+        server = self.bot.guild_settings.get(record.guild_id)  # as the server is set now
         new_request = JobRequest(
             strength=strength,
-            size=request.size,
+            size=server.clamp_size(request.size),
             preserve_color=request.preserve_color,
             seed=seed,
             preset=request.preset,
-            spoiler=request.spoiler,
+            spoiler=request.spoiler or server.spoilers,
         )
         await self.bot.runner.start(
             conversation, content, style, new_request, guild_id=record.guild_id, channel_id=record.channel_id
@@ -509,3 +584,37 @@ class StylizeCog(commands.Cog):
             await interaction.response.send_message("Cancelling\u2026", ephemeral=True)
         else:
             await interaction.response.send_message("That job has already finished.", ephemeral=True)
+
+    # ------------------------------------------------------------------ delete
+    async def handle_delete_button(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Delete a result: its message, and the job's stored inputs; the record says ``deleted``.
+
+        Only its requester or a member with Manage Messages in the channel; anyone else is refused
+        privately. The press is acknowledged without a message (the picture disappearing is the
+        answer); a failure to delete is told privately.
+        """
+        record = self.bot.store.get(job_id)
+        permissions = getattr(interaction, "permissions", None)
+        allowed = record is not None and (
+            interaction.user.id == record.user_id or bool(permissions and permissions.manage_messages)
+        )
+        if record is None or not allowed:
+            text = "I don't know that job any more." if record is None else DELETE_REFUSED_TEXT
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        await interaction.response.defer()  # a silent acknowledgement (deferred update)
+        message = interaction.message
+        try:
+            if message is not None:
+                await message.delete()
+        except discord.NotFound:
+            pass  # already gone: the inputs still go
+        except discord.HTTPException as error:
+            log.warning("could not delete the result of job %s: %s", job_id, error.status)
+            await self._conversation(interaction, None, interaction.user.id).tell(
+                "I could not delete that message; please try again in a minute."
+            )
+            return
+        self.bot.store.discard_inputs(record)
+        self.bot.store.update(job_id, status=JobStatus.DELETED)
+        log.info("job %s: result deleted by user %s", job_id, interaction.user.id)

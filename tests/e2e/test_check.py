@@ -53,7 +53,7 @@ async def test_all_well(fake_discord: FakeDiscord, environment: dict[str, str], 
     assert all(line.startswith("✓ ") for line in found.values()), done.stdout
     assert f"StyleBot (id {fake_discord.bot_user.id})" in found["token"]
     assert (
-        f"3 registered in guild {fake_discord.guild_id} (Stylize with preset…, presets, stylize), "
+        f"4 registered in guild {fake_discord.guild_id} (Stylize with preset…, nst-admin, presets, stylize), "
         "the same as the code's" in found["commands"]
     )
     assert "loaded on cpu in fp32" in found["model"]
@@ -94,8 +94,8 @@ async def test_local_failures_and_changed_commands(
         assert found[name].startswith("✓ "), found[name]
     guild = fake_discord.guild_id
     assert found["commands"] == (
-        f"✗ commands: 2 registered in guild {guild} (Stylize with preset…, stylize), different from the "
-        f"code's (missing: presets; changed: stylize); run nst-bot sync --guild {guild}"
+        f"✗ commands: 3 registered in guild {guild} (Stylize with preset…, nst-admin, stylize), "
+        f"different from the code's (missing: presets; changed: stylize); run nst-bot sync --guild {guild}"
     )
     assert found["model"].startswith(
         f"✗ model: the {garbage} VGG19 weights did not load (WeightsUnavailable: "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from unittest.mock import MagicMock
+from unittest.mock import AsyncMock, MagicMock
 from urllib.parse import urlsplit
 
 import discord
@@ -11,7 +11,9 @@ import pytest
 
 import bot.backends as backends_module
 import bot.runner as runner_module
-from bot.cogs.stylize import EXPIRED_TEXT, CancelButton, RerunButton
+from bot.cogs.admin import DM_TEXT
+from bot.cogs.stylize import DELETE_REFUSED_TEXT, EXPIRED_TEXT, CancelButton, DeleteButton, RerunButton
+from bot.guild_settings import GuildSettings
 from bot.runner import MIN_UPLOAD_BYTES, JobRequest
 from bot.store import JobStatus
 from bot.strength import Rerun
@@ -59,7 +61,7 @@ async def test_stylize_defers_reports_progress_and_posts_a_png(make_bot) -> None
     fields = {field.name: field.value for field in embed.fields}
     assert fields["Strength"] == "strong" and "cpu" in fields["Time"] and "42" in fields["Requested by"]
     custom_ids = {item.custom_id for item in result_call.kwargs["view"].children}
-    assert {cid.split(":")[1] for cid in custom_ids} == {"stronger", "weaker", "reroll"}
+    assert {cid.split(":")[1] for cid in custom_ids} == {"stronger", "weaker", "reroll", "delete"}
     record = bot.store.get(custom_ids.pop().split(":")[2])
     assert record.status is JobStatus.DONE and record.stats["iterations"] == 4
     # The first followup is the progress message: edited with a bar, then with the final line.
@@ -547,3 +549,64 @@ async def test_cancel_button_survives_the_switch_to_channel_messages(make_bot) -
     await asyncio.wait_for(task, 20)
     assert bot.store.get(job_id).status is JobStatus.CANCELLED
     assert "Cancelled." in texts(*(message.edit for message in posted))
+
+
+async def test_delete_only_by_requester_or_a_moderator_of_that_channel(make_bot) -> None:
+    bot = await make_bot()
+    interaction = await run_stylize(bot)
+    custom_id = interaction.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id
+    job_id = custom_id.split(":")[2]
+    result = make_message(discord.Message)
+
+    stranger = make_interaction(user_id=5)
+    stranger.client, stranger.message = bot, result
+    await DeleteButton(job_id).callback(stranger)
+    assert stranger.response.send_message.call_args.args[0] == DELETE_REFUSED_TEXT
+    result.delete.assert_not_awaited()
+    assert len(list(bot.store.inputs_dir.iterdir())) == 2
+
+    moderator = make_interaction(user_id=6, manage_messages=True)
+    moderator.message = result
+    moderator.response.defer = AsyncMock()
+    await cog_of(bot).handle_delete_button(moderator, job_id)
+    moderator.response.defer.assert_awaited_once_with()  # a silent acknowledgement
+    result.delete.assert_awaited_once()
+    record = bot.store.get(job_id)
+    assert record.status is JobStatus.DELETED and record.expired
+    assert list(bot.store.inputs_dir.iterdir()) == []
+
+
+async def test_a_refused_deletion_keeps_the_inputs_and_says_so_privately(make_bot) -> None:
+    bot = await make_bot()
+    interaction = await run_stylize(bot)
+    custom_id = interaction.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id
+    job_id = custom_id.split(":")[2]
+    requester = make_interaction(user_id=42)
+    requester.message = make_message(discord.Message)
+    requester.message.delete = AsyncMock(side_effect=discord.Forbidden(MagicMock(status=403), "no"))
+    await cog_of(bot).handle_delete_button(requester, job_id)
+    [(args, kwargs)] = [(c.args, c.kwargs) for c in requester.followup.send.call_args_list]
+    assert "could not delete" in args[0] and kwargs["ephemeral"] is True
+    assert bot.store.get(job_id).status is JobStatus.DONE
+    assert len(list(bot.store.inputs_dir.iterdir())) == 2
+
+
+async def test_the_message_menu_follows_the_channel_rule_and_refuses_dms(make_bot) -> None:
+    bot = await make_bot()
+    allowed = make_channel()
+    bot.guild_settings.save(1, 99, GuildSettings(channels=(allowed.id,)))
+    message = MagicMock(spec=discord.Message)
+    message.attachments = [make_attachment(png_bytes(content_image()))]
+    message.attachments[0].width = 48
+
+    elsewhere = make_interaction()
+    await cog_of(bot).handle_context_menu(elsewhere, message)
+    text = elsewhere.response.send_message.call_args.args[0]
+    assert "don't paint in this channel" in text and f"<#{allowed.id}>" in text
+    in_dm = make_interaction()
+    in_dm.guild_id = None
+    await cog_of(bot).handle_context_menu(in_dm, message)
+    assert in_dm.response.send_message.call_args.args[0] == DM_TEXT
+    there = make_interaction(channel=allowed)
+    await cog_of(bot).handle_context_menu(there, message)
+    assert there.response.send_message.call_args.args[0] == "Which painting?"

@@ -615,6 +615,14 @@ class StylizeCog(commands.Cog):
                 "I could not delete that message; please try again in a minute."
             )
             return
-        self.bot.store.discard_inputs(record)
-        self.bot.store.update(job_id, status=JobStatus.DELETED)
+        try:
+            self.bot.store.discard_inputs(record)
+            self.bot.store.update(job_id, status=JobStatus.DELETED)
+        except Exception:  # the picture is gone; its stored copy still expires with the others
+            log.exception("job %s: result deleted, but its inputs or record could not be updated", job_id)
+            await self._conversation(interaction, None, interaction.user.id).tell(
+                "The picture is deleted, but I could not remove my stored copy of its images now; "
+                "it will be removed when it expires."
+            )
+            return
         log.info("job %s: result deleted by user %s", job_id, interaction.user.id)

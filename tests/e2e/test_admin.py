@@ -161,10 +161,15 @@ async def test_only_the_requester_may_rerun_when_the_server_says_so(
         await fake.react(first, "💪", user=fake.bob)
         [notice] = await fake.wait_for(lambda: public_with(fake, REQUESTER_ONLY_TEXT), timeout=30)
         assert fake.bob.mention in notice.content
+        # the requester's own re-run goes, with the server's largest size and spoilers as set now
+        await admin(fake, "max-size", {"size": "small"})
+        await admin(fake, "spoilers", {"enabled": True})
         await fake.click(first, "Stronger", user=fake.alice)
-        second = (await fake.wait_for(lambda: len(results(fake)) == 2 and results(fake), timeout=60))[1]
-        assert bot.store.by_result_message(second.id).user_id == fake.alice.id
-    assert len(results(fake)) == 2
+        [second] = await fake.wait_for(lambda: spoilers(fake), timeout=60)
+        record = bot.store.by_result_message(second.id)
+        assert record.user_id == fake.alice.id and record.params["strength"] == "strong"
+        assert max(decode(second.attachments[0]).size) == TEST_SIZES["small"]
+    assert results(fake) == [first]
 
 
 async def test_delete_button_after_a_restart_removes_the_result_and_its_inputs(

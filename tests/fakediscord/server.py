@@ -1018,6 +1018,8 @@ class FakeDiscord:
         user = user or self.alice
         channel = self.channels[target.channel_id]
         schema = self._find_command(name)
+        if schema is not None:
+            self._check_offered(schema, user, channel)
         interaction_id, token, payload = self._base_interaction(
             INTERACTION_APPLICATION_COMMAND, user, channel
         )

@@ -610,3 +610,21 @@ async def test_the_message_menu_follows_the_channel_rule_and_refuses_dms(make_bo
     there = make_interaction(channel=allowed)
     await cog_of(bot).handle_context_menu(there, message)
     assert there.response.send_message.call_args.args[0] == "Which painting?"
+
+
+async def test_a_store_failure_after_deleting_is_told_privately(make_bot, monkeypatch) -> None:
+    bot = await make_bot()
+    interaction = await run_stylize(bot)
+    custom_id = interaction.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id
+    requester = make_interaction(user_id=42)
+    requester.message = make_message(discord.Message)
+
+    def disk_error(record) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bot.store, "discard_inputs", disk_error)
+    await cog_of(bot).handle_delete_button(requester, custom_id.split(":")[2])
+    requester.message.delete.assert_awaited_once()
+    [call] = requester.followup.send.call_args_list
+    assert "picture is deleted" in call.args[0] and call.kwargs["ephemeral"] is True
+    assert "No space" not in call.args[0]

@@ -62,11 +62,11 @@ class AdminCog(commands.Cog):
 
         @app_commands.describe(channel="A channel I may paint in")
         async def add(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-            await cog.handle_channel(interaction, channel.id, add=True)
+            await cog.handle_channel(interaction, channel, add=True)
 
         @app_commands.describe(channel="A channel I may no longer paint in")
         async def remove(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-            await cog.handle_channel(interaction, channel.id, add=False)
+            await cog.handle_channel(interaction, channel, add=False)
 
         async def clear(interaction: discord.Interaction) -> None:
             await cog.handle_change(interaction, lambda s: dataclasses.replace(s, channels=()))
@@ -127,7 +127,11 @@ class AdminCog(commands.Cog):
         current = self.bot.guild_settings.get(interaction.guild_id)
         await interaction.response.send_message(self.describe(current), ephemeral=True)
 
-    async def handle_channel(self, interaction: discord.Interaction, channel_id: int, *, add: bool) -> None:
+    async def handle_channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel, *, add: bool
+    ) -> None:
+        """Add ``channel`` to the list or remove it; adding one the bot cannot post in says so."""
+        channel_id = channel.id
         refusal = self.refusal(interaction)
         if refusal is not None:
             await interaction.response.send_message(refusal, ephemeral=True)
@@ -142,10 +146,34 @@ class AdminCog(commands.Cog):
             channels = current if channel_id in current else (*current, channel_id)
         else:
             channels = tuple(c for c in current if c != channel_id)
-        await self.handle_change(interaction, lambda s: dataclasses.replace(s, channels=channels))
+        note = self._cannot_post_note(channel) if add else ""
+        await self.handle_change(interaction, lambda s: dataclasses.replace(s, channels=channels), note=note)
+
+    @staticmethod
+    def _cannot_post_note(channel: discord.TextChannel) -> str:
+        me = channel.guild.me
+        if me is None:
+            return ""
+        permissions = channel.permissions_for(me)
+        missing = [
+            name
+            for name, granted in (
+                ("Send Messages", permissions.send_messages),
+                ("Attach Files", permissions.attach_files),
+                ("Embed Links", permissions.embed_links),
+            )
+            if not granted
+        ]
+        if not missing:
+            return ""
+        return f"\nNote: to post pictures in <#{channel.id}> I need {', '.join(missing)} there."
 
     async def handle_change(
-        self, interaction: discord.Interaction, change: Callable[[GuildSettings], GuildSettings]
+        self,
+        interaction: discord.Interaction,
+        change: Callable[[GuildSettings], GuildSettings],
+        *,
+        note: str = "",
     ) -> None:
         """Apply ``change`` to this server's settings, for a member with Manage Server only."""
         refusal = self.refusal(interaction)
@@ -158,7 +186,7 @@ class AdminCog(commands.Cog):
         log.info(
             "server %s: settings now %s (by user %s)", interaction.guild_id, updated, interaction.user.id
         )
-        await interaction.response.send_message("Saved.\n" + self.describe(updated), ephemeral=True)
+        await interaction.response.send_message("Saved.\n" + self.describe(updated) + note, ephemeral=True)
 
     def describe(self, current: GuildSettings) -> str:
         """The server's settings as a member reads them, with the commands that change them."""

@@ -75,6 +75,7 @@ async def test_settings_are_for_managers_only_shown_privately_and_survive_a_rest
 ) -> None:
     fake = fake_discord
     art = fake.add_channel("art")
+    closed = fake.add_channel("announcements", bot_can_send=False)
     async with started(settings, fake) as bot:
         await sync_to_guild(bot, fake)
         [registered] = [c for c in fake.guild_commands[fake.guild_id] if c["name"] == "nst-admin"]
@@ -88,6 +89,13 @@ async def test_settings_are_for_managers_only_shown_privately_and_survive_a_rest
         assert "Results as spoilers: off" in shown.content
         saved = await admin(fake, "channels add", {"channel": art})
         assert saved.content.startswith("Saved.") and f"<#{art.id}>" in saved.content
+        assert "Note" not in saved.content
+        saved = await admin(fake, "channels add", {"channel": closed})
+        assert (
+            f"to post pictures in <#{closed.id}> I need Send Messages, Attach Files, Embed Links"
+            in saved.content
+        )
+        await admin(fake, "channels remove", {"channel": closed})
         await admin(fake, "max-size", {"size": "small"})
         await admin(fake, "reruns", {"who": "requester"})
         await admin(fake, "spoilers", {"enabled": True})

@@ -29,7 +29,7 @@ from .backends import Backend, LocalBackend
 from .conversation import Conversation
 from .guild_settings import GuildSettingsStore
 from .jobs import JobQueue
-from .runner import JobRunner
+from .runner import JobRunner, friendly_error
 from .settings import Settings
 from .store import JobStore
 
@@ -91,7 +91,9 @@ class NSTBot(commands.Bot):
         cache_dir = settings.cache_dir
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache(cache_dir / STYLE_TARGETS_DIR) if cache_dir is not None else None
-        self.store = JobStore(settings.database_path, settings.inputs_dir)
+        self.store = JobStore(
+            settings.database_path, settings.inputs_dir, max_input_bytes=settings.inputs_max_bytes
+        )
         self.guild_settings = GuildSettingsStore(settings.guild_settings_path)
         self.backend = self._make_backend()
         #: The local backend's thread-pool queue (None when jobs are painted by remote workers).
@@ -157,7 +159,7 @@ class NSTBot(commands.Bot):
         retention = self.settings.retention_days * 86400
         while True:
             try:
-                count = self.store.purge(retention)
+                count = await asyncio.to_thread(self.store.purge, retention)
                 if count:
                     log.info("expired the inputs of %d job(s)", count)
             except Exception:
@@ -169,7 +171,7 @@ class NSTBot(commands.Bot):
     ) -> None:
         """Log the detail; tell the user something short. Never a traceback in Discord."""
         log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
-        text = "Something went wrong on my side; it has been logged."
+        text = friendly_error(error.original if isinstance(error, app_commands.CommandInvokeError) else error)
         if interaction.response.is_done():  # deferred or answered: the conversation knows which
             await Conversation(interaction=interaction, channel=None, user_id=interaction.user.id).tell(text)
             return

@@ -28,7 +28,7 @@ from nst_queue import protocol
 from nst_queue.client import QueueClient, Unavailable
 
 from .backends import Detached, JobObserver, PaintJob, ServiceUnavailable
-from .jobs import CoolingDown, JobRefused, QueueFull, TooManyJobs
+from .jobs import JobRefused, QueueFull, Reservation, Reservations, TooManyJobs
 
 if TYPE_CHECKING:
     from nst_engine.presets import PresetResolver
@@ -66,7 +66,7 @@ class ArqBackend:
         self.client = QueueClient(settings.queue_url)
         self.clock = clock
         self._jobs: dict[str, _Remote] = {}
-        self._last_submit: dict[int, float] = {}
+        self.reservations = Reservations(clock)
         self._closed = False
 
     # ------------------------------------------------------------------ admission
@@ -74,20 +74,26 @@ class ArqBackend:
         if self._closed:
             raise JobRefused("The bot is shutting down; try again in a minute.")
         mine = sum(1 for job in self._jobs.values() if job.user_id == user_id)
-        if mine >= self.settings.per_user_limit:
+        if mine + self.reservations.held[user_id] >= self.settings.per_user_limit:
             raise TooManyJobs(self.settings.per_user_limit)
-        last = self._last_submit.get(user_id)
-        if last is not None and self.settings.cooldown_seconds > 0:
-            remaining = self.settings.cooldown_seconds - (self.clock() - last)
-            if remaining > 0:
-                raise CoolingDown(remaining)
-        if sum(1 for job in self._jobs.values() if not job.started) >= self.settings.queue_cap:
+        self.reservations.cooling_down(user_id, self.settings.cooldown_seconds)
+        waiting = sum(1 for job in self._jobs.values() if not job.started)
+        if waiting + self.reservations.total >= self.settings.queue_cap:
             raise QueueFull()
 
+    def reserve(self, user_id: int) -> Reservation:
+        self.check_admission(user_id)
+        return self.reservations.take(user_id)
+
     # ------------------------------------------------------------------ jobs
-    async def submit(self, job: PaintJob, observer: JobObserver) -> asyncio.Future[Result]:
-        self.check_admission(job.user_id)
-        self._last_submit[job.user_id] = self.clock()
+    async def submit(
+        self, job: PaintJob, observer: JobObserver, reservation: Reservation | None = None
+    ) -> asyncio.Future[Result]:
+        if self._closed:
+            raise JobRefused("The bot is shutting down; try again in a minute.")
+        if reservation is None or not reservation.held:
+            self.check_admission(job.user_id)
+        self.reservations.submitted(job.user_id, reservation)
         loop = asyncio.get_running_loop()
         # Reserve the slot before the first await, so two quick requests cannot both pass the limit.
         remote = _Remote(job.job_id, job.user_id, observer, loop.create_future())

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nst_engine import Progress, Result, StyleParams
 from nst_engine import stylize as engine_stylize
 
-from .jobs import Job, JobQueue, JobRefused
+from .jobs import Job, JobQueue, JobRefused, Reservation
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -71,11 +71,15 @@ class JobObserver(Protocol):
 class Backend(Protocol):
     """The painting service as the runner sees it."""
 
-    def check_admission(self, user_id: int) -> None:
-        """Raise the :class:`JobRefused` a new job of ``user_id`` would meet (limits, cap, cooldown)."""
+    def reserve(self, user_id: int) -> Reservation:
+        """Take a place for a request of ``user_id`` before its inputs are fetched (limits, cap,
+        cooldown), or raise the :class:`JobRefused` it meets."""
 
-    async def submit(self, job: PaintJob, observer: JobObserver) -> asyncio.Future[Result]:
-        """Admit and enqueue ``job`` (or raise :class:`JobRefused`); the future gives its result."""
+    async def submit(
+        self, job: PaintJob, observer: JobObserver, reservation: Reservation | None = None
+    ) -> asyncio.Future[Result]:
+        """Admit and enqueue ``job`` (or raise :class:`JobRefused`); the future gives its result.
+        The job takes over ``reservation``'s place."""
 
     async def resume(self, record: JobRecord, observer: JobObserver) -> asyncio.Future[Result] | None:
         """Follow again a job a previous bot process started; None when it cannot go on."""
@@ -116,10 +120,12 @@ class LocalBackend:
         self.style_cache = style_cache
         self._jobs: dict[str, Job[Progress, Result]] = {}
 
-    def check_admission(self, user_id: int) -> None:
-        self.queue.check_admission(user_id)
+    def reserve(self, user_id: int) -> Reservation:
+        return self.queue.reserve(user_id)
 
-    async def submit(self, job: PaintJob, observer: JobObserver) -> asyncio.Future[Result]:
+    async def submit(
+        self, job: PaintJob, observer: JobObserver, reservation: Reservation | None = None
+    ) -> asyncio.Future[Result]:
         queued: Job[Progress, Result] = Job(
             job_id=job.job_id,
             user_id=job.user_id,
@@ -128,7 +134,7 @@ class LocalBackend:
             on_start=observer.on_start,
             on_progress=observer.on_progress,
         )
-        future = self.queue.submit(queued)
+        future = self.queue.submit(queued, reservation)
         self._jobs[job.job_id] = queued
         future.add_done_callback(lambda _: self._forget(job.job_id))
         return future

@@ -5,6 +5,11 @@ user would wait), so each job's blocking ``work`` runs in a :class:`ThreadPoolEx
 many workers as the configured concurrency. Progress reported from that thread crosses back with
 ``loop.call_soon_threadsafe``. Admission rules live here too, so they are tested without Discord:
 a per-user limit of jobs in flight, a global cap on waiting jobs and a per-user cooldown.
+
+A request takes a :class:`Reservation` before anything is downloaded: it counts as one of the
+user's jobs (and one waiting job) until the job itself is submitted, or until it is given back
+because the request failed. So simultaneous requests over the limit are refused before any of
+them is downloaded or decoded.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import inspect
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +56,78 @@ class CoolingDown(JobRefused):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"Please wait {max(1, round(retry_after))} s before asking again.")
         self.retry_after = retry_after
+
+
+class Reservation:
+    """A user's place in the limits, taken before a request downloads anything.
+
+    Given back with :meth:`release` (idempotent: call it on every path, a ``finally``), unless a
+    submitted job took it over first. Given back unused, it also gives back the cooldown it started.
+    """
+
+    def __init__(self, book: Reservations, user_id: int, previous_submit: float | None, at: float) -> None:
+        self._book = book
+        self.user_id = user_id
+        self._previous_submit = previous_submit
+        self._at = at
+        self.held = True
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def taken_over(self) -> None:
+        """A job was submitted with it: the job counts from now on."""
+        if self.held:
+            self.held = False
+            self._book.held[self.user_id] -= 1
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.taken_over()
+        if self._book.last_submit.get(self.user_id) == self._at:
+            if self._previous_submit is None:
+                del self._book.last_submit[self.user_id]
+            else:
+                self._book.last_submit[self.user_id] = self._previous_submit
+
+
+class Reservations:
+    """The reservations held and each user's last request time (for the cooldown), per backend."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.held: Counter[int] = Counter()
+        self.last_submit: dict[int, float] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.held.values())
+
+    def cooling_down(self, user_id: int, cooldown_seconds: float) -> None:
+        """Raise :class:`CoolingDown` when ``user_id`` asked less than ``cooldown_seconds`` ago."""
+        last = self.last_submit.get(user_id)
+        if last is not None and cooldown_seconds > 0:
+            remaining = cooldown_seconds - (self.clock() - last)
+            if remaining > 0:
+                raise CoolingDown(remaining)
+
+    def take(self, user_id: int) -> Reservation:
+        now = self.clock()
+        reservation = Reservation(self, user_id, self.last_submit.get(user_id), now)
+        self.held[user_id] += 1
+        self.last_submit[user_id] = now
+        return reservation
+
+    def submitted(self, user_id: int, reservation: Reservation | None) -> None:
+        """A job of ``user_id`` was admitted (with its reservation, or without one)."""
+        if reservation is not None and reservation.held:
+            reservation.taken_over()
+        else:
+            self.last_submit[user_id] = self.clock()
 
 
 class JobCancelled(Exception):
@@ -95,7 +173,7 @@ class JobQueue:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nst-worker")
         self._waiting: list[Job[object, object]] = []
         self._running: dict[str, Job[object, object]] = {}
-        self._last_submit: dict[int, float] = {}
+        self.reservations = Reservations(clock)
         self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -105,22 +183,29 @@ class JobQueue:
         if self._closed:
             raise JobRefused("The bot is shutting down; try again in a minute.")
         in_flight = sum(1 for job in self.jobs() if job.user_id == user_id)
-        if in_flight >= self.per_user_limit:
+        if in_flight + self.reservations.held[user_id] >= self.per_user_limit:
             raise TooManyJobs(self.per_user_limit)
-        last = self._last_submit.get(user_id)
-        if last is not None and self.cooldown_seconds > 0:
-            remaining = self.cooldown_seconds - (self.clock() - last)
-            if remaining > 0:
-                raise CoolingDown(remaining)
-        if len(self._waiting) >= self.queue_cap:
+        self.reservations.cooling_down(user_id, self.cooldown_seconds)
+        if len(self._waiting) + self.reservations.total >= self.queue_cap:
             raise QueueFull()
 
-    def submit(self, job: Job[P, R]) -> asyncio.Future[R]:
-        """Admit ``job`` (or raise :class:`JobRefused`); the future resolves to ``work``'s result."""
-        self.check_admission(job.user_id)
+    def reserve(self, user_id: int) -> Reservation:
+        """Admit a request of ``user_id`` before its inputs are fetched (or raise :class:`JobRefused`)."""
+        self.check_admission(user_id)
+        return self.reservations.take(user_id)
+
+    def submit(self, job: Job[P, R], reservation: Reservation | None = None) -> asyncio.Future[R]:
+        """Admit ``job`` (or raise :class:`JobRefused`); the future resolves to ``work``'s result.
+
+        With a held ``reservation`` the job takes its place: the limits were checked when it was made.
+        """
+        if self._closed:
+            raise JobRefused("The bot is shutting down; try again in a minute.")
+        if reservation is None or not reservation.held:
+            self.check_admission(job.user_id)
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
-        self._last_submit[job.user_id] = self.clock()
+        self.reservations.submitted(job.user_id, reservation)
         # The queue hands each job's progress only to that job's own observer, so erasing P and R
         # here loses nothing; the caller keeps the typed future.
         self._waiting.append(cast("Job[object, object]", job))

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import io
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,9 +32,9 @@ from nst_engine.imaging import encode_image
 
 from .backends import Backend, Detached, PaintJob
 from .conversation import Conversation
-from .jobs import JobCancelled, JobRefused
+from .jobs import JobCancelled, JobRefused, Reservation
 from .progress import EditThrottle, preview_every, queue_text, render_progress
-from .store import JobRecord, JobStatus, new_job_id
+from .store import InputImage, JobRecord, JobStatus, new_job_id
 from .views import cancel_view, result_view
 
 if TYPE_CHECKING:
@@ -49,6 +51,10 @@ UPLOAD_ATTEMPTS = 3
 MIN_UPLOAD_BYTES = 8 * 1024
 
 SHUTDOWN_TEXT = "The bot is restarting, so your job was stopped; please try again in a minute."
+DISK_FULL_TEXT = "My disk is full right now, so I could not keep your picture; please try again later."
+DATABASE_BUSY_TEXT = (
+    "I am too busy to take this right now (my job list is locked); please try again in a minute."
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,10 @@ def friendly_error(error: BaseException, *, preset: str | None = None) -> str:
         return without_paths(f"That didn't work: {error}")
     if is_out_of_memory(error):
         return "The painter ran out of memory; try a smaller size."
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DISK_FULL_TEXT
+    if isinstance(error, sqlite3.OperationalError):  # "database is locked", a full disk under SQLite
+        return DATABASE_BUSY_TEXT
     return "Something went wrong on my side; it has been logged. Please try again later."
 
 
@@ -141,9 +151,15 @@ class JobRunner:
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active: set[asyncio.Task[Any]] = set()
 
-    def check_admission(self, user_id: int) -> None:
-        """Raise the :class:`JobRefused` a new job of ``user_id`` would meet."""
-        self.backend.check_admission(user_id)
+    def reserve(self, user_id: int) -> Reservation:
+        """A place for a new job of ``user_id``, taken before its inputs are fetched; raises the
+        :class:`JobRefused` it meets. Release it on every path (the job takes it over)."""
+        return self.backend.reserve(user_id)
+
+    @property
+    def max_side(self) -> int:
+        """The longest side any job (or re-run) can paint: inputs are decoded and kept no larger."""
+        return max(self.settings.sizes.values())
 
     async def cancel(self, job_id: str) -> bool:
         return await self.backend.cancel(job_id)
@@ -151,14 +167,19 @@ class JobRunner:
     async def start(
         self,
         conversation: Conversation,
-        content: Image.Image,
-        style: Image.Image | None,
+        content: InputImage,
+        style: InputImage | None,
         request: JobRequest,
         *,
         guild_id: int | None,
         channel_id: int | None,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Store, enqueue and follow one job until its result (or failure) is posted."""
+        """Store, enqueue and follow one job until its result (or failure) is posted.
+
+        Inputs not stored yet are written (in a thread: a photo's file is written off the event
+        loop); a re-run's are shared with its job. The job takes over ``reservation``.
+        """
         store = self.bot.store
         job_id = new_job_id()
         record = JobRecord(
@@ -168,23 +189,26 @@ class JobRunner:
             channel_id=channel_id,
             params=request.to_dict(),
         )
-        record.content_path = str(store.save_input(job_id, "content", content))
-        if style is not None:
-            record.style_path = str(store.save_input(job_id, "style", style))
-        store.add(record)
+        try:
+            await asyncio.to_thread(store.add_with_inputs, record, content, style)
+        except Exception as error:  # a full disk, a locked database: the user hears it at once
+            if not isinstance(error, JobRefused):
+                log.error("could not store job %s", job_id, exc_info=error)
+            await conversation.tell(friendly_error(error))
+            return
         run = JobRun(self, conversation, record, request)
         params = run.params
         job = PaintJob(
             job_id=job_id,
             user_id=conversation.user_id,
-            content=content,
-            style=style,
+            content=content.image,
+            style=None if style is None else style.image,
             preset=request.preset,
             params=params,
             preview_every=preview_every(params.iterations, self.settings.preview_count),
             preview_size=self.settings.preview_size,
         )
-        await self._follow(run, lambda: self.backend.submit(job, run))
+        await self._follow(run, lambda: self.backend.submit(job, run, reservation))
 
     async def recover(self) -> None:
         """After a restart: follow again the jobs the backend still has, tell the others' users.
@@ -193,7 +217,12 @@ class JobRunner:
         /stylize again. A job on remote workers goes on; its result is delivered to its channel.
         """
         await self.bot.wait_until_ready()
-        for record in self.bot.store.with_status(JobStatus.QUEUED, JobStatus.RUNNING):
+        try:
+            records = await asyncio.to_thread(self.bot.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
+        except sqlite3.Error as error:
+            log.error("cannot read the jobs left by the previous run: %s", error)
+            return
+        for record in records:
             channel = await self._channel(record.channel_id)
             conversation = Conversation(
                 interaction=None,
@@ -204,12 +233,12 @@ class JobRunner:
             run = JobRun(self, conversation, record, JobRequest.from_dict(record.params), resumed=True)
             future = await self.backend.resume(record, run)
             if future is None:
-                self.bot.store.update(
-                    record.job_id,
+                await run.save(
                     status=JobStatus.FAILED,
                     error="the bot restarted while this job ran",
                     finished_at=time.time(),
                 )
+                await run.discard_inputs()
                 if channel is not None:
                     await conversation.send(
                         f"{conversation.mention} Sorry, the bot restarted while your picture was being "
@@ -279,10 +308,8 @@ class JobRun:
         try:
             future = await submit()
         except JobRefused as refusal:  # the limits moved since the early check, or no service
-            self.bot.store.update(
-                self.record.job_id, status=JobStatus.FAILED, error=str(refusal), finished_at=time.time()
-            )
-            self.bot.store.discard_inputs(self.record)
+            await self.save(status=JobStatus.FAILED, error=str(refusal), finished_at=time.time())
+            await self.discard_inputs()
             await self.conversation.tell(str(refusal))
             return
         if self.resumed:
@@ -309,13 +336,26 @@ class JobRun:
         with contextlib.suppress(Exception):  # Cancelled, or whatever ended it first: it is over
             await future
         text = "I could not post your job's progress here, so I stopped it; please try again."
-        self.bot.store.update(
-            self.record.job_id,
-            status=JobStatus.FAILED,
-            error="the progress message could not be posted",
-            finished_at=time.time(),
+        await self.save(
+            status=JobStatus.FAILED, error="the progress message could not be posted", finished_at=time.time()
         )
+        await self.discard_inputs()
         await self.conversation.tell(text)  # quietly: it may well fail too
+
+    async def save(self, **changes: Any) -> None:
+        """Update the job's record; a database that fails (locked, full) is logged, and the job
+        goes on to tell its user how it ended all the same."""
+        try:
+            await asyncio.to_thread(self.bot.store.update, self.record.job_id, **changes)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not record %s for job %s: %s", sorted(changes), self.record.job_id, error)
+
+    async def discard_inputs(self) -> None:
+        """Let go of the job's stored inputs (it failed or was cancelled: nothing can re-run it)."""
+        try:
+            await asyncio.to_thread(self.bot.store.discard_inputs, self.record)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not delete the inputs of job %s: %s", self.record.job_id, error)
 
     # -- observers (the backend calls them on the event loop) ---------------------------------
     async def _open_progress_message(self) -> bool:
@@ -331,8 +371,8 @@ class JobRun:
         self.message_ready.set()
         if self.message is None:
             return False
-        self.bot.store.update(self.record.job_id, progress_message_id=self.message.id)
         self.last_position = position
+        await self.save(progress_message_id=self.message.id)
         return True
 
     async def on_position(self, position: int) -> None:
@@ -356,7 +396,10 @@ class JobRun:
 
     def on_start(self) -> None:
         self.started_at = time.monotonic()
-        self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
+        try:
+            self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not record the start of job %s: %s", self.record.job_id, error)
 
     async def on_progress(self, progress: Progress) -> None:
         if progress.preview is not None and self.previews_shown < self.settings.preview_count:
@@ -371,12 +414,11 @@ class JobRun:
             + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
         }
         if self.pending_preview is not None:
+            preview, self.pending_preview = self.pending_preview, None
+            name = f"preview-{self.record.job_id}.png"
             kwargs["attachments"] = [
-                _png_file(
-                    self.pending_preview, f"preview-{self.record.job_id}.png", spoiler=self.request.spoiler
-                )
+                await asyncio.to_thread(_png_file, preview, name, spoiler=self.request.spoiler)
             ]
-            self.pending_preview = None
             self.previews_shown += 1
         await self._edit(**kwargs)
 
@@ -410,12 +452,12 @@ class JobRun:
             text = friendly_error(error, preset=self.request.preset)
         if not cancelled:
             log.error("job %s failed", self.record.job_id, exc_info=error)
-        self.bot.store.update(
-            self.record.job_id,
+        await self.save(
             status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
             error=text,
             finished_at=time.time(),
         )
+        await self.discard_inputs()
         if self.message is not None:
             await self._edit(content=text, view=None, attachments=[])
             if stopped_by_shutdown:
@@ -474,8 +516,7 @@ class JobRun:
                 text="I finished your picture but could not upload it; please try again.",
             )
             return
-        self.bot.store.update(
-            self.record.job_id,
+        await self.save(
             status=JobStatus.DONE,
             result_message_id=message.id,
             stats=stats.to_dict(),

@@ -65,6 +65,8 @@ class Settings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_input_pixels: int = 40_000_000
     retention_days: float = 7.0
+    #: Bytes all stored inputs may take together; beyond it the oldest finished jobs' go first.
+    inputs_max_bytes: int = 5 * 1024 * 1024 * 1024
     strength_steps: Mapping[str, float] = field(
         default_factory=lambda: {"subtle": 0.5, "normal": 1.0, "strong": 2.0, "extreme": 4.0}
     )
@@ -127,6 +129,7 @@ class Settings:
         positive_int("preview_size", 16)
         positive_int("max_attachment_bytes", 1024)
         positive_int("max_input_pixels", 256)
+        positive_int("inputs_max_bytes", 1024)
         positive_int("iterations")
         positive_int("scales")
         for key in ("cooldown_seconds", "progress_interval", "retention_days", "interaction_token_seconds"):

@@ -1,14 +1,21 @@
-"""Job records in SQLite, in the data dir, readable by the bot's user only.
+"""Job records in SQLite, in the data dir, readable by the bot's user only, and the stored inputs.
 
 A record outlives the process so buttons and reactions on an old result still work after a
 restart: it keeps the parameters, who asked, where the result went, and the paths of the stored
-inputs. After the retention period the inputs are deleted and the record says ``expired``.
+inputs. Each input is stored once, no larger than the largest output size, as the file the user
+sent or as lossless WebP, whichever is smaller; a re-run's record refers to the same files. A
+file is deleted when no record refers to it any more: after the retention period, soon after a
+job fails or is cancelled, or oldest first when the inputs would exceed their byte cap. Every
+method here may block (SQLite, the disk); the bot calls the ones that touch images from a thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -19,6 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from nst_engine.imaging import decode_image
+
+from .jobs import JobRefused
+
+#: Never fill the disk: a write that would leave less free than this is refused (``nst-bot check``
+#: warns below it too).
+MIN_FREE_BYTES = 256 * 1024 * 1024
+#: How long a write waits for a locked database before it fails (sqlite3's default is 5 s).
+BUSY_TIMEOUT_SECONDS = 5.0
+_TEMP_PREFIX = ".tmp-"
 
 
 class JobStatus(str, Enum):
@@ -71,6 +89,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_result_message ON jobs(result_message_id);
+CREATE INDEX IF NOT EXISTS jobs_content_path ON jobs(content_path);
+CREATE INDEX IF NOT EXISTS jobs_style_path ON jobs(style_path);
 """
 _COLUMNS = [
     "job_id",
@@ -96,13 +116,64 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+class StorageFull(JobRefused):
+    """There is no room to keep a job's inputs (the disk is nearly full, or the inputs' cap is
+    taken by jobs still in flight); the message is written for the user."""
+
+    def __init__(self) -> None:
+        super().__init__("I have no room to keep your picture right now; please try again later.")
+
+
+@dataclass(eq=False)
+class InputImage:
+    """One decoded input of a job, and what is kept of it on disk for re-runs.
+
+    ``image`` is at most the largest output size (no full-size photo waits in the queue).
+    ``data`` (bytes still to store, the original file or lossless WebP) or ``path`` (already
+    stored: a re-run shares its job's files). Storing it replaces ``data`` by ``path``.
+    """
+
+    image: Image.Image
+    data: bytes | None = None
+    extension: str = "webp"
+    path: str | None = None
+
+
+def prepare_input(data: bytes, *, max_side: int, max_pixels: int, max_bytes: int) -> InputImage:
+    """Decode an upload (shrunk to ``max_side`` while decoding) and choose what to keep of it:
+    the original file when it is no larger than ``max_side`` and smaller than the decoded
+    picture as lossless WebP, else that WebP. Blocks for a while on a photo: call it in a thread.
+    Raises :class:`~nst_engine.errors.InvalidImage`.
+    """
+    image = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes, max_side=max_side)
+    webp = io.BytesIO()
+    image.save(webp, format="WEBP", lossless=True, quality=80, method=4)
+    with Image.open(io.BytesIO(data)) as original:  # the header only: its size and format
+        fits, extension = max(original.size) <= max_side, (original.format or "bin").lower()
+    if fits and len(data) <= webp.tell():
+        return InputImage(image, data=data, extension=extension)
+    return InputImage(image, data=webp.getvalue(), extension="webp")
+
+
+def load_input(path: str | None, *, max_side: int) -> Image.Image | None:
+    """A stored input decoded (the same safe decoder as uploads), or None when it is gone."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        return decode_image(path, max_side=max_side, max_pixels=max_side * max_side)
+    except Exception:  # an unreadable stored file is as good as expired
+        return None
+
+
 class JobStore:
     """SQLite-backed job records plus the stored input images (``Settings.inputs_dir``)."""
 
-    def __init__(self, database_path: Path, inputs_dir: Path) -> None:
-        """``database_path`` and ``inputs_dir`` come from the settings (both under ``data_dir``)."""
+    def __init__(self, database_path: Path, inputs_dir: Path, *, max_input_bytes: int | None = None) -> None:
+        """``database_path`` and ``inputs_dir`` come from the settings (both under ``data_dir``);
+        ``max_input_bytes`` (``inputs_max_bytes``) caps the stored inputs, None: no cap."""
         self.path = Path(database_path)
         self.inputs_dir = Path(inputs_dir)
+        self.max_input_bytes = max_input_bytes
         for directory in (self.path.parent, self.inputs_dir):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
@@ -111,31 +182,119 @@ class JobStore:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        #: Held while inputs are written or deleted, so the byte cap is counted consistently.
+        self._files_lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+        )
         self._db.executescript(_SCHEMA)
+        for leftover in self.inputs_dir.glob(_TEMP_PREFIX + "*"):  # a write cut short by a crash
+            leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # ------------------------------------------------------------------ inputs
-    def save_input(self, job_id: str, role: str, image: Image.Image) -> Path:
-        """Store a decoded input as PNG under a generated name (never the uploader's filename)."""
-        path = self.inputs_dir / f"{job_id}-{role}-{uuid.uuid4().hex[:8]}.png"
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        return path
+    def add_with_inputs(self, record: JobRecord, content: InputImage, style: InputImage | None) -> None:
+        """Store the inputs that are not stored yet, point ``record`` at them and add it.
 
-    @staticmethod
-    def load_input(path: str | None) -> Image.Image | None:
-        """The stored input, or None when it was purged (or never stored)."""
-        if not path or not Path(path).is_file():
-            return None
-        with Image.open(path) as image:
-            image.load()
-            rgb: Image.Image = image.convert("RGB")
-            return rgb
+        Makes room first: refuses (:class:`StorageFull`) when the disk would be left with less
+        than ``MIN_FREE_BYTES``, and deletes the oldest finished jobs' inputs while the cap would
+        be exceeded. On any failure (a full disk, a locked database) nothing new stays on disk.
+        """
+        inputs = [(role, item) for role, item in (("content", content), ("style", style)) if item is not None]
+        written: list[Path] = []
+        try:
+            with self._files_lock:
+                needed = sum(len(item.data) for _, item in inputs if item.data is not None)
+                if needed:
+                    self._make_room(needed)
+                for role, item in inputs:
+                    if item.data is not None:
+                        path = (
+                            self.inputs_dir
+                            / f"{record.job_id}-{role}-{uuid.uuid4().hex[:8]}.{item.extension}"
+                        )
+                        _write_atomically(path, item.data)
+                        written.append(path)
+                        item.path, item.data = str(path), None
+            record.content_path = content.path
+            record.style_path = style.path if style is not None else None
+            self.add(record)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _make_room(self, needed: int) -> None:
+        """Free space for ``needed`` more bytes of inputs, or raise :class:`StorageFull`."""
+        if shutil.disk_usage(self.inputs_dir).free - needed < MIN_FREE_BYTES:
+            raise StorageFull()
+        cap = self.max_input_bytes
+        if cap is None:
+            return
+        if needed > cap:
+            raise StorageFull()
+        total = self.stored_bytes()
+        while total + needed > cap:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT * FROM jobs WHERE expired = 0 AND status NOT IN (?, ?) "
+                    "AND (content_path IS NOT NULL OR style_path IS NOT NULL) ORDER BY created_at LIMIT 1",
+                    (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+                ).fetchone()
+            if row is None:  # every stored input belongs to a job in flight
+                raise StorageFull()
+            total -= self._discard(self._record(row))
+
+    def stored_bytes(self) -> int:
+        """Bytes of all stored inputs (and writes in progress)."""
+        total = 0
+        with os.scandir(self.inputs_dir) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    total += entry.stat().st_size
+        return total
+
+    def purge(self, retention_seconds: float, now: float | None = None) -> int:
+        """Delete the inputs of jobs older than the retention period; returns how many were expired."""
+        cutoff = (time.time() if now is None else now) - retention_seconds
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE expired = 0 AND created_at < ? AND status NOT IN (?, ?)",
+                (cutoff, JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+            ).fetchall()
+        with self._files_lock:
+            for row in rows:
+                self._discard(self._record(row))
+        return len(rows)
+
+    def discard_inputs(self, record: JobRecord) -> None:
+        """Let go of a job's stored images now (failed, cancelled, expired, deleted by its user).
+
+        Its record stays, marked expired. A file another job still refers to (a re-run shares its
+        job's inputs) is kept until the last record referring to it lets go.
+        """
+        with self._files_lock:
+            self._discard(record)
+
+    def _discard(self, record: JobRecord) -> int:
+        """``discard_inputs`` with the files lock held; returns the bytes freed."""
+        paths = {path for path in (record.content_path, record.style_path) if path}
+        record.expired, record.content_path, record.style_path = True, None, None
+        self.update(record.job_id, expired=True, content_path=None, style_path=None)
+        freed = 0
+        for path in paths:
+            with self._lock:
+                shared = self._db.execute(
+                    "SELECT 1 FROM jobs WHERE content_path = ? OR style_path = ? LIMIT 1", (path, path)
+                ).fetchone()
+            if shared is None:
+                with contextlib.suppress(FileNotFoundError):
+                    freed += Path(path).stat().st_size
+                    Path(path).unlink()
+        return freed
 
     # ------------------------------------------------------------------ records
     def add(self, record: JobRecord) -> None:
@@ -178,26 +337,6 @@ class JobStore:
             ).fetchall()
         return [self._record(row) for row in rows]
 
-    def purge(self, retention_seconds: float, now: float | None = None) -> int:
-        """Delete the inputs of jobs older than the retention period; returns how many were expired."""
-        cutoff = (time.time() if now is None else now) - retention_seconds
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE expired = 0 AND created_at < ? AND status NOT IN (?, ?)",
-                (cutoff, JobStatus.QUEUED.value, JobStatus.RUNNING.value),
-            ).fetchall()
-        for row in rows:
-            self.discard_inputs(self._record(row))
-        return len(rows)
-
-    def discard_inputs(self, record: JobRecord) -> None:
-        """Delete a job's stored images now (expired, or never run); its record stays, marked expired."""
-        for path in (record.content_path, record.style_path):
-            if path:
-                Path(path).unlink(missing_ok=True)
-        record.expired, record.content_path, record.style_path = True, None, None
-        self.update(record.job_id, expired=True, content_path=None, style_path=None)
-
     # ------------------------------------------------------------------ encoding
     def _one(self, sql: str, args: tuple[Any, ...]) -> JobRecord | None:
         with self._lock:
@@ -232,3 +371,20 @@ class JobStore:
         data["status"] = JobStatus(data["status"])
         data["expired"] = bool(data["expired"])
         return JobRecord(**data)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) through a temporary file in the same directory and a
+    rename, so a reader never sees half a file; the temporary file is removed on any error (a
+    full disk: ENOSPC)."""
+    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
+    fd = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -53,8 +53,14 @@ def decode_image(
     min_side: int = 16,
     max_aspect_ratio: float = 8.0,
     max_bytes: int | None = None,
+    max_side: int | None = None,
 ) -> Image.Image:
     """Decode untrusted bytes or a file into a fully loaded, upright, 8-bit RGB image.
+
+    ``max_side``: the longest side the caller will ever use. A larger image is shrunk to it while
+    it is decoded (a JPEG decodes straight at 1/2, 1/4 or 1/8 of its size, Pillow's ``draft``),
+    so a 40 MP photo never exists in memory at full size when 768 px is all that is needed. The
+    size checks still apply to the image as it was sent.
 
     Checks, in order: size in bytes (before reading anything large), empty input, SVG, that the
     data is an image of an allowed format, the pixel count / smallest side / aspect ratio from
@@ -87,6 +93,9 @@ def decode_image(
         _check_dimensions(opened.size, max_pixels, min_side, max_aspect_ratio)
         try:
             opened.seek(0)  # first frame of an animation (already current, but be explicit)
+            if max_side is not None and max(opened.size) > max_side:
+                # At least the target size on each side: draft only ever scales by 1/2^n.
+                opened.draft(None, _fitted(opened.size, max_side))
             opened.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InvalidImage(
@@ -102,10 +111,19 @@ def decode_image(
                 f"This image uses a colour format we can't convert ({opened.mode}); "
                 "please send it as PNG or JPEG."
             ) from None
+        if max_side is not None and max(rgb.size) > max_side:
+            rgb = rgb.resize(_fitted(rgb.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
         if rgb is opened:  # never hand back the object tied to the BytesIO
             rgb = rgb.copy()
     rgb.load()
     return rgb
+
+
+def _fitted(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled so its longest side is ``max_side`` (the aspect ratio kept)."""
+    width, height = size
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _read_source(source: ImageSource, *, max_bytes: int | None) -> bytes:

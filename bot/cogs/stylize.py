@@ -25,17 +25,15 @@ from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_pr
 from ..attachments import DownloadFailed, DownloadTooLarge, read_attachment
 from ..conversation import Conversation, defer
 from ..guild_settings import RERUN_REQUESTER, GuildSettings
-from ..jobs import JobRefused
-from ..runner import JobRequest
+from ..jobs import JobRefused, Reservation
+from ..runner import JobRequest, friendly_error
 from ..settings import SIZE_NAMES, STRENGTH_NAMES
-from ..store import JobRecord, JobStatus
+from ..store import InputImage, JobRecord, JobStatus, load_input, prepare_input
 from ..strength import Rerun, apply_rerun
 from ..views import CancelButton, DeleteButton, RerunButton
 from .admin import DM_TEXT
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from ..app import NSTBot
 
 log = logging.getLogger(__name__)
@@ -290,40 +288,42 @@ class StylizeCog(commands.Cog):
         if problem:
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        try:
-            self.bot.runner.check_admission(interaction.user.id)
-        except JobRefused as refusal:
-            await interaction.response.send_message(str(refusal), ephemeral=True)
-            return
         too_large = self._oversized(content, "photo") or (
             self._oversized(style, "style image") if style else None
         )
         if too_large:  # refused before anything is downloaded, and privately
             await interaction.response.send_message(too_large, ephemeral=True)
             return
-        await defer(interaction, ephemeral=False)
-        conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
-        try:
-            content_image = await self._download(content, "photo")
-            style_image = await self._download(style, "style image") if style is not None else None
-        except UnusableAttachment as error:
-            await conversation.send(str(error), ephemeral=True)
+        try:  # the place is taken before any download: simultaneous requests cannot all pass
+            reservation = self.bot.runner.reserve(interaction.user.id)
+        except JobRefused as refusal:
+            await interaction.response.send_message(str(refusal), ephemeral=True)
             return
-        request = JobRequest(
-            strength=strength,
-            size=size,
-            preserve_color=preserve_colors,
-            preset=preset,
-            spoiler=server.spoilers or content.is_spoiler() or (style is not None and style.is_spoiler()),
-        )
-        await self.bot.runner.start(
-            conversation,
-            content_image,
-            style_image,
-            request,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-        )
+        with reservation:
+            await defer(interaction, ephemeral=False)
+            conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
+            try:
+                content_input = await self._download(content, "photo")
+                style_input = await self._download(style, "style image") if style is not None else None
+            except UnusableAttachment as error:
+                await conversation.send(str(error), ephemeral=True)
+                return
+            request = JobRequest(
+                strength=strength,
+                size=size,
+                preserve_color=preserve_colors,
+                preset=preset,
+                spoiler=server.spoilers or content.is_spoiler() or (style is not None and style.is_spoiler()),
+            )
+            await self.bot.runner.start(
+                conversation,
+                content_input,
+                style_input,
+                request,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                reservation=reservation,
+            )
 
     def _check_choices(self, style: Any, preset: str | None, strength: str, size: str) -> str | None:
         if (style is None) == (preset is None):
@@ -378,8 +378,9 @@ class StylizeCog(commands.Cog):
             return f"it is larger than {cap / (1024 * 1024):.0f} MiB"
         return f"it is larger than {cap // 1024} KiB"
 
-    async def _download(self, attachment: discord.Attachment, what: str) -> Image.Image:
-        """Size-check (before downloading), download (counting the bytes) and decode one attachment."""
+    async def _download(self, attachment: discord.Attachment, what: str) -> InputImage:
+        """Size-check (before downloading), download (counting the bytes) and decode one attachment
+        (in a thread, shrunk to the largest output size while decoding)."""
         cap = self.settings.max_attachment_bytes
         if attachment.size > cap:
             raise UnusableAttachment(what, self._too_large_text())
@@ -390,10 +391,12 @@ class StylizeCog(commands.Cog):
         except DownloadFailed as error:
             log.warning("could not download an attachment (%s): %s", what, error)
             raise UnusableAttachment(what, "I could not download it; please try again") from None
-        loop = asyncio.get_running_loop()
+        max_side = self.bot.runner.max_side
         try:
-            return await loop.run_in_executor(
-                None, lambda: decode_image(data, max_pixels=self.settings.max_input_pixels, max_bytes=cap)
+            return await asyncio.to_thread(
+                lambda: prepare_input(
+                    data, max_side=max_side, max_pixels=self.settings.max_input_pixels, max_bytes=cap
+                )
             )
         except InvalidImage as error:
             raise UnusableAttachment(what, str(error)) from None
@@ -446,7 +449,11 @@ class StylizeCog(commands.Cog):
 
     # ------------------------------------------------------------------ re-runs
     async def handle_rerun_button(self, interaction: discord.Interaction, job_id: str, action: Rerun) -> None:
-        record = self.bot.store.get(job_id)
+        try:
+            record = await asyncio.to_thread(self.bot.store.get, job_id)
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await self._tell_failure(interaction, error)
+            return
         if record is None:
             await interaction.response.send_message("I don't know that job any more.", ephemeral=True)
             return
@@ -459,18 +466,35 @@ class StylizeCog(commands.Cog):
         if refusal is not None:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
-        try:
-            self.bot.runner.check_admission(interaction.user.id)
-        except JobRefused as refusal:
-            await interaction.response.send_message(str(refusal), ephemeral=True)
-            return
         problem = self.rerun_problem(record, action)
         if problem is not None:  # known before deferring: refused privately, in the response itself
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        await defer(interaction, ephemeral=False)
-        conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
-        await self.rerun(record, action, conversation)
+        try:
+            reservation = self.bot.runner.reserve(interaction.user.id)
+        except JobRefused as refusal:
+            await interaction.response.send_message(str(refusal), ephemeral=True)
+            return
+        with reservation:
+            await defer(interaction, ephemeral=False)
+            conversation = self._conversation(interaction, interaction.channel, interaction.user.id)
+            try:
+                await self.rerun(record, action, conversation, reservation=reservation)
+            except Exception as error:
+                await self._tell_failure(interaction, error)
+
+    async def _tell_failure(self, interaction: discord.Interaction, error: Exception) -> None:
+        """Log an unexpected failure and answer the interaction with a short message: privately in
+        the response when it is still open, else through the conversation after the defer."""
+        log.error("a request of user %s failed", interaction.user.id, exc_info=error)
+        text = friendly_error(error)
+        if interaction.response.is_done():
+            await self._conversation(interaction, interaction.channel, interaction.user.id).tell(text)
+            return
+        try:
+            await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as http_error:
+            log.warning("could not tell user %s: %s", interaction.user.id, http_error.status)
 
     @commands.Cog.listener("on_raw_reaction_add")
     async def handle_reaction(self, payload: discord.RawReactionActionEvent) -> None:
@@ -479,8 +503,16 @@ class StylizeCog(commands.Cog):
             return
         if str(payload.emoji) != self.settings.reaction_emoji:
             return
-        record = self.bot.store.by_result_message(payload.message_id)
-        if record is None or payload.guild_id is None:
+        ours = self.bot.user is not None and payload.message_author_id == self.bot.user.id
+        try:
+            record = await asyncio.to_thread(self.bot.store.by_result_message, payload.message_id)
+        except Exception as error:  # a locked database: say so under the bot's own results
+            log.error("cannot look up a reaction's job", exc_info=error)
+            record = None
+            failure: Exception | None = error
+        else:
+            failure = None
+        if payload.guild_id is None or (record is None and not (failure is not None and ours)):
             return
         channel = self.bot.get_channel(payload.channel_id)
         if channel is None:
@@ -494,6 +526,10 @@ class StylizeCog(commands.Cog):
         async def refuse(text: str) -> None:
             await self._reaction_notice(conversation, text)
 
+        if record is None:
+            assert failure is not None
+            await refuse(friendly_error(failure))
+            return
         server = self.bot.guild_settings.get(payload.guild_id)
         refusal = self._channel_refusal(server, payload.channel_id, getattr(channel, "parent_id", None))
         if refusal is None and not self._may_rerun(server, record, payload.user_id):
@@ -502,11 +538,16 @@ class StylizeCog(commands.Cog):
             await refuse(refusal)
             return
         try:
-            self.bot.runner.check_admission(payload.user_id)
+            reservation = self.bot.runner.reserve(payload.user_id)
         except JobRefused as refusal:
             await refuse(str(refusal))
             return
-        await self.rerun(record, Rerun.STRONGER, conversation, refuse=refuse)
+        with reservation:
+            try:
+                await self.rerun(record, Rerun.STRONGER, conversation, refuse=refuse, reservation=reservation)
+            except Exception as error:
+                log.error("a reaction re-run of job %s failed", record.job_id, exc_info=error)
+                await refuse(friendly_error(error))
 
     def rerun_problem(self, record: JobRecord, action: Rerun) -> str | None:
         """Why a re-run cannot start, as far as it is known without loading the inputs."""
@@ -540,8 +581,12 @@ class StylizeCog(commands.Cog):
         conversation: Conversation,
         *,
         refuse: Callable[[str], Awaitable[None]] | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Paint ``record`` again, changed by ``action``; ``refuse`` says why not (default: tell)."""
+        """Paint ``record`` again, changed by ``action``; ``refuse`` says why not (default: tell).
+
+        The new job shares ``record``'s stored inputs (they are decoded in a thread, never copied).
+        """
         refuse = refuse or conversation.tell
         request = JobRequest.from_dict(record.params)
         changed = apply_rerun(request.strength, request.seed, action)
@@ -549,8 +594,15 @@ class StylizeCog(commands.Cog):
         if changed is None or problem is not None:
             await refuse(problem or EXPIRED_TEXT)
             return
-        content = None if record.expired else self.bot.store.load_input(record.content_path)
-        style = None if request.preset else self.bot.store.load_input(record.style_path)
+        max_side = self.bot.runner.max_side
+        content_path = record.content_path
+        style_path = None if request.preset else record.style_path
+        content, style = await asyncio.to_thread(
+            lambda: (
+                load_input(content_path, max_side=max_side),
+                None if style_path is None else load_input(style_path, max_side=max_side),
+            )
+        )
         if content is None or (style is None and not request.preset):
             await refuse(EXPIRED_TEXT)
             return
@@ -565,7 +617,13 @@ class StylizeCog(commands.Cog):
             spoiler=request.spoiler or server.spoilers,
         )
         await self.bot.runner.start(
-            conversation, content, style, new_request, guild_id=record.guild_id, channel_id=record.channel_id
+            conversation,
+            InputImage(content, path=content_path),
+            None if style is None else InputImage(style, path=style_path),
+            new_request,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            reservation=reservation,
         )
 
     # ------------------------------------------------------------------ cancel

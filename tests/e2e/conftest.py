@@ -15,7 +15,7 @@ from bot.app import NSTBot
 from bot.settings import Settings
 from tests.e2e.harness import running_bot
 from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage, RecordedRequest
-from tests.helpers.images import content_image, png_bytes, stripes_style
+from tests.helpers.images import content_image, phone_photo_jpeg, png_bytes, stripes_style
 
 #: Output sizes small/medium/large in tests: tiny, so a run takes a fraction of a second.
 TEST_SIZES = {"small": 32, "medium": 40, "large": 48}
@@ -87,6 +87,12 @@ def discord_policy(fake_discord: FakeDiscord) -> Iterator[None]:
     yield
     breaches = mention_policy_breaches(fake_discord) + refused_bodies(fake_discord)
     assert not breaches, "\n".join(breaches)
+
+
+@pytest.fixture(scope="session")
+def phone_photo_bytes() -> bytes:
+    """A 12 MP, 4 MB JPEG like a phone's, made once per session (it takes about a second)."""
+    return phone_photo_jpeg()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 
 def content_image(width: int = 64, height: int = 48) -> Image.Image:
@@ -42,4 +42,25 @@ def dots_style(
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def phone_photo_jpeg(width: int = 4000, height: int = 3000, seed: int = 0) -> bytes:
+    """A phone-sized JPEG (12 MP by default) that is as big as a real one (about 4 MB).
+
+    Smooth colour areas (a small random picture blown up) plus sensor-like noise: a flat synthetic
+    picture would compress to a few hundred KB and hide the cost of decoding and storing a photo.
+    Takes about a second; make it once per test session.
+    """
+    import random
+
+    coarse_size = (max(1, width // 100), max(1, height // 100))
+    coarse = Image.frombytes(
+        "RGB", coarse_size, random.Random(seed).randbytes(coarse_size[0] * coarse_size[1] * 3)
+    )
+    base = coarse.resize((width, height), Image.Resampling.BICUBIC)
+    noise = Image.effect_noise((width, height), 8).convert("RGB")  # grey noise centred on 128
+    photo = ImageChops.add(base, noise, scale=1.0, offset=-128)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

@@ -256,6 +256,36 @@ def test_exif_rotated_jpeg_comes_out_upright():
     assert _close(image.getpixel((4, 4)), (255, 255, 255), tolerance=20)
 
 
+def test_max_side_decodes_a_large_jpeg_small_and_upright(monkeypatch):
+    # Stored landscape 1600x800 with a red marker in the stored top-left corner, EXIF orientation
+    # 6: upright it is portrait, and shrunk to 200 px on its longest side it is 100x200.
+    stored = Image.new("RGB", (1600, 800), (255, 255, 255))
+    stored.paste((255, 0, 0), (0, 0, 200, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _save(stored, "JPEG", quality=95, exif=exif.tobytes())
+    decoded_sizes = []
+    real_load = Image.Image.load
+
+    def recording_load(self):
+        pixels = real_load(self)
+        if self.format == "JPEG":
+            decoded_sizes.append(self.size)
+        return pixels
+
+    monkeypatch.setattr(Image.Image, "load", recording_load)
+    image = decode_image(data, max_side=200)
+    assert image.size == (100, 200)
+    assert _close(image.getpixel((image.width - 8, 8)), (255, 0, 0), tolerance=30)
+    # the JPEG itself was decoded at 1/8 scale (200x100), never at 1600x800
+    assert decoded_sizes and max(max(size) for size in decoded_sizes) == 200
+
+
+def test_max_side_shrinks_a_png_and_leaves_a_small_image_alone():
+    assert decode_image(_save(_noise(300, 150), "PNG"), max_side=100).size == (100, 50)
+    assert decode_image(_save(_noise(60, 40), "PNG"), max_side=100).size == (60, 40)
+
+
 def test_result_is_detached_and_loaded(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(_save(Image.new("RGB", (32, 32), (1, 2, 3)), "PNG"))

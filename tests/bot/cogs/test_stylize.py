@@ -15,7 +15,7 @@ from bot.cogs.admin import DM_TEXT
 from bot.cogs.stylize import DELETE_REFUSED_TEXT, EXPIRED_TEXT, CancelButton, DeleteButton, RerunButton
 from bot.guild_settings import GuildSettings
 from bot.runner import MIN_UPLOAD_BYTES, JobRequest
-from bot.store import JobStatus
+from bot.store import InputImage, JobStatus
 from bot.strength import Rerun
 from tests.bot.conftest import (
     cdn,
@@ -509,8 +509,8 @@ async def test_a_progress_message_that_cannot_be_posted_stops_the_job(make_bot, 
         await asyncio.wait_for(
             bot.runner.start(
                 conversation,
-                content_image(),
-                stripes_style(),
+                InputImage(content_image(), data=png_bytes(content_image()), extension="png"),
+                InputImage(stripes_style(), data=png_bytes(stripes_style()), extension="png"),
                 JobRequest(),
                 guild_id=1,
                 channel_id=channel.id,

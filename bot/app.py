@@ -191,6 +191,7 @@ class NSTBot(commands.Bot):
         for task in list(self._background):  # e.g. a recovery still waiting for the gateway
             task.cancel()
         await super().close()
+        self.runner.close()
         self.store.close()
         self.guild_settings.close()
 

@@ -42,13 +42,10 @@ from nst_engine.presets import (
 
 from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings
 from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify, login
+from .store import MIN_FREE_BYTES  # below it a directory fails its check, and the bot stores no input
 
 if TYPE_CHECKING:
     from .app import NSTBot
-
-#: Below this much free space a directory fails its check: a job stores its inputs as PNG (tens of
-#: MB for a large photo) and the cache holds the downloaded paintings and style targets.
-MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)

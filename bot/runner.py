@@ -17,12 +17,14 @@ import errno
 import functools
 import io
 import logging
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 
@@ -49,6 +51,13 @@ log = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3
 #: Never re-encode below this: a picture this small that is still refused means something else is wrong.
 MIN_UPLOAD_BYTES = 8 * 1024
+
+#: Threads that decode and encode pictures (uploads, stored inputs, results, previews): a few, so
+#: twenty photos arriving at once are decoded a few at a time instead of all at once (each decode
+#: and lossless WebP encode of a phone photo takes tens of MB while it runs).
+IMAGE_THREADS = min(4, os.cpu_count() or 1)
+
+T = TypeVar("T")
 
 SHUTDOWN_TEXT = "The bot is restarting, so your job was stopped; please try again in a minute."
 DISK_FULL_TEXT = "My disk is full right now, so I could not keep your picture; please try again later."
@@ -150,6 +159,15 @@ class JobRunner:
         self.backend = backend
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active: set[asyncio.Task[Any]] = set()
+        self._images = ThreadPoolExecutor(max_workers=IMAGE_THREADS, thread_name_prefix="nst-images")
+
+    async def in_image_thread(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (decoding or encoding a picture) in an image thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._images, work)
+
+    def close(self) -> None:
+        """Let the image threads go once their work is done."""
+        self._images.shutdown(wait=False, cancel_futures=True)
 
     def reserve(self, user_id: int) -> Reservation:
         """A place for a new job of ``user_id``, taken before its inputs are fetched; raises the
@@ -343,10 +361,18 @@ class JobRun:
         await self.conversation.tell(text)  # quietly: it may well fail too
 
     async def save(self, **changes: Any) -> None:
-        """Update the job's record; a database that fails (locked, full) is logged, and the job
-        goes on to tell its user how it ended all the same."""
+        """Update the job's record (in a thread: a locked database waits there, not on the loop);
+        a database that fails (locked, full) is logged, and the job goes on to tell its user how
+        it ended all the same."""
         try:
             await asyncio.to_thread(self.bot.store.update, self.record.job_id, **changes)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not record %s for job %s: %s", sorted(changes), self.record.job_id, error)
+
+    def save_now(self, **changes: Any) -> None:
+        """:meth:`save` on the loop, for a change that must be visible before the next await."""
+        try:
+            self.bot.store.update(self.record.job_id, **changes)
         except (sqlite3.Error, OSError) as error:
             log.error("could not record %s for job %s: %s", sorted(changes), self.record.job_id, error)
 
@@ -396,10 +422,7 @@ class JobRun:
 
     def on_start(self) -> None:
         self.started_at = time.monotonic()
-        try:
-            self.bot.store.update(self.record.job_id, status=JobStatus.RUNNING)
-        except (sqlite3.Error, OSError) as error:
-            log.error("could not record the start of job %s: %s", self.record.job_id, error)
+        self.save_now(status=JobStatus.RUNNING)
 
     async def on_progress(self, progress: Progress) -> None:
         if progress.preview is not None and self.previews_shown < self.settings.preview_count:
@@ -417,7 +440,9 @@ class JobRun:
             preview, self.pending_preview = self.pending_preview, None
             name = f"preview-{self.record.job_id}.png"
             kwargs["attachments"] = [
-                await asyncio.to_thread(_png_file, preview, name, spoiler=self.request.spoiler)
+                await self.runner.in_image_thread(
+                    functools.partial(_png_file, preview, name, spoiler=self.request.spoiler)
+                )
             ]
             self.previews_shown += 1
         await self._edit(**kwargs)
@@ -477,8 +502,8 @@ class JobRun:
         for _attempt in range(UPLOAD_ATTEMPTS):
             max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
-                encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, functools.partial(encode_image, result.image, max_bytes=max_bytes)
+                encoded = await self.runner.in_image_thread(
+                    functools.partial(encode_image, result.image, max_bytes=max_bytes)
                 )
             except ValueError as error:  # no encoding fits under max_bytes, even scaled down
                 await self.failed(
@@ -516,7 +541,8 @@ class JobRun:
                 text="I finished your picture but could not upload it; please try again.",
             )
             return
-        await self.save(
+        # At once, on the loop: a reaction or a button on the result needs its record from now on.
+        self.save_now(
             status=JobStatus.DONE,
             result_message_id=message.id,
             stats=stats.to_dict(),

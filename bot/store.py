@@ -31,8 +31,8 @@ from nst_engine.imaging import decode_image
 
 from .jobs import JobRefused
 
-#: Never fill the disk: a write that would leave less free than this is refused (``nst-bot check``
-#: warns below it too).
+#: Never fill the disk: storing inputs that would leave less free than this is refused, and
+#: ``nst-bot check`` fails a directory with less (the cache holds paintings and style targets too).
 MIN_FREE_BYTES = 256 * 1024 * 1024
 #: How long a write waits for a locked database before it fails (sqlite3's default is 5 s).
 BUSY_TIMEOUT_SECONDS = 5.0

@@ -393,7 +393,7 @@ class StylizeCog(commands.Cog):
             raise UnusableAttachment(what, "I could not download it; please try again") from None
         max_side = self.bot.runner.max_side
         try:
-            return await asyncio.to_thread(
+            return await self.bot.runner.in_image_thread(
                 lambda: prepare_input(
                     data, max_side=max_side, max_pixels=self.settings.max_input_pixels, max_bytes=cap
                 )
@@ -597,7 +597,7 @@ class StylizeCog(commands.Cog):
         max_side = self.bot.runner.max_side
         content_path = record.content_path
         style_path = None if request.preset else record.style_path
-        content, style = await asyncio.to_thread(
+        content, style = await self.bot.runner.in_image_thread(
             lambda: (
                 load_input(content_path, max_side=max_side),
                 None if style_path is None else load_input(style_path, max_side=max_side),

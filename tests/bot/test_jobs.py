@@ -77,6 +77,27 @@ async def test_cooldown_refuses_until_the_time_has_passed() -> None:
     await queue.shutdown()
 
 
+async def test_a_reservation_holds_the_place_until_its_job_takes_it_or_it_is_given_back() -> None:
+    clock = FakeClock()
+    queue = JobQueue(workers=1, queue_cap=2, per_user_limit=1, cooldown_seconds=10, clock=clock)
+    held = queue.reserve(1)
+    with pytest.raises(TooManyJobs):  # the place is taken before anything was downloaded
+        queue.reserve(1)
+    held.release()  # the request failed: place and cooldown given back
+    with queue.reserve(1) as reservation:
+        await queue.submit(Job("a", 1, lambda c, r: 1), reservation)  # the job takes it over
+        assert not reservation.held
+    with pytest.raises(CoolingDown):  # a used reservation keeps its cooldown
+        queue.reserve(1)
+    others = [queue.reserve(user) for user in (2, 3)]
+    with pytest.raises(QueueFull):  # reservations count as waiting jobs
+        queue.reserve(4)
+    for other in others:
+        other.release()
+    queue.reserve(4).release()
+    await queue.shutdown()
+
+
 async def test_positions_are_reported_and_move_up() -> None:
     gate = threading.Event()
     queue = JobQueue(workers=1, per_user_limit=5)

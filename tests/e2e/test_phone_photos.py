@@ -12,14 +12,22 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
 
 from bot.settings import Settings
-from tests.e2e.conftest import painting, results, started
+from tests.e2e.conftest import painting, result_file, results, started
+from tests.e2e.harness import decode, files_under
 from tests.fakediscord import FakeDiscord
 
 #: The loop may fall this far behind a 10 ms timer at worst (Discord's heartbeats and 3-second
 #: acknowledgement deadline need it answering within a fraction of that).
 MAX_LOOP_LAG = 0.100
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
 
 
 class LoopLag:
@@ -101,3 +109,38 @@ async def test_five_phone_photos_at_once_never_block_the_event_loop(
     assert lag.worst <= MAX_LOOP_LAG, (
         f"the event loop stalled for {lag.worst * 1000:.0f} ms ({lag.worst_raw * 1000:.0f} ms in all)"
     )
+
+
+async def test_a_phone_photo_is_painted_stored_small_and_shared_by_its_rerun(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings], phone_photo_bytes: bytes
+) -> None:
+    """A real 12 MP JPEG end to end: the result comes back; the stored input is one file no larger
+    than the largest size option, smaller than the upload; the Stronger re-run paints from that
+    same file and stores nothing new."""
+    settings = make_settings(iterations=2)
+    largest = max(settings.sizes.values())
+    async with started(settings, fake_discord) as bot:
+        upload = fake_discord.make_attachment(phone_photo_bytes, "IMG_0001.jpg", content_type="image/jpeg")
+        await fake_discord.slash_command(
+            "stylize", {"content": upload, "style": painting(fake_discord)}, user=fake_discord.alice
+        )
+        [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        assert max(decode(result_file(first)).size) == settings.sizes[settings.default_size]
+        record = bot.store.by_result_message(first.id)
+        stored = files_under(settings.inputs_dir)
+        assert stored == {Path(record.content_path), Path(record.style_path)}
+        with Image.open(record.content_path) as kept:
+            assert max(kept.size) == largest
+        assert sum(map(file_size, stored)) < len(phone_photo_bytes) / 100
+
+        await fake_discord.wait_for(lambda: not bot.runner.active, timeout=30)
+        await fake_discord.click(first, "Stronger", user=fake_discord.alice)
+        second = (
+            await fake_discord.wait_for(
+                lambda: len(results(fake_discord)) == 2 and results(fake_discord), timeout=60
+            )
+        )[1]
+        rerun = bot.store.by_result_message(second.id)
+        assert rerun.params["strength"] == "strong"
+        assert (rerun.content_path, rerun.style_path) == (record.content_path, record.style_path)
+        assert files_under(settings.inputs_dir) == stored, "a re-run stores no copy"

@@ -97,16 +97,16 @@ async def test_data_dir_and_database_are_private(
 async def test_refused_jobs_leave_no_inputs_on_disk(
     fake_discord: FakeDiscord, stylebot: NSTBot, settings: Settings, tmp_path: Path
 ) -> None:
-    # two at once from one user: both pass the early check, the second is refused at submit
-    for _ in range(2):
+    # two at once from one user: the first takes the user's place before downloading, so the
+    # second is refused before its photo is even downloaded, and nothing of it reaches the disk
+    photos = [photo(fake_discord) for _ in range(2)]
+    for content in photos:
         await fake_discord.slash_command(
-            "stylize",
-            {"content": photo(fake_discord), "style": painting(fake_discord)},
-            user=fake_discord.alice,
+            "stylize", {"content": content, "style": painting(fake_discord)}, user=fake_discord.alice
         )
     await fake_discord.wait_for(lambda: results(fake_discord) and stylebot.queue.running == 0, timeout=60)
-    failed = stylebot.store.with_status(JobStatus.FAILED)
-    assert failed, "the second request must have been refused at submit for this check to mean anything"
-    kept = files_under(settings.inputs_dir)
-    for record in failed:
-        assert not any(record.job_id in str(p) for p in kept), "a refused job's inputs were kept"
+    assert [content.downloads for content in photos] == [1, 0]
+    assert fake_discord.find_messages("already have 1 job", user=fake_discord.alice)
+    [done] = stylebot.store.with_status(JobStatus.DONE)
+    assert stylebot.store.with_status(JobStatus.FAILED) == []
+    assert files_under(settings.inputs_dir) == {Path(done.content_path), Path(done.style_path)}

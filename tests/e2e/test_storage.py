@@ -1,0 +1,145 @@
+"""What the bot keeps of users' pictures, and how it fails when it cannot: through the real bot.
+
+Admission takes a user's place before anything is downloaded; the inputs of jobs that end
+without a result are deleted; a full disk and a locked database end in a message to the user on
+every path (command, button, reaction), never in a "thinking…" that lasts forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import sqlite3
+from collections.abc import Callable
+
+import pytest
+
+import bot.store as store_module
+from bot.runner import DATABASE_BUSY_TEXT, DISK_FULL_TEXT
+from bot.settings import Settings
+from tests.e2e.conftest import painting, photo, results, started
+from tests.e2e.harness import files_under
+from tests.fakediscord import FakeDiscord
+
+
+async def test_simultaneous_requests_over_the_limit_are_refused_before_any_download(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    async with started(make_settings(iterations=2), fake_discord) as bot:
+        photos = [photo(fake_discord) for _ in range(5)]
+        interactions = await asyncio.gather(
+            *(
+                fake_discord.slash_command(
+                    "stylize", {"content": p, "style": painting(fake_discord)}, user=fake_discord.alice
+                )
+                for p in photos
+            )
+        )
+        await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        await fake_discord.wait_for(lambda: not bot.runner.active, timeout=30)
+    refused = [i for i in interactions if "already have 1 job" in fake_discord.original(i).content]
+    assert len(refused) == 4 and all(fake_discord.original(i).ephemeral for i in refused)
+    assert sorted(p.downloads for p in photos) == [0, 0, 0, 0, 1], "refused before downloading"
+    assert len(results(fake_discord)) == 1
+
+
+async def test_a_failed_request_gives_its_place_and_cooldown_back(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    async with started(make_settings(cooldown_seconds=600.0), fake_discord):
+        broken = fake_discord.make_attachment(b"not an image", "photo.png", content_type="image/png")
+        await fake_discord.slash_command(
+            "stylize", {"content": broken, "style": painting(fake_discord)}, user=fake_discord.bob
+        )
+        await fake_discord.wait_for(lambda: fake_discord.find_messages("can't use"))
+        await fake_discord.slash_command(
+            "stylize",
+            {"content": photo(fake_discord), "style": painting(fake_discord)},
+            user=fake_discord.bob,
+        )
+        await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+
+
+async def test_the_inputs_of_a_cancelled_job_are_deleted_when_it_ends(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(iterations=2000, progress_interval=0.05)
+    async with started(settings, fake_discord) as bot:
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
+        progress = await fake_discord.wait_for(
+            lambda: (m := fake_discord.original(interaction)) and m.buttons() and m, timeout=30
+        )
+        await fake_discord.wait_for(lambda: bot.queue.running == 1, timeout=30)
+        assert len(files_under(settings.inputs_dir)) == 2
+        await fake_discord.click(progress, "Cancel", user=fake_discord.alice)
+        await fake_discord.wait_for(lambda: "Cancelled" in progress.content, timeout=30)
+        await fake_discord.wait_for(lambda: not bot.runner.active, timeout=30)
+        assert files_under(settings.inputs_dir) == set()
+        [record] = bot.store.with_status(store_module.JobStatus.CANCELLED)
+        assert record.expired and record.content_path is None
+
+
+async def test_a_full_disk_is_told_and_leaves_no_temporary_file(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with started(settings, fake_discord) as bot:
+        monkeypatch.setattr(os, "fsync", disk_full)
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
+        [told] = await fake_discord.wait_for(lambda: fake_discord.find_messages("disk is full"), timeout=30)
+        assert told.text().endswith(DISK_FULL_TEXT) and "/" not in told.text()
+        assert not fake_discord.original(interaction).loading
+        assert files_under(settings.inputs_dir) == set()
+        assert bot.store.with_status(*store_module.JobStatus) == []
+
+
+async def test_a_locked_database_is_told_on_every_path(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    settings = make_settings()
+    async with started(settings, fake_discord) as bot:
+        await fake_discord.slash_command(
+            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+        )
+        [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        await fake_discord.wait_for(lambda: not bot.runner.active, timeout=30)
+        stored = files_under(settings.inputs_dir)
+
+        other = sqlite3.connect(settings.database_path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the database
+        try:
+            command = await fake_discord.slash_command(
+                "stylize",
+                {"content": photo(fake_discord), "style": painting(fake_discord)},
+                user=fake_discord.bob,
+            )
+            await fake_discord.wait_for(
+                lambda: fake_discord.find_messages(DATABASE_BUSY_TEXT, user=fake_discord.bob), timeout=30
+            )
+            assert not fake_discord.original(command).loading
+            button = await fake_discord.click(first, "Stronger", user=fake_discord.alice)
+            await fake_discord.wait_for(
+                lambda: (m := fake_discord.original(button)) and DATABASE_BUSY_TEXT in m.content, timeout=30
+            )
+            await fake_discord.react(first, "💪", user=fake_discord.moderator)
+            [in_channel] = await fake_discord.wait_for(
+                lambda: [m for m in fake_discord.find_messages(DATABASE_BUSY_TEXT) if not m.ephemeral],
+                timeout=30,
+            )
+            assert fake_discord.moderator.mention in in_channel.text()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert files_under(settings.inputs_dir) == stored, "the refused job's files were removed"
+        await fake_discord.click(first, "Stronger", user=fake_discord.alice)
+        await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=60)

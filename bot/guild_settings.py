@@ -11,14 +11,13 @@ once.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .settings import SIZE_NAMES
+from .store import open_private_database
 
 #: Who may re-run (buttons or reaction) a result someone else asked for.
 RERUN_ANYONE = "anyone"
@@ -81,14 +80,8 @@ class GuildSettingsStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.executescript(_SCHEMA)
+        self._db = open_private_database(self.path, _SCHEMA)
         self._cache: dict[int, GuildSettings] = {}
         rows = self._db.execute("SELECT guild_id, channels, max_size, reruns, spoilers FROM guild_settings")
         for guild_id, channels, max_size, reruns, spoilers in rows.fetchall():

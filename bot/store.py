@@ -27,6 +27,7 @@ from typing import Any
 
 from PIL import Image
 
+from nst_engine.files import TEMPORARY_SUFFIX, write_atomically
 from nst_engine.imaging import decode_image
 
 from .jobs import JobRefused
@@ -36,7 +37,6 @@ from .jobs import JobRefused
 MIN_FREE_BYTES = 256 * 1024 * 1024
 #: How long a write waits for a locked database before it fails (sqlite3's default is 5 s).
 BUSY_TIMEOUT_SECONDS = 5.0
-_TEMP_PREFIX = ".tmp-"
 
 
 class JobStatus(str, Enum):
@@ -165,6 +165,22 @@ def load_input(path: str | None, *, max_side: int) -> Image.Image | None:
         return None
 
 
+def open_private_database(path: Path, schema: str) -> sqlite3.Connection:
+    """An SQLite database only the bot's user can read (the file 0600 in a 0700 directory, created
+    so before SQLite opens it), shared by the bot's threads, in autocommit mode; a write waits up
+    to ``BUSY_TIMEOUT_SECONDS`` for a lock. ``schema`` is run on it (``CREATE ... IF NOT EXISTS``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    database = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+    )
+    database.executescript(schema)
+    return database
+
+
 class JobStore:
     """SQLite-backed job records plus the stored input images (``Settings.inputs_dir``)."""
 
@@ -174,21 +190,13 @@ class JobStore:
         self.path = Path(database_path)
         self.inputs_dir = Path(inputs_dir)
         self.max_input_bytes = max_input_bytes
-        for directory in (self.path.parent, self.inputs_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)
-        if not self.path.exists():
-            # Create the file with owner-only permissions before SQLite opens it.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
+        self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.inputs_dir, 0o700)
         self._lock = threading.Lock()
         #: Held while inputs are written or deleted, so the byte cap is counted consistently.
         self._files_lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
-        )
-        self._db.executescript(_SCHEMA)
-        for leftover in self.inputs_dir.glob(_TEMP_PREFIX + "*"):  # a write cut short by a crash
+        self._db = open_private_database(self.path, _SCHEMA)
+        for leftover in self.inputs_dir.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
             leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -216,7 +224,7 @@ class JobStore:
                             self.inputs_dir
                             / f"{record.job_id}-{role}-{uuid.uuid4().hex[:8]}.{item.extension}"
                         )
-                        _write_atomically(path, item.data)
+                        write_atomically(path, item.data)
                         written.append(path)
                         item.path, item.data = str(path), None
             record.content_path = content.path
@@ -371,20 +379,3 @@ class JobStore:
         data["status"] = JobStatus(data["status"])
         data["expired"] = bool(data["expired"])
         return JobRecord(**data)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (mode 0600) through a temporary file in the same directory and a
-    rename, so a reader never sees half a file; the temporary file is removed on any error (a
-    full disk: ENOSPC)."""
-    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
-    fd = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

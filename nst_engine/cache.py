@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+
+from .files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,9 @@ class StyleTargetCache:
         with self._lock:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-                with os.fdopen(fd, "wb") as handle:
-                    torch.save({k: v.detach().float().cpu() for k, v in targets.items()}, handle)
-                os.replace(tmp, self._path(key))
+                buffer = io.BytesIO()
+                torch.save({k: v.detach().float().cpu() for k, v in targets.items()}, buffer)
+                write_atomically(self._path(key), buffer.getvalue())
                 self._evict()
             except OSError as error:  # a full or read-only disk must not fail the run
                 log.warning("could not write style-target cache entry: %s", error)

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .errors import Cancelled, InvalidImage, NSTError, ParameterError, PresetError
+from .files import write_atomically
 from .params import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StyleParams
 
 if TYPE_CHECKING:  # imported where used, so `nst --help` starts without loading torch
@@ -488,16 +488,9 @@ def _save_image(image: Image.Image, path: Path, output_format: tuple[str, dict[s
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write next to the target and rename, so an interrupted run never leaves half a file."""
+    """:func:`~nst_engine.files.write_atomically`, its failure as one line for the user."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data)
     except OSError as error:
         raise _WriteFailed(f"cannot write {path}: {error.strerror or error}") from None
 

@@ -23,7 +23,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import Cancelled, InvalidImage, PresetError
+from .files import write_atomically
 from .imaging import decode_image
 
 if sys.version_info >= (3, 11):
@@ -581,20 +581,11 @@ class PresetResolver:
         return b"".join(chunks)
 
     def _store(self, path: Path, data: bytes) -> None:
-        """Write atomically, so a crash or a parallel reader never sees half a file."""
+        """Keep a downloaded painting; a read-only or full cache must not fail the job (we have it)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as error:  # a read-only cache must not fail the job: we have the image
+            write_atomically(path, data)
+        except OSError as error:
             log.warning("could not cache preset image at %s: %s", path, error)
 
     @staticmethod

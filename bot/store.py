@@ -278,16 +278,18 @@ class JobStore:
                 self._discard(self._record(row))
         return len(rows)
 
-    def discard_inputs(self, record: JobRecord) -> None:
+    def discard_inputs(self, record: JobRecord, *, everywhere: bool = False) -> None:
         """Let go of a job's stored images now (failed, cancelled, expired, deleted by its user).
 
         Its record stays, marked expired. A file another job still refers to (a re-run shares its
-        job's inputs) is kept until the last record referring to it lets go.
+        job's inputs) is kept until the last record referring to it lets go; with ``everywhere``
+        (the user deleted the result: their photo must go) it is deleted at once and every record
+        sharing it is expired too, so those results' buttons say the job has expired.
         """
         with self._files_lock:
-            self._discard(record)
+            self._discard(record, everywhere=everywhere)
 
-    def _discard(self, record: JobRecord) -> int:
+    def _discard(self, record: JobRecord, *, everywhere: bool = False) -> int:
         """``discard_inputs`` with the files lock held; returns the bytes freed."""
         paths = {path for path in (record.content_path, record.style_path) if path}
         record.expired, record.content_path, record.style_path = True, None, None
@@ -295,6 +297,11 @@ class JobStore:
         freed = 0
         for path in paths:
             with self._lock:
+                if everywhere:
+                    for column in ("content_path", "style_path"):
+                        self._db.execute(
+                            f"UPDATE jobs SET expired = 1, {column} = NULL WHERE {column} = ?", (path,)
+                        )
                 shared = self._db.execute(
                     "SELECT 1 FROM jobs WHERE content_path = ? OR style_path = ? LIMIT 1", (path, path)
                 ).fetchone()

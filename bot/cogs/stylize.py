@@ -674,7 +674,7 @@ class StylizeCog(commands.Cog):
             )
             return
         try:
-            await asyncio.to_thread(self.bot.store.discard_inputs, record)  # disk and database: off the loop
+            await asyncio.to_thread(self.bot.store.discard_inputs, record, everywhere=True)  # off the loop
             await asyncio.to_thread(self.bot.store.update, job_id, status=JobStatus.DELETED)
         except Exception:  # the picture is gone; its stored copy still expires with the others
             log.exception("job %s: result deleted, but its inputs or record could not be updated", job_id)

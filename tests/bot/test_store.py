@@ -129,6 +129,19 @@ def test_a_rerun_shares_its_jobs_inputs_and_deleting_one_keeps_the_other(tmp_pat
     assert os.listdir(store.inputs_dir) == []
 
 
+def test_deleting_a_result_deletes_its_photo_everywhere(tmp_path: Path) -> None:
+    """The Delete button: the user's photo goes now, and the re-runs sharing it expire."""
+    store = open_store(tmp_path)
+    first = make_record(store, status=JobStatus.DONE)
+    rerun = make_record(store, InputImage(content_image(), path=first.content_path), status=JobStatus.DONE)
+    other = make_record(store, status=JobStatus.DONE)
+    store.discard_inputs(store.get(rerun.job_id), everywhere=True)
+    assert not Path(first.content_path).exists()
+    assert store.get(first.job_id).expired and store.get(first.job_id).content_path is None
+    assert store.get(rerun.job_id).expired
+    assert not store.get(other.job_id).expired and Path(other.content_path).is_file(), "others untouched"
+
+
 def test_the_byte_cap_evicts_the_oldest_finished_jobs_first(tmp_path: Path) -> None:
     one = len(png_bytes(content_image()))
     store = open_store(tmp_path, max_input_bytes=3 * one)

@@ -294,10 +294,8 @@ class StylizeCog(commands.Cog):
         if too_large:  # refused before anything is downloaded, and privately
             await interaction.response.send_message(too_large, ephemeral=True)
             return
-        try:  # the place is taken before any download: simultaneous requests cannot all pass
-            reservation = self.bot.runner.reserve(interaction.user.id)
-        except JobRefused as refusal:
-            await interaction.response.send_message(str(refusal), ephemeral=True)
+        reservation = await self._reserve(interaction)  # before any download
+        if reservation is None:
             return
         with reservation:
             await defer(interaction, ephemeral=False)
@@ -366,6 +364,15 @@ class StylizeCog(commands.Cog):
     @staticmethod
     def _may_rerun(server: GuildSettings, record: JobRecord, user_id: int) -> bool:
         return server.reruns != RERUN_REQUESTER or user_id == record.user_id
+
+    async def _reserve(self, interaction: discord.Interaction) -> Reservation | None:
+        """Take the user's place for a new job, or refuse privately (None): taken before anything
+        is downloaded, so simultaneous requests of one user cannot all pass the limits."""
+        try:
+            return self.bot.runner.reserve(interaction.user.id)
+        except JobRefused as refusal:
+            await interaction.response.send_message(str(refusal), ephemeral=True)
+            return None
 
     def _oversized(self, attachment: discord.Attachment, what: str) -> str | None:
         if attachment.size > self.settings.max_attachment_bytes:
@@ -470,10 +477,8 @@ class StylizeCog(commands.Cog):
         if problem is not None:  # known before deferring: refused privately, in the response itself
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        try:
-            reservation = self.bot.runner.reserve(interaction.user.id)
-        except JobRefused as refusal:
-            await interaction.response.send_message(str(refusal), ephemeral=True)
+        reservation = await self._reserve(interaction)
+        if reservation is None:
             return
         with reservation:
             await defer(interaction, ephemeral=False)

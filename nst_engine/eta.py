@@ -32,13 +32,13 @@ class EtaModel:
     current one's fastest steady cost, scaled by how much longer a forward pass takes at its size
     (timed once per level before the run, see ``_Run._timed_forward``), kept between 1x and the
     pixel ratio. Scaling by pixels alone, as before, assumed the cost of an evaluation is
-    proportional to its pixels; measured, it is not at the sizes that matter: fixed costs dominate
-    the 128 px level (on a CPU shared with other work, 256 px cost 2.5x and 512 px 6.8x the
-    128 px level, not 4x and 16x; on a GPU the gap is wider), so the first tenth of a default run,
-    spent at 128 px, misjudged the rest by up to 46%. A level's first evaluation pays
-    one-off set-up at the new size, so a level starts from the cost predicted for it. Evaluations
-    per iteration are counted over the whole run: L-BFGS's first iterations at each level take
-    several, the later ones one.
+    proportional to its pixels. Measured, 512 px cost 14x the 128 px level on an idle 2-core CPU
+    but 5-7x on the same CPU shared with other work, where fixed costs per operation dominate small
+    sizes (as they do on a GPU); the first tenth of a default run, spent at 128 px, then misjudged
+    the rest by 14-46%, against 3-6% with the timed ratio (docs/benchmarks.md, "ETA"). A level's
+    first evaluation pays one-off set-up at the new size, so a level starts from the cost predicted
+    for it. Evaluations per iteration are counted over the whole run: L-BFGS's first iterations at
+    each level take several, the later ones one.
     """
 
     #: Weight of the newest interval in the running cost per evaluation: recent enough to follow

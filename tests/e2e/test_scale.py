@@ -287,7 +287,6 @@ async def test_redis_stopped_and_started_again(
                 lambda: "Something went wrong" in fake_discord.original(lost).content,  # type: ignore[union-attr]
                 timeout=60,
             )
-            server.start()
             await asyncio.get_running_loop().run_in_executor(None, wait_ready, [worker])
             await stylize(fake_discord, fake_discord.bob)
             await fake_discord.wait_for(lambda: results(fake_discord), timeout=90)

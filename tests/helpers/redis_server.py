@@ -49,6 +49,10 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # A second server could not bind the port, the check below would reach the first one,
+            # and the first would outlive the test.
+            raise RuntimeError("redis-server is already running")
         command = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),

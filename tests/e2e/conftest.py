@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from bot.app import NSTBot
 from bot.settings import Settings
 from tests.e2e.harness import running_bot
 from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage, RecordedRequest
+from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, phone_photo_jpeg, png_bytes, stripes_style
 
 #: Output sizes small/medium/large in tests: tiny, so a run takes a fraction of a second.
@@ -181,3 +186,50 @@ def results(fake: FakeDiscord) -> list[FakeMessage]:
 
 def result_file(message: FakeMessage) -> FakeAttachment:
     return next(a for a in message.attachments if a.filename.startswith("stylized-"))
+
+
+def bot_environment(fake: FakeDiscord, config_dir: Path, data_dir: Path, cache_dir: Path) -> dict[str, str]:
+    """The environment of a bot run as a child process against ``fake`` (see :func:`crash_bot_mid_job`)."""
+    sizes = ", ".join(f"{k} = {v}" for k, v in TEST_SIZES.items())
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "FAKE_DISCORD_API": fake.api_base,
+        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
+        "DISCORD_TOKEN": fake.token,
+        "NST_CONFIG_DIR": str(config_dir),
+        "NST_BOT_DATA_DIR": str(data_dir),
+        "NST_BOT_CACHE_DIR": str(cache_dir),
+        "NST_BOT_SIZES": "{" + sizes + "}",
+        "NST_BOT_ITERATIONS": "2000",
+        "NST_BOT_SCALES": "1",
+        "NST_BOT_DEVICE": "cpu",
+        "NST_BOT_PRECISION": "fp32",
+        "NST_BOT_PROGRESS_INTERVAL": "0.2",
+        "NST_BOT_COOLDOWN_SECONDS": "0",
+    }
+
+
+async def crash_bot_mid_job(fake: FakeDiscord, environment: dict[str, str], log_path: Path) -> None:
+    """Run the real bot in a child process (``tests.e2e.bot_process``), have Alice ask it for a
+    painting, and SIGKILL it once the job shows progress: a crash, no shutdown hook. The child's
+    stderr is written to ``log_path``."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on the fake
+            [sys.executable, "-m", "tests.e2e.bot_process"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        try:
+            await fake.wait_for(lambda: fake.connected or process.poll() is not None, timeout=90)
+            # The log is read only to explain a failed start.
+            assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]  # noqa: ASYNC240
+            interaction = await fake.slash_command(
+                "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
+            )
+            await fake.wait_for(lambda: (m := fake.original(interaction)) and "%)" in m.content, timeout=90)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +11,18 @@ import pytest
 import bot.backends as backends_module
 from bot.app import NSTBot
 from bot.store import JobStatus
-from tests.e2e.conftest import TEST_SIZES, painting, photo, result_file, results, started
+from tests.e2e.conftest import (
+    TEST_SIZES,
+    bot_environment,
+    crash_bot_mid_job,
+    painting,
+    photo,
+    result_file,
+    results,
+    started,
+)
 from tests.e2e.harness import decode
 from tests.fakediscord import FakeDiscord
-from tests.helpers import REPO_ROOT
 
 
 async def test_engine_out_of_memory_is_told_and_the_queue_goes_on(
@@ -118,59 +122,15 @@ async def test_long_job_switches_to_the_channel_before_the_token_expires(
     assert not [r for r in fake_discord.requests if r.status == 401]
 
 
-def _bot_environment(fake: FakeDiscord, config_dir: Path, data_dir: Path, cache_dir: Path) -> dict[str, str]:
-    sizes = ", ".join(f"{k} = {v}" for k, v in TEST_SIZES.items())
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
-        "DISCORD_TOKEN": fake.token,
-        "NST_CONFIG_DIR": str(config_dir),
-        "NST_BOT_DATA_DIR": str(data_dir),
-        "NST_BOT_CACHE_DIR": str(cache_dir),
-        "NST_BOT_SIZES": "{" + sizes + "}",
-        "NST_BOT_ITERATIONS": "2000",
-        "NST_BOT_SCALES": "1",
-        "NST_BOT_DEVICE": "cpu",
-        "NST_BOT_PRECISION": "fp32",
-        "NST_BOT_PROGRESS_INTERVAL": "0.2",
-        "NST_BOT_COOLDOWN_SECONDS": "0",
-    }
-
-
 @pytest.mark.slow
 async def test_bot_killed_mid_job_tells_the_user_at_next_start(
     fake_discord: FakeDiscord, make_settings, config_dir: Path, tmp_path: Path
 ) -> None:
     settings = make_settings()
-    environment = _bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
+    environment = bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
     environment["NST_BOT_LOG_LEVEL"] = "DEBUG"  # the most verbose logs must still not hold the token
     log_path = tmp_path / "bot-stderr.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: ASYNC220  (starting it is quick; the test then polls the fake)
-            [sys.executable, "-m", "tests.e2e.bot_process"],
-            env=environment,
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        try:
-            await fake_discord.wait_for(
-                lambda: fake_discord.connected or process.poll() is not None, timeout=90
-            )
-            assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]
-            interaction = await fake_discord.slash_command(
-                "stylize",
-                {"content": photo(fake_discord), "style": painting(fake_discord)},
-                user=fake_discord.alice,
-            )
-            await fake_discord.wait_for(
-                lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90
-            )
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+    await crash_bot_mid_job(fake_discord, environment, log_path)
     logged = log_path.read_text(errors="replace")
     assert "IDENTIFY" in logged, "the child's debug log should show the gateway traffic"
     assert fake_discord.token not in logged

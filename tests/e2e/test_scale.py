@@ -24,9 +24,16 @@ from bot.store import JobStatus
 from nst_engine import StyleParams
 from nst_queue import protocol
 from nst_queue.client import QueueClient
-from tests.e2e.conftest import painting, photo, result_file, results, started
+from tests.e2e.conftest import (
+    bot_environment,
+    crash_bot_mid_job,
+    painting,
+    photo,
+    result_file,
+    results,
+    started,
+)
 from tests.e2e.harness import decode
-from tests.e2e.test_faults import _bot_environment
 from tests.fakediscord import FakeDiscord
 from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, stripes_style
@@ -224,30 +231,11 @@ async def test_bot_killed_mid_job_delivers_after_restart(
     fake_discord: FakeDiscord, make_settings, config_dir: Path, tmp_path: Path, queue_url: str
 ) -> None:
     settings = make_settings(queue_url=queue_url, iterations=1500, progress_interval=0.1)
-    environment = _bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
+    environment = bot_environment(fake_discord, config_dir, settings.data_dir, settings.cache_dir)
     environment["NST_BOT_QUEUE_URL"] = queue_url
     environment["NST_BOT_ITERATIONS"] = "1500"
     log_path = tmp_path / "bot-stderr.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on the fake
-            [sys.executable, "-m", "tests.e2e.bot_process"],
-            env=environment,
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        try:
-            await fake_discord.wait_for(
-                lambda: fake_discord.connected or process.poll() is not None, timeout=90
-            )
-            assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]
-            interaction = await stylize(fake_discord)
-            await fake_discord.wait_for(
-                lambda: (m := fake_discord.original(interaction)) and "%)" in m.content, timeout=90
-            )
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+    await crash_bot_mid_job(fake_discord, environment, log_path)
     assert "test-secret" not in log_path.read_text(errors="replace"), "the Redis password must not be logged"
     async with started(settings, fake_discord) as bot:
         [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=120)

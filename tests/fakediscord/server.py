@@ -125,7 +125,8 @@ DM_PERMISSIONS = (
     | PERM_READ_MESSAGE_HISTORY
 )
 
-#: Default upload cap per request (Discord's default for a server without boosts).
+#: Default upload cap per file (docs: reference#uploading-files, "The file upload size limit applies
+#: to each file in a request. The default limit is 10 MiB").
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
@@ -261,8 +262,8 @@ class FakeDiscord:
         self.ack_deadline = ack_deadline
         #: Seconds an interaction token stays valid (Discord: 15 minutes).
         self.token_ttl = token_ttl
-        #: Bytes one request may upload; larger gets 413 (and interactions report it as
-        #: ``attachment_size_limit``).
+        #: Bytes one file may have; a request with a larger file gets 413 (and interactions report it
+        #: as ``attachment_size_limit``).
         self.upload_limit = upload_limit
         #: Status for an expired interaction token: 401 (code 50027, what Discord answers) or 404
         #: (code 10015, Unknown Webhook).

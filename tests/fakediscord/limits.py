@@ -82,6 +82,12 @@ def form_error(problems: Iterable[Problem]) -> dict[str, Any]:
     return {"message": "Invalid Form Body", "code": CODE_INVALID_FORM_BODY, "errors": errors}
 
 
+def nested(prefix: tuple[str | int, ...], problems: Iterable[Problem]) -> list[Problem]:
+    """``problems`` found in a part of a body, placed where that part sits: an interaction
+    callback's message is its ``data``, so Discord reports its errors under ``errors.data``."""
+    return [Problem((*prefix, *problem.path), problem.code, problem.message) for problem in problems]
+
+
 def empty_message_error() -> dict[str, Any]:
     return {"message": "Cannot send an empty message", "code": CODE_EMPTY_MESSAGE}
 

@@ -1545,12 +1545,18 @@ class FakeDiscord:
         return None
 
     def _refuse_message(
-        self, context: _Context, body: dict[str, Any], *, message: FakeMessage | None = None
+        self,
+        context: _Context,
+        body: dict[str, Any],
+        *,
+        message: FakeMessage | None = None,
+        at: tuple[str, ...] = (),
     ) -> web.Response | None:
         """What Discord answers to a message body it will not take (None: it takes it).
 
         ``message`` is the message being edited (None when creating one): an edit may leave out
-        what it keeps, but must not leave the message empty either.
+        what it keeps, but must not leave the message empty either. ``at`` is where ``body`` sits
+        in the request (``("data",)`` in an interaction callback); the errors are nested there.
         """
         if too_large := self._too_large(context):
             return too_large
@@ -1558,7 +1564,7 @@ class FakeDiscord:
         problems += self._check_attachment_refs(context, body, message)
         problems += _check_allowed_mentions(body.get("allowed_mentions"))
         if problems:
-            return json_response(limits.form_error(problems), status=400)
+            return json_response(limits.form_error(limits.nested(at, problems)), status=400)
         if message is None:
             empty = limits.is_empty_message(body, file_count=len(context.files))
         else:
@@ -1872,11 +1878,13 @@ class FakeDiscord:
                 ),
                 status=400,
             )
-        if kind == CALLBACK_MESSAGE and (refused := self._refuse_message(context, data)):
+        if kind == CALLBACK_MESSAGE and (refused := self._refuse_message(context, data, at=("data",))):
             return refused
         if kind == CALLBACK_UPDATE_MESSAGE and interaction.type == INTERACTION_COMPONENT:
             target = self.messages.get(int(interaction.payload["message"]["id"]))
-            if target is not None and (refused := self._refuse_message(context, data, message=target)):
+            if target is not None and (
+                refused := self._refuse_message(context, data, message=target, at=("data",))
+            ):
                 return refused
         if kind == CALLBACK_AUTOCOMPLETE and (refused := _refuse_choices(data.get("choices"))):
             return refused

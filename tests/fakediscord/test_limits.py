@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import FakeDiscord, FakeInteraction
 from tests.fakediscord import limits as L
 
 
@@ -432,6 +432,25 @@ async def test_http_without_allowed_mentions_everything_in_the_text_pings(
     bad = {"content": "x", "allowed_mentions": {"parse": ["users"], "users": [str(fake_discord.bob.id)]}}
     status, body, _ = await post_json(http, channel_messages(fake_discord), bad)
     assert status == 400 and "allowed_mentions" in body["errors"]
+
+
+def callback_path(interaction: FakeInteraction) -> str:
+    return f"/api/v10/interactions/{interaction.id}/{interaction.token}/callback"
+
+
+async def test_http_over_long_callback_message_is_refused_with_errors_under_data(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    interaction = await fake_discord.slash_command("stylize")
+    too_long = {"type": 4, "data": {"content": "x" * 2001, "embeds": [{"title": "t" * 257}]}}
+    status, body, _ = await post_json(http, callback_path(interaction), too_long)
+    assert status == 400 and body["code"] == 50035
+    assert set(body["errors"]) == {"data"}, "the errors nest like the body: under data"
+    assert body["errors"]["data"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    assert body["errors"]["data"]["embeds"]["0"]["title"]["_errors"]
+    assert interaction.response_type is None, "a refused callback does not acknowledge"
+    async with http.post(callback_path(interaction), json={"type": 4, "data": {"content": "ok"}}) as response:
+        assert response.status == 204
 
 
 def multipart(body: dict[str, Any], files: list[tuple[str, bytes]]) -> aiohttp.FormData:

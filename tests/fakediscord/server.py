@@ -1568,13 +1568,15 @@ class FakeDiscord:
         if message is None:
             empty = limits.is_empty_message(body, file_count=len(context.files))
         else:
-            kept = body["attachments"] if body.get("attachments") is not None else message.attachments
+            # with an ``attachments`` list the message keeps exactly what it names; without one it
+            # keeps its files and gains the uploads (docs: reference#editing-message-attachments)
+            listed = body.get("attachments")
+            kept = listed if listed is not None else [*message.attachments, *context.files]
             empty = not (
                 (body.get("content", message.content) or "").strip()
                 or body.get("embeds", message.embeds)
                 or body.get("components", message.components)
                 or kept
-                or context.files
             )
         if empty:
             return json_response(limits.empty_message_error(), status=400)
@@ -1656,7 +1658,15 @@ class FakeDiscord:
                 elif entry_id in by_index:
                     kept.append(uploads[by_index[entry_id]])
                     used_uploads.add(by_index[entry_id])
-            kept.extend(u for i, u in enumerate(uploads) if i not in used_uploads)
+            unlisted = [u for i, u in enumerate(uploads) if i not in used_uploads]
+            if creating:
+                kept.extend(unlisted)
+            else:
+                # docs (reference#editing-message-attachments): on an edit "only files listed in
+                # the attachments parameter will be appended to the message. Any previously-added
+                # files that aren't included will be removed." An unlisted upload is dropped.
+                for upload in unlisted:
+                    self.cdn.pop(upload.id, None)
             message.attachments = kept
         elif uploads:
             message.attachments = ([] if creating else message.attachments) + uploads

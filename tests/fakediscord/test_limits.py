@@ -496,6 +496,39 @@ async def test_http_attachments_on_edit_must_name_existing_or_uploaded_files(
         assert response.status == 400 and (await response.json())["code"] == 50006
 
 
+async def test_http_edit_keeps_exactly_the_attachments_it_lists(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    """docs (reference#editing-message-attachments): on a PATCH the ``attachments`` list names every
+    file that stays, new uploads included; unlisted uploads are not attached, unlisted old files go."""
+    path = channel_messages(fake_discord)
+    async with http.post(path, data=multipart({"content": "v1"}, [("a.png", b"a")])) as response:
+        created = await response.json()
+    edit = f"{path}/{created['id']}"
+    old = created["attachments"][0]["id"]
+
+    async def patch(body: dict[str, Any], files: list[tuple[str, bytes]]) -> list[str]:
+        async with http.patch(edit, data=multipart(body, files)) as response:
+            assert response.status == 200, await response.text()
+            return [a["filename"] for a in (await response.json())["attachments"]]
+
+    # files[1] is listed, files[0] is not: only b.png joins the kept a.png
+    assert await patch({"attachments": [{"id": old}, {"id": 1}]}, [("x.png", b"x"), ("b.png", b"b")]) == [
+        "a.png",
+        "b.png",
+    ]
+    # the old file is not listed: it is removed, and the listed upload replaces it
+    assert await patch({"attachments": [{"id": 0}]}, [("c.png", b"c")]) == ["c.png"]
+    # no list at all: the upload is appended to what the message has
+    assert await patch({"content": "v2"}, [("d.png", b"d")]) == ["c.png", "d.png"]
+    # a list that names none of the uploads attaches none of them
+    assert await patch({"content": "v3", "attachments": []}, [("e.png", b"e")]) == []
+    [message] = fake_discord.channel_messages()
+    assert [a.filename for a in message.attachments] == []
+    stored = {a.filename for a in fake_discord.cdn.values()}
+    assert not stored & {"x.png", "e.png"}, "an upload that was not attached is not served either"
+
+
 async def test_http_429_has_the_documented_body_and_headers(
     fake_discord: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:

@@ -56,8 +56,18 @@ COMMAND_OPTIONS_MAX = 25
 COMMAND_CHOICES_MAX = 25
 CHOICE_NAME_MAX = 100
 CHOICE_STRING_VALUE_MAX = 100
-COMMANDS_PER_BULK_MAX = 100
+# docs (interactions/application-commands#registering-a-command): "100 global CHAT_INPUT commands,
+# 15 global USER commands, 15 global MESSAGE commands, 1 global PRIMARY_ENTRY_POINT command", and
+# the same per guild (no PRIMARY_ENTRY_POINT there).
 CHAT_INPUT = 1
+USER_COMMAND = 2
+MESSAGE_COMMAND = 3
+PRIMARY_ENTRY_POINT = 4
+COMMANDS_PER_TYPE_MAX = {CHAT_INPUT: 100, USER_COMMAND: 15, MESSAGE_COMMAND: 15, PRIMARY_ENTRY_POINT: 1}
+# docs (interactions/application-commands#slash-commands): "a maximum of 8000 characters for
+# combined name, description, and value properties for each command, its options (including
+# subcommands and groups), and choices"; of localized fields only the longest counts.
+COMMAND_CHARACTERS_MAX = 8000
 OPTION_SUBCOMMAND = 1
 OPTION_SUBCOMMAND_GROUP = 2
 
@@ -294,7 +304,7 @@ def _check_button(at: tuple[str | int, ...], button: dict[str, Any]) -> list[Pro
                     )
                 )
         return found
-    else:
+    else:  # "Non-link and non-premium buttons must have a custom_id, and cannot have a url or a sku_id"
         _keep(found, _length((*at, "custom_id"), button.get("custom_id"), 1, CUSTOM_ID_MAX))
         if "url" in button:
             found.append(
@@ -302,6 +312,14 @@ def _check_button(at: tuple[str | int, ...], button: dict[str, Any]) -> list[Pro
                     (*at, "url"),
                     "BUTTON_COMPONENT_URL_NOT_ALLOWED",
                     "A url is not allowed for this button style",
+                )
+            )
+        if "sku_id" in button:
+            found.append(
+                Problem(
+                    (*at, "sku_id"),
+                    "BUTTON_COMPONENT_INVALID_FIELD",
+                    "sku_id is only allowed for premium buttons",
                 )
             )
     if not button.get("label") and not button.get("emoji"):
@@ -408,8 +426,7 @@ def check_command(command: Any, at: tuple[str | int, ...] = ()) -> list[Problem]
     """One application command definition (create, bulk overwrite)."""
     if not isinstance(command, dict):
         return [Problem(at, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")]
-    kind = command.get("type", CHAT_INPUT) or CHAT_INPUT
-    chat_input = kind == CHAT_INPUT
+    chat_input = command_type(command) == CHAT_INPUT
     found = _check_name((*at, "name"), command.get("name"), chat_input=chat_input)
     description = command.get("description")
     if chat_input:
@@ -422,20 +439,62 @@ def check_command(command: Any, at: tuple[str | int, ...] = ()) -> list[Problem]
             found.append(Problem((*at, "options"), "BASE_TYPE_MAX_LENGTH", "Must be 0 or fewer in length."))
         else:
             found.extend(_check_options((*at, "options"), options))
+    if chat_input and command_characters(command) > COMMAND_CHARACTERS_MAX:
+        found.append(
+            Problem(
+                at,
+                "APPLICATION_COMMAND_TOO_LARGE",
+                f"Command exceeds maximum size ({COMMAND_CHARACTERS_MAX})",
+            )
+        )
     return found
 
 
+def _longest(item: dict[str, Any], key: str) -> int:
+    """The length a field counts with: its own or its longest localization, whichever is longer."""
+    localized = item.get(f"{key}_localizations") or {}
+    candidates = [item.get(key), *(localized.values() if isinstance(localized, dict) else [])]
+    return max((len(str(text)) for text in candidates if text is not None), default=0)
+
+
+def command_characters(command: dict[str, Any]) -> int:
+    """The characters of a command that count towards its 8000: names, descriptions and choice
+    values, of the command, its options (subcommands and groups included) and their choices."""
+    total = _longest(command, "name") + _longest(command, "description")
+    for option in command.get("options") or []:
+        if isinstance(option, dict):
+            total += command_characters(option)
+    for choice in command.get("choices") or []:
+        if isinstance(choice, dict):
+            total += _longest(choice, "name") + len(str(choice.get("value", "")))
+    return total
+
+
+def command_type(command: Any) -> Any:
+    """A definition's command type; CHAT_INPUT when it gives none."""
+    return (command.get("type") if isinstance(command, dict) else None) or CHAT_INPUT
+
+
+def exceeded_command_limit(commands: list[Any]) -> int | None:
+    """The per-type command limit ``commands`` (one scope's) break, None when within all of them.
+    Discord answers 400 / 30032 "Maximum number of application commands reached (N)"."""
+    for kind, limit in COMMANDS_PER_TYPE_MAX.items():
+        if sum(1 for command in commands if command_type(command) == kind) > limit:
+            return limit
+    return None
+
+
 def check_commands(commands: Any) -> list[Problem]:
-    """A bulk overwrite: each command, at most 100, names unique per command type."""
-    problem = _count((), commands, COMMANDS_PER_BULK_MAX)
-    if problem is not None:
-        return [problem]
+    """A bulk overwrite: each command valid, names unique per command type (the per-type counts
+    are :func:`exceeded_command_limit`'s, answered with their own code)."""
+    if not isinstance(commands, list):
+        return [Problem((), "LIST_TYPE_CONVERT", "Must be an array.")]
     found: list[Problem] = []
     seen: set[tuple[Any, Any]] = set()
     for index, command in enumerate(commands):
         found.extend(check_command(command, (index,)))
         if isinstance(command, dict):
-            key = (command.get("type", CHAT_INPUT) or CHAT_INPUT, command.get("name"))
+            key = (command_type(command), command.get("name"))
             if key in seen:
                 found.append(
                     Problem(

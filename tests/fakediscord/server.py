@@ -51,6 +51,7 @@ from .faults import (
     CODE_CANNOT_EDIT_OTHERS,
     CODE_INVALID_FORM_BODY,
     CODE_INVALID_WEBHOOK_TOKEN,
+    CODE_MAX_APPLICATION_COMMANDS,
     CODE_MISSING_PERMISSIONS,
     CODE_REQUEST_TOO_LARGE,
     CODE_UNKNOWN_CHANNEL,
@@ -103,6 +104,11 @@ CALLBACK_DEFERRED_UPDATE = 6
 CALLBACK_UPDATE_MESSAGE = 7
 CALLBACK_AUTOCOMPLETE = 8
 CALLBACK_MODAL = 9
+
+#: Message types (docs: resources/message#message-object-message-types).
+MESSAGE_DEFAULT = 0
+MESSAGE_CHAT_INPUT_COMMAND = 20
+MESSAGE_CONTEXT_MENU_COMMAND = 23
 
 #: Application command option types.
 OPTION_SUB_COMMAND = 1
@@ -232,6 +238,29 @@ def _refuse_choices(choices: Any) -> web.Response | None:
         return None
     problems = limits.check_choices(("data", "choices"), choices)
     return json_response(limits.form_error(problems), status=400) if problems else None
+
+
+def _refuse_defer_flags(flags: Any) -> web.Response | None:
+    """docs (interactions/receiving-and-responding, interaction callback data, footnote on
+    ``flags``): with DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE "the only valid message flag you may use
+    is EPHEMERAL"."""
+    if flags is None or (isinstance(flags, int) and not flags & ~FLAG_EPHEMERAL):
+        return None
+    problem = limits.Problem(
+        ("data", "flags"), "INTERACTION_RESPONSE_INVALID_FLAGS", "Only the EPHEMERAL flag may be set here."
+    )
+    return json_response(limits.form_error([problem]), status=400)
+
+
+def _refuse_command_count(commands: list[Any]) -> web.Response | None:
+    """One scope's commands over a per-type limit (limits.COMMANDS_PER_TYPE_MAX): docs
+    (topics/opcodes-and-status-codes#json) 30032 "Maximum number of application commands reached"."""
+    limit = limits.exceeded_command_limit(commands)
+    if limit is None:
+        return None
+    return error_response(
+        400, CODE_MAX_APPLICATION_COMMANDS, f"Maximum number of application commands reached ({limit})"
+    )
 
 
 class FakeDiscord:
@@ -578,7 +607,7 @@ class FakeDiscord:
             "embeds": message.embeds,
             "components": message.components,
             "pinned": False,
-            "type": 0,
+            "type": self._message_type(message),
             "flags": message.flags,
             "reactions": [
                 {
@@ -604,6 +633,20 @@ class FakeDiscord:
                 "authorizing_integration_owners": {"0": str(self.guild_id)},
             }
         return payload
+
+    def _message_type(self, message: FakeMessage) -> int:
+        """docs (resources/message#message-object-message-types): a command's response and
+        followups are CHAT_INPUT_COMMAND (20), or CONTEXT_MENU_COMMAND (23) for a user or message
+        command; anything else the bot sends (channel messages, component responses) is DEFAULT."""
+        if message.interaction_id is None:
+            return MESSAGE_DEFAULT
+        interaction = self.interactions[message.interaction_id]
+        if interaction.type != INTERACTION_APPLICATION_COMMAND:
+            return MESSAGE_DEFAULT
+        command_kind = (interaction.payload.get("data") or {}).get("type", limits.CHAT_INPUT)
+        return (
+            MESSAGE_CHAT_INPUT_COMMAND if command_kind == limits.CHAT_INPUT else MESSAGE_CONTEXT_MENU_COMMAND
+        )
 
     # ================================================================== state changes
     async def _notify(self) -> None:
@@ -1814,6 +1857,8 @@ class FakeDiscord:
         definitions = context.json
         if problems := limits.check_commands(definitions):
             return json_response(limits.form_error(problems), status=400)
+        if refused := _refuse_command_count(definitions):
+            return refused
         store = self._command_store(context)
         previous = {(c["name"], c.get("type", 1)): c for c in store}
         replaced = [
@@ -1827,7 +1872,12 @@ class FakeDiscord:
         if problems := limits.check_command(definition):
             return json_response(limits.form_error(problems), status=400)
         store = self._command_store(context)
-        previous = next((c for c in store if c["name"] == definition.get("name")), None)
+        kind = limits.command_type(definition)
+        previous = next(
+            (c for c in store if c["name"] == definition.get("name") and limits.command_type(c) == kind), None
+        )
+        if previous is None and (refused := _refuse_command_count([*store, definition])):
+            return refused
         stored = self._stored_command(definition, context, previous)
         if previous is not None:
             store[store.index(previous)] = stored
@@ -1897,6 +1947,8 @@ class FakeDiscord:
             ):
                 return refused
         if kind == CALLBACK_AUTOCOMPLETE and (refused := _refuse_choices(data.get("choices"))):
+            return refused
+        if kind == CALLBACK_DEFERRED_MESSAGE and (refused := _refuse_defer_flags(data.get("flags"))):
             return refused
         if kind == CALLBACK_MESSAGE:
             message = self._new_interaction_message(interaction)

@@ -162,6 +162,11 @@ def test_valid_component_shapes_are_taken() -> None:
             ("components", 0, "components", 0, "label"),
             "BUTTON_COMPONENT_INVALID_FIELD",
         ),
+        (
+            [row(button(sku_id="1"))],
+            ("components", 0, "components", 0, "sku_id"),
+            "BUTTON_COMPONENT_INVALID_FIELD",
+        ),
         ([row(button())] * 6, ("components",), "BASE_TYPE_MAX_LENGTH"),
         (
             [row(*(button(custom_id=f"b{i}") for i in range(6)))],
@@ -199,6 +204,7 @@ def test_valid_component_shapes_are_taken() -> None:
         "link-with-custom-id",
         "url-on-secondary",
         "premium-with-label",
+        "sku-id-on-secondary",
         "6-rows",
         "6-buttons",
         "empty-row",
@@ -304,6 +310,28 @@ def test_valid_commands_are_taken() -> None:
 )
 def test_each_command_limit(definition: dict[str, Any], path: tuple[Any, ...], code: str) -> None:
     assert (path, code) in codes(L.check_command(definition))
+
+
+def test_a_slash_command_has_at_most_8000_characters_counting_its_longest_localizations() -> None:
+    full = [{"name": "n" * 100, "value": "v" * 100}] * 5
+    options = [option(f"o{i}", description="d" * 100, choices=full) for i in range(7)]  # 7 * 1102
+    last = {"name": "c" * 38, "value": "v" * 39}
+    options.append(option("o7", required=False, description="d" * 100, choices=[last]))  # 179
+    definition = command(description="d" * 100, options=options)  # 7 + 100 + 7714 + 179
+    assert L.command_characters(definition) == 8000
+    assert L.check_command(definition) == []
+    last["name_localizations"] = {"de": "c" * 39, "fr": "c"}  # only the longest one counts
+    assert L.command_characters(definition) == 8001
+    assert codes(L.check_command(definition)) == {((), "APPLICATION_COMMAND_TOO_LARGE")}
+
+
+def test_command_counts_are_capped_per_type() -> None:
+    slash = [command(name=f"c{i}") for i in range(100)]
+    menus = [{"name": f"Menu {i}", "type": kind} for kind in (2, 3) for i in range(15)]
+    assert L.exceeded_command_limit([*slash, *menus]) is None, "100 + 15 + 15 is allowed"
+    assert L.exceeded_command_limit([*slash, command(name="one-more")]) == 100
+    assert L.exceeded_command_limit([*menus, {"name": "Menu 15", "type": 2}]) == 15
+    assert L.exceeded_command_limit([{"name": "launch", "type": 4}] * 2) == 1
 
 
 def test_bulk_overwrite_names_are_unique_per_type() -> None:
@@ -451,6 +479,63 @@ async def test_http_over_long_callback_message_is_refused_with_errors_under_data
     assert interaction.response_type is None, "a refused callback does not acknowledge"
     async with http.post(callback_path(interaction), json={"type": 4, "data": {"content": "ok"}}) as response:
         assert response.status == 204
+
+
+async def test_http_command_counts_over_a_type_limit_are_refused_with_30032(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    path = f"/api/v10/applications/{fake_discord.application_id}/commands"
+    menus = [{"name": f"Menu {i}", "type": 3} for i in range(15)]
+    async with http.put(path, json=[*menus, command()]) as response:
+        assert response.status == 200
+    async with http.put(path, json=[*menus, {"name": "Menu 15", "type": 3}]) as response:
+        body = await response.json()
+        assert (response.status, body["code"]) == (400, 30032)
+        assert body["message"] == "Maximum number of application commands reached (15)"
+    status, body, _ = await post_json(http, path, {"name": "Menu 15", "type": 3})
+    assert (status, body["code"]) == (400, 30032)
+    status, _, _ = await post_json(http, path, {"name": "Menu 0", "type": 3})
+    assert status == 200, "an upsert of a command it has is no new command"
+    status, _, _ = await post_json(http, path, {"name": "Menu 0", "type": 2})
+    assert status == 201, "a USER command of the same name is another command"
+    assert len(fake_discord.global_commands) == 17
+
+
+async def test_http_a_deferred_response_may_set_only_the_ephemeral_flag(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    refused = await fake_discord.slash_command("stylize")
+    suppress_embeds = 1 << 2
+    status, body, _ = await post_json(
+        http, callback_path(refused), {"type": 5, "data": {"flags": 64 | suppress_embeds}}
+    )
+    assert status == 400 and body["errors"]["data"]["flags"]["_errors"]
+    assert refused.response_type is None
+    taken = await fake_discord.slash_command("stylize")
+    async with http.post(callback_path(taken), json={"type": 5, "data": {"flags": 64}}) as response:
+        assert response.status == 204
+    assert fake_discord.original(taken) is not None and fake_discord.original(taken).ephemeral
+
+
+async def test_http_command_responses_have_the_command_message_types(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    """docs (resources/message#message-object-message-types): 20 CHAT_INPUT_COMMAND, 23
+    CONTEXT_MENU_COMMAND; a channel message is 0 DEFAULT."""
+    status, channel_message, _ = await post_json(http, channel_messages(fake_discord), {"content": "hi"})
+    assert status == 200 and channel_message["type"] == 0
+    slash = await fake_discord.slash_command("stylize")
+    [target] = fake_discord.channel_messages()
+    menu = await fake_discord.message_command("Stylize this", target)
+    for interaction, expected in ((slash, 20), (menu, 23)):
+        async with http.post(
+            callback_path(interaction) + "?with_response=true", json={"type": 4, "data": {"content": "ok"}}
+        ) as response:
+            answer = await response.json()
+        assert answer["resource"]["message"]["type"] == expected
+        followup = f"/api/v10/webhooks/{fake_discord.application_id}/{interaction.token}?wait=true"
+        status, message, _ = await post_json(http, followup, {"content": "more"})
+        assert status == 200 and message["type"] == expected
 
 
 def multipart(body: dict[str, Any], files: list[tuple[str, bytes]]) -> aiohttp.FormData:

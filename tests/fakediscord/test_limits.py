@@ -187,6 +187,30 @@ def test_valid_component_shapes_are_taken() -> None:
             "BASE_TYPE_BAD_LENGTH",
         ),
         (
+            [row(select(options=[{"label": "l", "value": "v" * 101}]))],
+            ("components", 0, "components", 0, "options", 0, "value"),
+            "BASE_TYPE_BAD_LENGTH",
+        ),
+        (
+            [row(select(options=[{"label": "l", "value": "v", "description": "d" * 101}]))],
+            ("components", 0, "components", 0, "options", 0, "description"),
+            "BASE_TYPE_MAX_LENGTH",
+        ),
+        (
+            [row(select(custom_id="s" * 101))],
+            ("components", 0, "components", 0, "custom_id"),
+            "BASE_TYPE_BAD_LENGTH",
+        ),
+        (
+            [row(select(placeholder="p" * 151))],
+            ("components", 0, "components", 0, "placeholder"),
+            "BASE_TYPE_MAX_LENGTH",
+        ),
+        ([row(select(min_values=-1))], ("components", 0, "components", 0, "min_values"), "NUMBER_TYPE_MAX"),
+        ([row(select(min_values=26))], ("components", 0, "components", 0, "min_values"), "NUMBER_TYPE_MAX"),
+        ([row(select(max_values=0))], ("components", 0, "components", 0, "max_values"), "NUMBER_TYPE_MAX"),
+        ([row(select(max_values=26))], ("components", 0, "components", 0, "max_values"), "NUMBER_TYPE_MAX"),
+        (
             [row(button()), row(button())],
             ("components", 1, "components", 0, "custom_id"),
             "COMPONENT_CUSTOM_ID_DUPLICATED",
@@ -212,6 +236,14 @@ def test_valid_component_shapes_are_taken() -> None:
         "26-options",
         "0-options",
         "option-label-101",
+        "option-value-101",
+        "option-description-101",
+        "select-custom-id-101",
+        "placeholder-151",
+        "min-values-negative",
+        "min-values-26",
+        "max-values-0",
+        "max-values-26",
         "duplicate-custom-id",
         "button-outside-a-row",
     ],
@@ -536,6 +568,23 @@ async def test_http_command_responses_have_the_command_message_types(
         followup = f"/api/v10/webhooks/{fake_discord.application_id}/{interaction.token}?wait=true"
         status, message, _ = await post_json(http, followup, {"content": "more"})
         assert status == 200 and message["type"] == expected
+
+
+async def test_http_autocomplete_with_26_choices_is_refused_and_25_are_taken(
+    fake_discord: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    choices = [{"name": f"p{i}", "value": f"p{i}"} for i in range(26)]
+    refused = await fake_discord.slash_command("stylize", {"preset": "p"}, autocomplete_focus="preset")
+    status, body, _ = await post_json(http, callback_path(refused), {"type": 8, "data": {"choices": choices}})
+    assert status == 400 and body["code"] == 50035
+    assert body["errors"]["data"]["choices"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    assert refused.response_type is None and refused.choices is None
+    taken = await fake_discord.slash_command("stylize", {"preset": "p"}, autocomplete_focus="preset")
+    async with http.post(
+        callback_path(taken), json={"type": 8, "data": {"choices": choices[:25]}}
+    ) as response:
+        assert response.status == 204
+    assert taken.choices == choices[:25]
 
 
 def multipart(body: dict[str, Any], files: list[tuple[str, bytes]]) -> aiohttp.FormData:

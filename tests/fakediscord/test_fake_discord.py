@@ -16,6 +16,7 @@ import pytest
 from discord.ext import commands
 
 from tests.fakediscord import FakeDiscord, FakeMessage, WaitTimeout
+from tests.fakediscord.fixtures import misuse
 from tests.fakediscord.models import new_snowflake
 
 
@@ -117,7 +118,35 @@ async def test_followup_straight_after_a_thinking_defer_is_served_but_recorded_a
     # Discord: it "will function as Edit Original Interaction Response"; the ephemeral flag is ignored
     assert message.content == "answer" and not message.ephemeral
     assert [r.route for r in fake_discord.deprecated_flows] == ["followup_create"]
+    assert "1 deprecated and 0 undocumented" in (misuse(fake_discord) or "")
     fake_discord.deprecated_flows.clear()  # seen and checked: the fixture must not fail the test
+
+
+async def test_followup_after_deleting_a_thinking_original_is_served_but_recorded_as_undocumented(
+    fake_discord: FakeDiscord,
+) -> None:
+    bot = make_bot()
+
+    @bot.tree.command(name="refuse", description="the undocumented way to refuse privately")
+    async def refuse(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.delete_original_response()
+        await interaction.followup.send("only you can see this", ephemeral=True)
+
+    async with running(bot, fake_discord):
+        interaction = await fake_discord.slash_command("refuse")
+        [followup] = await fake_discord.wait_for(
+            lambda: [m for m in fake_discord.messages_for(interaction) if m.content] or None
+        )
+    # Discord does not document this (discord-api-docs#2739 reports 10008): the fake serves it ...
+    assert followup.content == "only you can see this" and followup.ephemeral
+    assert interaction.original_deleted_while_loading
+    assert [r.route for r in fake_discord.undocumented_flows] == ["followup_create"]
+    assert fake_discord.undocumented_flows[0].message_id == followup.id
+    # ... and the fixture fails any test that relies on it
+    assert "0 deprecated and 1 undocumented" in (misuse(fake_discord) or "")
+    fake_discord.undocumented_flows.clear()  # seen and checked: the fixture must not fail the test
+    assert misuse(fake_discord) is None
 
 
 @pytest.mark.parametrize("abort", [False, True], ids=["close-4000", "tcp-cut"])

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,71 +16,13 @@ import pytest
 from bot.app import NSTBot
 from bot.settings import Settings
 from tests.e2e.harness import running_bot
-from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage, RecordedRequest
+from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage
+from tests.fakediscord.policy import mention_policy_breaches, refused_bodies
 from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, phone_photo_jpeg, png_bytes, stripes_style
 
 #: Output sizes small/medium/large in tests: tiny, so a run takes a fraction of a second.
 TEST_SIZES = {"small": 32, "medium": 40, "large": 48}
-
-
-#: Requests that carry a message body, and where the body is.
-MESSAGE_ROUTES = {"followup_create", "original_edit", "followup_edit", "message_create", "message_edit"}
-CALLBACK_WITH_MESSAGE = (4, 7)
-USER_MENTION = re.compile(r"<@!?(\d+)>")
-
-
-def message_bodies(fake: FakeDiscord) -> Iterator[tuple[RecordedRequest, dict[str, Any]]]:
-    """Every message body the bot sent, with its request."""
-    for record in fake.requests:
-        if record.route in MESSAGE_ROUTES and isinstance(record.json, dict):
-            yield record, record.json
-        elif (
-            record.route == "interaction_callback"
-            and isinstance(record.json, dict)
-            and record.json.get("type") in CALLBACK_WITH_MESSAGE
-        ):
-            yield record, record.json.get("data") or {}
-
-
-def mention_policy_breaches(fake: FakeDiscord) -> list[str]:
-    """Each message may ping only the user it is for, never @everyone/@here or a role.
-
-    Every body must carry ``allowed_mentions`` (the bot-wide default pings no one) with an empty
-    ``parse`` list, no roles, and at most the interaction's user (or, in a channel message, the
-    one user the text mentions).
-    """
-    breaches = []
-    for record, body in message_bodies(fake):
-        allowed = body.get("allowed_mentions")
-        where = f"{record.method} {record.route}"
-        if not isinstance(allowed, dict):
-            breaches.append(f"{where}: no allowed_mentions")
-            continue
-        if allowed.get("parse"):
-            breaches.append(f"{where}: parse={allowed['parse']}")
-        if allowed.get("roles"):
-            breaches.append(f"{where}: roles={allowed['roles']}")
-        users = {int(u) for u in allowed.get("users") or []}
-        if record.interaction_id is not None:
-            permitted = {fake.interactions[record.interaction_id].user.id}
-        else:
-            permitted = {int(u) for u in USER_MENTION.findall(str(body.get("content") or ""))}
-        if not users <= permitted or len(users) > 1:
-            breaches.append(f"{where}: may ping {sorted(users)}, only {sorted(permitted)} allowed")
-    for message in fake.messages.values():
-        if message.pings.everyone or message.pings.roles:
-            breaches.append(f"message {message.id} pinged everyone or roles")
-    return breaches
-
-
-def refused_bodies(fake: FakeDiscord) -> list[str]:
-    """Requests the fake refused as Discord would (400), other than refusals a test injected."""
-    return [
-        f"{r.method} {r.route} -> 400 {json.dumps(r.response)[:300]}"
-        for r in fake.requests
-        if r.status == 400 and not r.injected
-    ]
 
 
 @pytest.fixture(autouse=True)

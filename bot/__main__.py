@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import discord
 
 from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import Connection, classify, login, reach_queue
+from .startup import Connection, classify, connect, login, reach_queue
 
 log = logging.getLogger("bot")
 
@@ -128,8 +128,8 @@ async def run_bot(settings: Settings) -> int:
     await reach_queue(settings)
     async with bot:
         await login(bot, settings)
-        # From here on discord.py reconnects by itself when the connection drops.
-        await bot.connect()
+        # Until the first READY a failure ends the start; from then on discord.py reconnects by itself.
+        await connect(bot)
     return 0
 
 

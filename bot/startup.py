@@ -15,7 +15,9 @@ Redis it cannot reach (a wrong URL or password, Redis not running) says so in on
 instead of starting and refusing every request. A Redis lost *after* the start is the backend's
 business: it reconnects by itself and tells users to try again meanwhile.
 
-A connection lost *after* login is not handled here: discord.py reconnects by itself.
+The gateway's first connection is part of the start: until its first READY a lost or refused
+connection ends the start with its one line (:func:`connect`). A connection lost *after* that is
+not a start-up failure: discord.py reconnects by itself.
 """
 
 from __future__ import annotations
@@ -51,6 +53,34 @@ async def login(bot: NSTBot, settings: Settings) -> None:
     aiohttp alone would wait up to five minutes for a server that accepts and never answers.
     """
     await asyncio.wait_for(bot.login(settings.token or ""), timeout=settings.connect_timeout)
+
+
+class _FirstReady:
+    """The ``reconnect`` argument of ``Client.connect``: false until the gateway's first READY.
+
+    discord.py asks ``if not reconnect`` each time a connection ends. Before the first READY it
+    cannot reconnect anyway (discord.py 2.7 logs "Attempting a reconnect" with a traceback, then
+    fails on the websocket it never had), so the error should end the start and be classified.
+    From the first READY on, discord.py reconnects and resumes by itself, as it always has.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    async def on_connect(self) -> None:
+        """discord.py dispatches ``connect`` when READY arrives (``ready`` waits for the guilds)."""
+        self.seen = True
+
+    def __bool__(self) -> bool:
+        return self.seen
+
+
+async def connect(bot: NSTBot) -> None:
+    """Run the gateway connection; raise what ended it if that happened before the first READY."""
+    first_ready = _FirstReady()
+    bot.add_listener(first_ready.on_connect, "on_connect")
+    # discord.py only ever tests the truth of ``reconnect``; a bool could not change after READY.
+    await bot.connect(reconnect=first_ready)  # type: ignore[arg-type]
 
 
 class QueueUnreachable(Exception):
@@ -165,7 +195,10 @@ def _bad_token(error: BaseException, connection: Connection) -> Failure | None:
 
 
 def _privileged_intents(error: BaseException, connection: Connection) -> Failure | None:
-    if not isinstance(error, discord.PrivilegedIntentsRequired):
+    # discord.py raises PrivilegedIntentsRequired only when it would reconnect; before the first
+    # READY (see connect) the close itself arrives.
+    closed_4014 = isinstance(error, discord.ConnectionClosed) and error.code == 4014
+    if not isinstance(error, discord.PrivilegedIntentsRequired) and not closed_4014:
         return None
     return Failure(
         "Discord refused the gateway intents the bot asked for (close code 4014: a privileged intent "

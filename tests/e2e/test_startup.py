@@ -2,7 +2,8 @@
 network or Discord), never a traceback or a voice warning; ``NST_DEBUG=1`` adds the traceback; a
 connection lost after login is not a start-up failure.
 
-Each failure is made for real: an unresolvable name, a closed port, a plain-TCP server where TLS is
+Each failure is made for real: an unresolvable name, a closed port (for the HTTP API, and for
+the gateway while the API answers), a plain-TCP server where TLS is
 expected, a self-signed certificate, a dead proxy, and the fake Discord answering 503, too late,
 401 or closing the gateway with 4014. The bot runs through its real entry point in a child process.
 """
@@ -262,3 +263,16 @@ async def test_queue_redis_refuses_the_password(environment: dict[str, str], tmp
     )
     assert done.last_error_line.endswith("); correct the password in queue_url (NST_BOT_QUEUE_URL)")
     assert "wrong-one" not in done.stderr
+
+
+async def test_gateway_unreachable(environment: dict[str, str]) -> None:
+    """Discord's HTTP answers but the gateway does not (a firewall that lets only discord.com through)."""
+    port = closed_port()
+    environment["FAKE_DISCORD_GATEWAY"] = f"ws://127.0.0.1:{port}/gateway/"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        f"127.0.0.1:{port} refused the connection; allow outgoing HTTPS to Discord in the firewall, "
+        "or set NST_BOT_PROXY to your proxy",
+        1,
+    )

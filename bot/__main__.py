@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import discord
 
 from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import Connection, classify, connect, login, reach_queue
+from .startup import Connection, classify, connect, login, reach_queue, require_data_dir, settings_failure
 
 log = logging.getLogger("bot")
 
@@ -101,6 +101,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     """Log in over HTTP only, push the command tree, and report how many commands Discord has."""
     from .app import NSTBot
 
+    require_data_dir(settings)
     bot = NSTBot(settings, commands_only=True)
     await reach_queue(settings)
     async with bot:
@@ -119,6 +120,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
 async def run_bot(settings: Settings) -> int:
     from .app import NSTBot
 
+    require_data_dir(settings)
     bot = NSTBot(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -142,8 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        print(f"nst-bot: {error}", file=sys.stderr)
-        return 2
+        failure = settings_failure(error)
+        print(f"nst-bot: {failure.line}", file=sys.stderr)
+        return failure.status
     if not settings.token:
         print(
             f"nst-bot: set {TOKEN_ENV} (in the environment or the env_file setting) to the bot token",

@@ -41,7 +41,16 @@ from nst_engine.presets import (
 )
 
 from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import CONFIGURATION, ENVIRONMENT, Connection, Failure, classify, login
+from .startup import (
+    CONFIGURATION,
+    ENVIRONMENT,
+    Connection,
+    Failure,
+    classify,
+    inspect_directory,
+    login,
+    settings_failure,
+)
 from .store import MIN_FREE_BYTES  # below it a directory fails its check, and the bot stores no input
 
 if TYPE_CHECKING:
@@ -78,17 +87,9 @@ def run_checks(guild_id: int | None, *, on_settings: Callable[[Settings], object
     try:
         settings = load_settings()
     except SettingsError as error:
-        report(
-            Check(
-                "settings",
-                failure=Failure(
-                    str(error),
-                    "correct it in config/bot.toml or its NST_BOT_* variable (docs/bot.md, section 3)",
-                    CONFIGURATION,
-                ),
-            )
-        )
-        return CONFIGURATION
+        failure = settings_failure(error)
+        report(Check("settings", failure=failure))
+        return failure.status
     if on_settings is not None:
         on_settings(settings)
     # The check's lines are its report; INFO records (logging in, model loaded) would only interleave.
@@ -365,44 +366,21 @@ def _cache_dir(settings: Settings) -> tuple[Path, str]:
 
 
 def _directory_check(name: str, path: Path, variable: str) -> Check:
-    """Writable (or creatable, as the bot creates it at start) and with room to spare."""
-    path = path.expanduser().absolute()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    fix = f"make it writable by the bot's user, or point {variable} at a writable directory"
-    if not existing.is_dir():
-        return Check(
-            name,
-            failure=Failure(f"{path} cannot be created: {existing} is not a directory", fix, CONFIGURATION),
-        )
-    if existing == path:
-        try:
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        except OSError as error:
-            return Check(
-                name, failure=Failure(f"{path} is not writable ({error.strerror})", fix, CONFIGURATION)
-            )
-        state = "writable"
-    elif os.access(existing, os.W_OK | os.X_OK):
-        state = "will be created at start"
-    else:
-        return Check(
-            name,
-            failure=Failure(f"{path} cannot be created in {existing} (not writable)", fix, CONFIGURATION),
-        )
-    free = shutil.disk_usage(existing).free
+    """Usable as the bot's start demands (writable, or creatable), and with room to spare."""
+    directory = inspect_directory(path, variable)
+    if directory.failure is not None:
+        return Check(name, failure=directory.failure)
+    free = shutil.disk_usage(directory.existing).free
     if free < MIN_FREE_BYTES:
         return Check(
             name,
             failure=Failure(
-                f"{path}: only {_size(free)} free",
+                f"{directory.path}: only {_size(free)} free",
                 f"free some space, or point {variable} at a larger disk (at least {_size(MIN_FREE_BYTES)})",
                 ENVIRONMENT,
             ),
         )
-    return Check(name, f"{path} {state}, {_size(free)} free")
+    return Check(name, f"{directory.path} {directory.state}, {_size(free)} free")
 
 
 def _size(count: int) -> str:

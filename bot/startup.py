@@ -10,6 +10,9 @@ The classification is a list of rules (:data:`RULES`), tried in order on the exc
 its causes; each rule recognises one kind of failure and returns ``None`` for anything else. A new
 kind of failure is one more rule in that list.
 
+The settings and the data directory (which the bot creates) are checked first, in the words
+``nst-bot check`` uses for them (:func:`settings_failure`, :func:`inspect_directory`).
+
 With the arq backend (``queue_url``), Redis is checked before the login: a bot started against a
 Redis it cannot reach (a wrong URL or password, Redis not running) says so in one line and stops,
 instead of starting and refusing every request. A Redis lost *after* the start is the backend's
@@ -26,9 +29,11 @@ import asyncio
 import os
 import socket
 import ssl
+import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -36,7 +41,7 @@ import discord
 
 if TYPE_CHECKING:
     from .app import NSTBot
-    from .settings import Settings
+    from .settings import Settings, SettingsError
 
 #: Exit status for a failure the operator fixes in the settings or the developer portal.
 CONFIGURATION = 2
@@ -125,6 +130,70 @@ class Failure:
         return f"{cause}; {self.fix}"
 
 
+def settings_failure(error: SettingsError) -> Failure:
+    """A setting that does not load (``nst-bot`` and ``nst-bot check`` say the same)."""
+    return Failure(
+        str(error),
+        "correct it in config/bot.toml or its NST_BOT_* variable (docs/bot.md, section 3)",
+        CONFIGURATION,
+    )
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Whether the bot can use a directory it writes to: it exists and is writable, or can be created."""
+
+    #: The directory, absolute.
+    path: Path
+    #: ``path`` itself if it exists, else its nearest existing parent (where the free space is).
+    existing: Path
+    #: Why the bot cannot use it, with the fix; ``None`` when it can.
+    failure: Failure | None
+
+    @property
+    def state(self) -> str:
+        return "writable" if self.existing == self.path else "will be created at start"
+
+
+def inspect_directory(path: Path, variable: str) -> Directory:
+    """Try ``path`` as the bot would use it; ``variable`` is the setting that points it elsewhere."""
+    path = path.expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = f"make it writable by the bot's user, or point {variable} at a writable directory"
+
+    def unusable(cause: str) -> Directory:
+        return Directory(path, existing, Failure(cause, fix, CONFIGURATION))
+
+    if not existing.is_dir():
+        return unusable(f"{path} cannot be created: {existing} is not a directory")
+    if existing == path:
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as error:
+            return unusable(f"{path} is not writable ({error.strerror})")
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        return unusable(f"{path} cannot be created in {existing} (not writable)")
+    return Directory(path, existing, None)
+
+
+class DirectoryUnusable(Exception):
+    """The data directory cannot be used; raised before the bot is built (it creates it)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.line)
+        self.failure = failure
+
+
+def require_data_dir(settings: Settings) -> None:
+    """Raise :class:`DirectoryUnusable` if the bot could not create or write its data directory."""
+    failure = inspect_directory(settings.data_dir, "NST_BOT_DATA_DIR").failure
+    if failure is not None:
+        raise DirectoryUnusable(failure)
+
+
 @dataclass(frozen=True)
 class Connection:
     """How the bot reaches Discord: what the rules need to say which part failed."""
@@ -183,6 +252,10 @@ def _network_fix(connection: Connection) -> str:
 
 
 # ---------------------------------------------------------------------------- rules
+def _directory(error: BaseException, connection: Connection) -> Failure | None:
+    return error.failure if isinstance(error, DirectoryUnusable) else None
+
+
 def _bad_token(error: BaseException, connection: Connection) -> Failure | None:
     closed_4004 = isinstance(error, discord.ConnectionClosed) and error.code == 4004
     if not isinstance(error, discord.LoginFailure) and not closed_4004:
@@ -345,6 +418,7 @@ def _queue(error: BaseException, connection: Connection) -> Failure | None:
 #: The rules, most specific first: a proxy's DNS failure is a proxy failure, a TLS error is a
 #: connector error too, and every discord.py HTTP error is an ``HTTPException``.
 RULES: list[Rule] = [
+    _directory,
     _queue,
     _bad_token,
     _privileged_intents,

@@ -2,10 +2,11 @@
 network or Discord), never a traceback or a voice warning; ``NST_DEBUG=1`` adds the traceback; a
 connection lost after login is not a start-up failure.
 
-Each failure is made for real: an unresolvable name, a closed port (for the HTTP API, and for
-the gateway while the API answers), a plain-TCP server where TLS is
-expected, a self-signed certificate, a dead proxy, and the fake Discord answering 503, too late,
-401 or closing the gateway with 4014. The bot runs through its real entry point in a child process.
+Each failure is made for real: an unresolvable name, a closed port (for the HTTP API, and for the
+gateway while the API answers), a plain-TCP server where TLS is expected, a self-signed
+certificate, a dead proxy, the fake Discord answering 503, too late, 401 or closing the gateway
+with 4014, a setting out of range and a data dir that cannot be created. The bot runs through its
+real entry point in a child process.
 """
 
 from __future__ import annotations
@@ -275,4 +276,29 @@ async def test_gateway_unreachable(environment: dict[str, str]) -> None:
         f"127.0.0.1:{port} refused the connection; allow outgoing HTTPS to Discord in the firewall, "
         "or set NST_BOT_PROXY to your proxy",
         1,
+    )
+
+
+async def test_a_setting_out_of_range(environment: dict[str, str]) -> None:
+    environment["NST_BOT_QUEUE_CAP"] = "0"
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        "setting 'queue_cap': must be an integer >= 1, got 0; correct it in config/bot.toml or its "
+        "NST_BOT_* variable (docs/bot.md, section 3)",
+        2,
+    )
+
+
+async def test_a_data_dir_that_cannot_be_created(environment: dict[str, str], tmp_path: Path) -> None:
+    """The same line as ``nst-bot check``'s data dir ✗ (permissions would not stop root: a file does)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    environment["NST_BOT_DATA_DIR"] = str(blocker / "data")
+    done = await run([], environment)
+    assert_one_line(
+        done,
+        f"{blocker / 'data'} cannot be created: {blocker} is not a directory; make it writable by the bot's "
+        "user, or point NST_BOT_DATA_DIR at a writable directory",
+        2,
     )

@@ -63,7 +63,36 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(settings: Settings) -> RedactingFilter:
+class HoldUntilStarted(logging.Filter):
+    """Holds INFO and DEBUG records back until the start has succeeded; later ones pass at once.
+
+    A start that fails prints one line and nothing else: without this, discord.py's "logging in
+    using static token" and the model's "loaded" came before it, so an operator had to find the
+    line that mattered. Once the bot is connected (or a sync has logged in) :meth:`release` prints
+    what was held, in order; a failed start drops it (``NST_DEBUG=1`` prints it). Warnings and
+    errors are never held.
+    """
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+        self.held: list[logging.LogRecord] = []
+        self.holding = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.holding and record.levelno < logging.WARNING:
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self) -> None:
+        self.holding = False
+        held, self.held = self.held, []
+        for record in held:
+            self.handler.handle(record)
+
+
+def setup_logging(settings: Settings) -> logging.Handler:
     """Log to stderr; the filter sits on the handler, so records from every logger pass it."""
     proxy_password = urllib.parse.urlsplit(settings.proxy).password if settings.proxy else None
     queue_password = urllib.parse.urlsplit(settings.queue_url).password if settings.queue_url else None
@@ -74,7 +103,7 @@ def setup_logging(settings: Settings) -> RedactingFilter:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    return redactor
+    return handler
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -97,7 +126,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def sync_commands(settings: Settings, guild_id: int | None) -> int:
+async def sync_commands(settings: Settings, guild_id: int | None, started: HoldUntilStarted) -> int:
     """Log in over HTTP only, push the command tree, and report how many commands Discord has."""
     from .app import NSTBot
 
@@ -106,6 +135,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     await reach_queue(settings)
     async with bot:
         await login(bot, settings)  # runs setup_hook, which builds the command tree
+        started.release()
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
             bot.tree.copy_global_to(guild=guild)
@@ -117,7 +147,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     return 0
 
 
-async def run_bot(settings: Settings) -> int:
+async def run_bot(settings: Settings, started: HoldUntilStarted) -> int:
     from .app import NSTBot
 
     require_data_dir(settings)
@@ -131,7 +161,7 @@ async def run_bot(settings: Settings) -> int:
     async with bot:
         await login(bot, settings)
         # Until the first READY a failure ends the start; from then on discord.py reconnects by itself.
-        await connect(bot)
+        await connect(bot, on_first_ready=started.release)
     return 0
 
 
@@ -153,15 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    setup_logging(settings)
+    handler = setup_logging(settings)
+    started = HoldUntilStarted(handler)
+    handler.addFilter(started)
     try:
         if args.command == "sync":
-            return asyncio.run(sync_commands(settings, args.guild))
-        return asyncio.run(run_bot(settings))
+            return asyncio.run(sync_commands(settings, args.guild, started))
+        return asyncio.run(run_bot(settings, started))
     except KeyboardInterrupt:
         return 130
     except Exception as error:
         if os.environ.get("NST_DEBUG"):
+            started.release()
             traceback.print_exc()
         failure = classify(error, Connection(settings.proxy, settings.connect_timeout))
         print(f"nst-bot: {failure.line}", file=sys.stderr)

@@ -69,20 +69,26 @@ class _FirstReady:
     From the first READY on, discord.py reconnects and resumes by itself, as it always has.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[], object] | None) -> None:
         self.seen = False
+        self.then = then
 
     async def on_connect(self) -> None:
         """discord.py dispatches ``connect`` when READY arrives (``ready`` waits for the guilds)."""
+        if not self.seen and self.then is not None:
+            self.then()
         self.seen = True
 
     def __bool__(self) -> bool:
         return self.seen
 
 
-async def connect(bot: NSTBot) -> None:
-    """Run the gateway connection; raise what ended it if that happened before the first READY."""
-    first_ready = _FirstReady()
+async def connect(bot: NSTBot, on_first_ready: Callable[[], object] | None = None) -> None:
+    """Run the gateway connection; raise what ended it if that happened before the first READY.
+
+    ``on_first_ready`` is called once, when the start has succeeded.
+    """
+    first_ready = _FirstReady(on_first_ready)
     bot.add_listener(first_ready.on_connect, "on_connect")
     # discord.py only ever tests the truth of ``reconnect``; a bool could not change after READY.
     await bot.connect(reconnect=first_ready)  # type: ignore[arg-type]

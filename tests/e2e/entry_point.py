@@ -34,11 +34,6 @@ class Run:
         lines = self.stderr.strip().splitlines()
         return lines[-1] if lines else ""
 
-    @property
-    def log_lines(self) -> list[str]:
-        """stderr without the last line: only log records may come before the failure line."""
-        return self.stderr.strip().splitlines()[:-1]
-
 
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""

@@ -40,15 +40,17 @@ from nst_engine.presets import (
     default_config_dir,
 )
 
-from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings
+from .settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings, redact_url
 from .startup import (
     CONFIGURATION,
     ENVIRONMENT,
     Connection,
     Failure,
+    QueueUnreachable,
     classify,
     inspect_directory,
     login,
+    queue_client,
     settings_failure,
 )
 from .store import MIN_FREE_BYTES  # below it a directory fails its check, and the bot stores no input
@@ -291,28 +293,13 @@ def _model_check(settings: Settings) -> Check:
 
 # ---------------------------------------------------------------------------- queue
 async def _queue_check(settings: Settings) -> Check:
-    """Redis answers at ``queue_url``, and at least one ``nst-worker`` is alive behind it."""
-    from nst_queue.client import QueueClient, Unavailable
-
-    from .settings import redact_url
-
-    assert settings.queue_url
-    where = redact_url(settings.queue_url)
-    client = QueueClient(settings.queue_url)
+    """Redis answers at ``queue_url`` (judged as the start judges it), and an ``nst-worker`` is alive."""
     try:
-        await client.ping()
-        workers = await client.workers()
-    except Unavailable as error:
-        return Check(
-            "queue",
-            failure=Failure(
-                f"Redis at {where} did not answer ({error})",
-                "start Redis, or correct queue_url (NST_BOT_QUEUE_URL) and its password",
-                ENVIRONMENT,
-            ),
-        )
-    finally:
-        await client.close()
+        async with queue_client(settings) as client:
+            workers = await asyncio.wait_for(client.workers(), timeout=settings.connect_timeout)
+    except QueueUnreachable as error:
+        return Check("queue", failure=classify(error, Connection(settings.proxy, settings.connect_timeout)))
+    where = redact_url(settings.queue_url)
     if not workers:
         return Check(
             "queue",

@@ -26,12 +26,13 @@ not a start-up failure: discord.py reconnects by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,8 @@ import aiohttp
 import discord
 
 if TYPE_CHECKING:
+    from nst_queue.client import QueueClient
+
     from .app import NSTBot
     from .settings import Settings, SettingsError
 
@@ -103,22 +106,34 @@ class QueueUnreachable(Exception):
         self.reason = reason
 
 
-async def reach_queue(settings: Settings) -> None:
-    """Ping the queue's Redis once (no-op for the embedded backend); raise :class:`QueueUnreachable`."""
-    if not settings.queue_url:
-        return
+@contextlib.asynccontextmanager
+async def queue_client(settings: Settings) -> AsyncIterator[QueueClient]:
+    """A client of the queue's Redis that answered a ping within ``connect_timeout``.
+
+    Redis failing to answer, then or inside the ``async with``, raises :class:`QueueUnreachable`:
+    the start and ``nst-bot check`` classify it with the same rule.
+    """
     from nst_queue.client import QueueClient, Unavailable
 
     from .settings import redact_url
 
+    assert settings.queue_url
     client = QueueClient(settings.queue_url)
     try:
         await asyncio.wait_for(client.ping(), timeout=settings.connect_timeout)
+        yield client
     except (Unavailable, asyncio.TimeoutError) as error:
         reason = str(error) or "no answer"
         raise QueueUnreachable(redact_url(settings.queue_url) or "", reason) from None
     finally:
         await client.close()
+
+
+async def reach_queue(settings: Settings) -> None:
+    """Ping the queue's Redis once (no-op for the embedded backend); raise :class:`QueueUnreachable`."""
+    if settings.queue_url:
+        async with queue_client(settings):
+            pass
 
 
 @dataclass(frozen=True)

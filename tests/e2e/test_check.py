@@ -7,6 +7,7 @@ created. The exit status is 0 only when every line is ✓.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import discord
@@ -17,8 +18,11 @@ from bot.doctor import _commands_check
 from bot.startup import Connection, login
 from tests.e2e.entry_point import Run, base_environment, run
 from tests.fakediscord import FakeDiscord
+from tests.helpers.redis_server import RedisServer
 
 CHECKS = ["settings", "token", "commands", "model", "presets", "data dir", "cache dir"]
+#: With ``queue_url`` the workers load the model, and the queue line takes the model line's place.
+QUEUE_CHECKS = ["settings", "token", "commands", "queue", "presets", "data dir", "cache dir"]
 
 
 @pytest.fixture
@@ -165,3 +169,30 @@ async def test_commands_never_synced(fake_discord: FakeDiscord, make_settings) -
     guild = fake_discord.guild_id
     assert in_guild.line == f"✗ commands: none registered in guild {guild}; run nst-bot sync --guild {guild}"
     assert synced.failure is None, synced.line
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, password="right-one")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_wrong_redis_password_reads_as_at_start(
+    environment: dict[str, str], redis: RedisServer
+) -> None:
+    """The check and the start classify Redis's refusal in one place: same words, same status."""
+    environment["NST_BOT_QUEUE_URL"] = f"redis://:wrong-one@127.0.0.1:{redis.port}/0"
+    checked, started = await run(["check"], environment), await run([], environment)
+    found = lines(checked)
+    assert list(found) == QUEUE_CHECKS
+    assert found["queue"].startswith(
+        f"✗ queue: Redis at redis://:***@127.0.0.1:{redis.port}/0 refused the bot's credentials ("
+    )
+    assert found["queue"].endswith("); correct the password in queue_url (NST_BOT_QUEUE_URL)")
+    assert found["queue"].removeprefix("✗ queue: ") == started.stderr.strip().removeprefix("nst-bot: ")
+    assert checked.returncode == started.returncode == 2
+    assert "wrong-one" not in checked.stdout + checked.stderr

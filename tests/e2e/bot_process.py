@@ -6,12 +6,33 @@ points discord.py at the fake through discord.py's own settings (``Route.BASE`` 
 ``DiscordWebSocket.DEFAULT_GATEWAY``, read from ``FAKE_DISCORD_API`` / ``FAKE_DISCORD_GATEWAY``)
 and then runs the bot's normal entry point, ``bot.__main__.main``, with ARGS — nothing of the bot
 is patched.
+
+The disk can be faked too, for ``nst-bot check``'s directory lines: ``FAKE_DISK_FREE_BYTES=N``
+makes every disk report N bytes free (a full disk is not something a test can make), and
+``FAKE_DISK_ERRNO=N`` makes asking for the free space fail with that OS error (a failing disk).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from typing import Any
+
+
+def fake_the_disk() -> None:
+    """Replace ``shutil.disk_usage`` as ``FAKE_DISK_FREE_BYTES`` / ``FAKE_DISK_ERRNO`` ask."""
+    free, errno = os.environ.get("FAKE_DISK_FREE_BYTES"), os.environ.get("FAKE_DISK_ERRNO")
+    real = shutil.disk_usage
+
+    def disk_usage(path: Any) -> Any:
+        if errno:
+            raise OSError(int(errno), os.strerror(int(errno)), str(path))
+        usage = real(path)
+        return usage._replace(free=int(free)) if free else usage
+
+    if free or errno:
+        shutil.disk_usage = disk_usage
 
 
 def main() -> int:
@@ -21,6 +42,7 @@ def main() -> int:
 
     Route.BASE = os.environ["FAKE_DISCORD_API"]
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["FAKE_DISCORD_GATEWAY"])
+    fake_the_disk()
 
     from bot.__main__ import main as bot_main
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,6 +35,35 @@ def discord_policy(fake_discord: FakeDiscord) -> Iterator[None]:
     yield
     breaches = mention_policy_breaches(fake_discord) + refused_bodies(fake_discord)
     assert not breaches, "\n".join(breaches)
+
+
+@pytest.fixture
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a certificate no one trusts (as behind an intercepting proxy)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject]
+    subprocess.run(command, check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+async def self_signed_server(self_signed_context: ssl.SSLContext) -> AsyncIterator[int]:
+    """A TLS server on loopback presenting the untrusted certificate."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=self_signed_context)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,17 @@
 """``nst-bot check``: one ✓ or ✗ line per part, through the real entry point against the fake.
 
-Each failure is injected once: bad settings, no token, a refused token, commands missing or
-changed, a model that does not load, a preset file missing, a data directory that cannot be
-created. The exit status is 0 only when every line is ✓.
+Each failure is injected once: bad settings, no token, a refused token, each way the network can
+fail the login, commands missing, changed or unreadable, a model that does not load, a catalogue
+that is malformed or names a missing file, a data directory that cannot be created or written,
+a cache directory that cannot be created, a full disk, a check that crashes, and the queue's
+Redis down, refusing the password or without a worker. The exit status is 0 only when every line
+is ✓. Independent failures share a run: each run is a child process that loads torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import discord
@@ -15,9 +19,10 @@ import pytest
 
 from bot.app import NSTBot
 from bot.doctor import _commands_check
+from bot.settings import Settings
 from bot.startup import Connection, login
-from tests.e2e.entry_point import Run, base_environment, run
-from tests.fakediscord import FakeDiscord
+from tests.e2e.entry_point import Run, base_environment, closed_port, run
+from tests.fakediscord import FakeDiscord, FaultRule
 from tests.helpers.redis_server import RedisServer
 
 CHECKS = ["settings", "token", "commands", "model", "presets", "data dir", "cache dir"]
@@ -41,13 +46,22 @@ def lines(done: Run) -> dict[str, str]:
     return found
 
 
-async def sync(fake: FakeDiscord, environment: dict[str, str]) -> None:
-    done = await run(["sync", "--guild", str(fake.guild_id)], environment)
-    assert done.returncode == 0, done.stderr[-3000:]
+async def sync(fake: FakeDiscord, config_dir: Path, tmp_path: Path, *, guild: bool = True) -> None:
+    """Register the commands as ``nst-bot sync [--guild]`` does (in this process: no torch import to
+    pay for; ``tests/e2e/test_sync.py`` runs the command itself)."""
+    settings = Settings(data_dir=tmp_path / "sync-data", config_dir=config_dir, token=fake.token)
+    bot = NSTBot(settings, commands_only=True)
+    async with bot:
+        await login(bot, settings)
+        if guild:
+            bot.tree.copy_global_to(guild=discord.Object(id=fake.guild_id))
+        await bot.tree.sync(guild=discord.Object(id=fake.guild_id) if guild else None)
 
 
-async def test_all_well(fake_discord: FakeDiscord, environment: dict[str, str], tmp_path: Path) -> None:
-    await sync(fake_discord, environment)
+async def test_all_well(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    await sync(fake_discord, config_dir, tmp_path)
     environment["NST_BOT_DATA_DIR"] = str(tmp_path / "fresh-data")
     done = await run(["check", "--guild", str(fake_discord.guild_id)], environment)
     print(done.stdout)
@@ -73,7 +87,7 @@ async def test_local_failures_and_changed_commands(
 ) -> None:
     """Commands changed since the sync, weights that do not load, a preset image missing, a data dir
     that cannot be created: each its own ✗ with its fix; the other lines stay ✓."""
-    await sync(fake_discord, environment)
+    await sync(fake_discord, config_dir, tmp_path)
     commands = fake_discord.guild_commands[fake_discord.guild_id]
     commands[:] = [c for c in commands if c["name"] != "presets"]
     stylize = next(c for c in commands if c["name"] == "stylize")
@@ -153,6 +167,157 @@ async def test_bad_settings_stop_at_the_first_line(environment: dict[str, str]) 
     ]
 
 
+async def test_what_the_bot_cannot_use_here(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    """The commands unreadable (403), a data dir that exists but takes no file, a cache dir that
+    cannot be created, a catalogue that is not TOML."""
+    fake_discord.fail(403, "guild_commands_get")
+    # Permissions do not stop root; sysfs refuses a new file to every user.
+    environment["NST_BOT_DATA_DIR"] = "/sys"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    environment["NST_BOT_CACHE_DIR"] = str(blocker / "cache")
+    catalogue = config_dir / "presets.toml"
+    catalogue.write_text("[[preset]\nname = ", encoding="utf-8")
+
+    done = await run(["check", "--guild", str(fake_discord.guild_id)], environment)
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    found = lines(done)
+    assert list(found) == CHECKS
+    for name in ("settings", "token", "model"):
+        assert found[name].startswith("✓ "), found[name]
+    assert found["commands"].startswith(
+        f"✗ commands: cannot read the commands in guild {fake_discord.guild_id} (403 "
+    )
+    assert found["commands"].endswith(
+        "); invite the bot to that server with the applications.commands scope (docs/bot.md, section 1)"
+    )
+    assert found["data dir"] == (
+        "✗ data dir: /sys is not writable (Permission denied); make it writable by the bot's user, or point "
+        "NST_BOT_DATA_DIR at a writable directory"
+    )
+    assert found["cache dir"] == (
+        f"✗ cache dir: {blocker / 'cache'} cannot be created: {blocker} is not a directory; make it writable "
+        "by the bot's user, or point NST_BOT_CACHE_DIR at a writable directory"
+    )
+    assert re.fullmatch(
+        rf"✗ presets: {re.escape(str(catalogue))}: not valid TOML: .+; correct {re.escape(str(catalogue))}",
+        found["presets"],
+    ), found["presets"]
+
+
+async def test_a_full_disk(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    await sync(fake_discord, config_dir, tmp_path, guild=False)
+    environment["FAKE_DISK_FREE_BYTES"] = "1024"
+    done = await run(["check"], environment)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    found = lines(done)
+    for name, variable in (("data dir", "NST_BOT_DATA_DIR"), ("cache dir", "NST_BOT_CACHE_DIR")):
+        assert re.fullmatch(
+            rf"✗ {name}: /\S+: only 1\.0 KiB free; free some space, or point {variable} at a larger disk "
+            r"\(at least \d+\.\d [KMG]iB\)",
+            found[name],
+        ), found[name]
+
+
+async def test_a_check_that_crashes_is_a_line_too(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    """An error no check foresees (here the disk failing) is its ✗ line; the others still run;
+    ``NST_DEBUG=1`` prints its traceback on stderr."""
+    await sync(fake_discord, config_dir, tmp_path, guild=False)
+    environment["FAKE_DISK_ERRNO"] = "5"
+    environment["NST_DEBUG"] = "1"
+    done = await run(["check"], environment)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    found = lines(done)
+    assert list(found) == CHECKS
+    for name in ("data dir", "cache dir"):
+        assert found[name].startswith(f"✗ {name}: unexpected OSError: [Errno 5] Input/output error: "), found
+        assert found[name].endswith("; set NST_DEBUG=1 to see the traceback")
+    assert all(found[name].startswith("✓ ") for name in CHECKS[:5]), done.stdout
+    assert done.stderr.count("Traceback") == 2
+
+
+def no_dns(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    environment["FAKE_DISCORD_API"] = "https://discord.invalid/api/v10"
+
+
+def refused(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    environment["FAKE_DISCORD_API"] = f"http://127.0.0.1:{port}/api/v10"
+
+
+def not_tls(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    environment["FAKE_DISCORD_API"] = f"https://127.0.0.1:{fake.port}/api/v10"
+
+
+def proxy_down(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    environment["NST_BOT_PROXY"] = f"http://127.0.0.1:{port}"
+
+
+def outage(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    fake.fail(503, "users_me")
+
+
+def no_answer(fake: FakeDiscord, environment: dict[str, str], port: int) -> None:
+    fake.inject(FaultRule(status=500, route="users_me", delay=8.0))
+    environment["NST_BOT_CONNECT_TIMEOUT"] = "2"
+
+
+#: Each way of failing to reach Discord (``port`` is a closed one), and the token line's pattern.
+NETWORK_FAILURES: dict[str, tuple[Callable[[FakeDiscord, dict[str, str], int], None], str]] = {
+    "no DNS": (
+        no_dns,
+        r"cannot resolve discord\.invalid \(DNS lookup failed: .+\); check this machine's DNS and network "
+        r"connection; allow outgoing HTTPS to Discord in the firewall, or set NST_BOT_PROXY to your proxy",
+    ),
+    "refused": (
+        refused,
+        r"127\.0\.0\.1:PORT refused the connection; allow outgoing HTTPS to Discord in the firewall, or set "
+        r"NST_BOT_PROXY to your proxy",
+    ),
+    "not TLS": (
+        not_tls,
+        r"the TLS handshake with 127\.0\.0\.1:\d+ failed \(.+\); something on the network answers instead "
+        r"of Discord \(a captive portal or a proxy\): check the network, or set NST_BOT_PROXY to your proxy",
+    ),
+    "proxy down": (
+        proxy_down,
+        r"cannot reach the proxy http://127\.0\.0\.1:PORT \(Connection refused\); check NST_BOT_PROXY and "
+        r"that the proxy is running",
+    ),
+    "5xx": (
+        outage,
+        r"Discord answered 503 Service Unavailable \(a failure on Discord's side\); wait and start again; "
+        r"https://discordstatus\.com shows outages",
+    ),
+    "timeout": (
+        no_answer,
+        r"127\.0\.0\.1 did not answer within 2 s; a firewall may be dropping traffic to Discord, or Discord "
+        r"is slow: allow outgoing HTTPS to Discord in the firewall, or set NST_BOT_PROXY to your proxy, or "
+        r"raise NST_BOT_CONNECT_TIMEOUT",
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(NETWORK_FAILURES))
+async def test_the_token_line_when_discord_cannot_be_reached(
+    failure: str, fake_discord: FakeDiscord, environment: dict[str, str]
+) -> None:
+    """The same one-line causes and fixes as a failed start (tests/e2e/test_startup.py)."""
+    inject, expected = NETWORK_FAILURES[failure]
+    port = closed_port()
+    inject(fake_discord, environment, port)
+    done = await run(["check"], environment)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    found = lines(done)
+    assert re.fullmatch("✗ token: " + expected.replace("PORT", str(port)), found["token"]), found["token"]
+    assert found["commands"] == "✗ commands: not checked (no login); fix the token line above first"
+
+
 async def test_commands_never_synced(fake_discord: FakeDiscord, make_settings) -> None:
     """The ✗ an operator sees before the first ``nst-bot sync``, globally and in a guild."""
     settings = make_settings()
@@ -196,3 +361,35 @@ async def test_a_wrong_redis_password_reads_as_at_start(
     assert found["queue"].removeprefix("✗ queue: ") == started.stderr.strip().removeprefix("nst-bot: ")
     assert checked.returncode == started.returncode == 2
     assert "wrong-one" not in checked.stdout + checked.stderr
+
+
+async def test_redis_not_running(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    await sync(fake_discord, config_dir, tmp_path, guild=False)
+    port = closed_port()
+    environment["NST_BOT_QUEUE_URL"] = f"redis://127.0.0.1:{port}/0"
+    done = await run(["check"], environment)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    queue = lines(done)["queue"]
+    assert queue.startswith(f"✗ queue: Redis at redis://127.0.0.1:{port}/0 did not answer (")
+    assert queue.endswith(
+        "); start Redis, or correct queue_url (NST_BOT_QUEUE_URL); README, 'More than one machine'"
+    )
+
+
+async def test_redis_without_a_worker(
+    fake_discord: FakeDiscord,
+    environment: dict[str, str],
+    config_dir: Path,
+    tmp_path: Path,
+    redis: RedisServer,
+) -> None:
+    await sync(fake_discord, config_dir, tmp_path, guild=False)
+    environment["NST_BOT_QUEUE_URL"] = redis.url
+    done = await run(["check"], environment)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    assert lines(done)["queue"] == (
+        f"✗ queue: Redis at redis://:***@127.0.0.1:{redis.port}/0 answers, but no nst-worker is running; "
+        "start one per GPU: nst-worker --device cuda:0 (README, 'More than one machine')"
+    )

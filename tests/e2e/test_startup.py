@@ -11,13 +11,8 @@ real entry point in a child process.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
 import signal
-import ssl
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -106,35 +101,6 @@ async def test_tls_handshake_with_a_server_that_does_not_speak_tls(
         "); something on the network answers instead of Discord (a captive portal or a proxy): "
         "check the network, or set NST_BOT_PROXY to your proxy"
     )
-
-
-@pytest.fixture
-def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
-    """A server TLS context with a certificate no one trusts (as behind an intercepting proxy)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subject = ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject]
-    subprocess.run(command, check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
-
-
-@pytest.fixture
-async def self_signed_server(self_signed_context: ssl.SSLContext) -> AsyncIterator[int]:
-    """A TLS server on loopback presenting the untrusted certificate."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=self_signed_context)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
 
 
 async def test_untrusted_certificate(self_signed_server: int, environment: dict[str, str]) -> None:

@@ -309,7 +309,14 @@ async def _queue_check(settings: Settings) -> Check:
                 ENVIRONMENT,
             ),
         )
-    return Check("queue", f"Redis at {where} answers; {len(workers)} worker(s): {', '.join(workers)}")
+    # A worker's heartbeat carries only its name: the model, its device and precision are the
+    # workers', and a test job is what shows them.
+    return Check(
+        "queue",
+        f"Redis at {where} answers; {len(workers)} worker(s): {', '.join(workers)}. The workers load the "
+        "model; to see the device and precision a job gets, paint one: nst PHOTO PAINTING -o out.png "
+        f"--queue URL --precision {settings.precision} (its last line says 'on DEVICE/PRECISION')",
+    )
 
 
 # ---------------------------------------------------------------------------- presets

@@ -18,7 +18,7 @@ import discord
 import pytest
 
 from bot.app import NSTBot
-from bot.doctor import _commands_check
+from bot.doctor import _commands_check, _queue_check
 from bot.settings import Settings
 from bot.startup import Connection, login
 from tests.e2e.entry_point import Run, base_environment, closed_port, run
@@ -392,4 +392,25 @@ async def test_redis_without_a_worker(
     assert lines(done)["queue"] == (
         f"✗ queue: Redis at redis://:***@127.0.0.1:{redis.port}/0 answers, but no nst-worker is running; "
         "start one per GPU: nst-worker --device cuda:0 (README, 'More than one machine')"
+    )
+
+
+async def test_the_queue_line_names_the_workers_and_where_the_model_is_checked(
+    make_settings: Callable[..., Settings], redis: RedisServer
+) -> None:
+    """With workers the bot loads no model, so the line says how to see a job's device and precision."""
+    from redis.asyncio import Redis
+
+    from nst_queue.protocol import WORKER_KEY_PREFIX
+
+    client = Redis.from_url(redis.url)
+    try:
+        await client.set(f"{WORKER_KEY_PREFIX}gpu-box:4242", "alive", ex=60)
+    finally:
+        await client.aclose()
+    check = await _queue_check(make_settings(queue_url=redis.url, precision="auto"))
+    assert check.line == (
+        f"✓ queue: Redis at redis://:***@127.0.0.1:{redis.port}/0 answers; 1 worker(s): gpu-box:4242. "
+        "The workers load the model; to see the device and precision a job gets, paint one: nst PHOTO "
+        "PAINTING -o out.png --queue URL --precision auto (its last line says 'on DEVICE/PRECISION')"
     )

@@ -3,9 +3,12 @@
 An operator's first run used to fail one problem at a time, each behind a traceback. The doctor
 checks every part a job depends on and prints one line per part, ``✓`` with what it found or ``✗``
 with the cause and the fix: the settings, the token (Discord's answer), the registered commands
-(against the code's), the model (on the device and in the precision a job will use), the preset
-catalogue, and the data and cache directories. A check that fails does not stop the others,
-except the settings, without which nothing else can be checked.
+(against the code's), the model (on the device and in the precision a job will use) or, with
+``queue_url``, the queue (Redis, classified as the start classifies it, and the live
+``nst-worker``s, which load the model instead), the preset catalogue, and the data and cache
+directories. A check that fails does not stop the others, except the settings, without which
+nothing else can be checked; a check that crashes is a ✗ line too (``NST_DEBUG=1`` prints its
+traceback).
 
 Exit status: 0 when every check passes; otherwise 2 if a failure is one of configuration and 1 if
 all failures are of the environment (the same split as a failed start, see :mod:`bot.startup`).

@@ -93,8 +93,8 @@ async def connect(bot: NSTBot, on_first_ready: Callable[[], object] | None = Non
     """
     first_ready = _FirstReady(on_first_ready)
     bot.add_listener(first_ready.on_connect, "on_connect")
-    # discord.py only ever tests the truth of ``reconnect``; a bool could not change after READY.
-    await bot.connect(reconnect=first_ready)  # type: ignore[arg-type]
+    # A bool could not change at the first READY; discord.py only ever asks for its truth.
+    await bot.connect(reconnect=first_ready)  # type: ignore[arg-type]  # read only as a truth value
 
 
 class QueueUnreachable(Exception):

@@ -291,6 +291,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(str(path), f"is not valid TOML: {error}") from None
+    except UnicodeDecodeError:  # TOML is UTF-8; tomllib does not wrap the decode error
+        raise SettingsError(str(path), "is not valid TOML: the file is not UTF-8 text") from None
     bot_table = data.get("bot", data)
     if "token" in bot_table or TOKEN_ENV.lower() in bot_table:
         raise SettingsError("token", f"must not be in {path}; set {TOKEN_ENV} in the environment or env_file")

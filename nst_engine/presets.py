@@ -216,6 +216,8 @@ class PresetCatalog:
             raise PresetCatalogError(f"cannot read the preset catalogue {path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise PresetCatalogError(f"{path}: not valid TOML: {error}") from None
+        except UnicodeDecodeError:  # TOML is UTF-8; tomllib does not wrap the decode error
+            raise PresetCatalogError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
         return cls.from_mapping(data, origin=str(path), base_dir=path.resolve().parent)
 
     @classmethod

@@ -85,6 +85,16 @@ def test_unknown_keys_and_tokens_in_files_are_refused(config_dir: Path) -> None:
         load_settings({}, config_dir=config_dir)
 
 
+def test_a_file_that_is_not_toml_or_not_utf8_names_the_file(config_dir: Path) -> None:
+    operator_file = config_dir / "bot.toml"
+    operator_file.write_text("[bot\n")
+    with pytest.raises(SettingsError, match="bot.toml.*not valid TOML"):
+        load_settings({}, config_dir=config_dir)
+    operator_file.write_bytes('[bot]\nlog_level = "café"\n'.encode("latin-1"))
+    with pytest.raises(SettingsError, match="bot.toml.*not UTF-8"):
+        load_settings({}, config_dir=config_dir)
+
+
 def test_token_from_environment_or_env_file_and_never_in_repr(config_dir: Path, tmp_path: Path) -> None:
     secret = "MTIz.secret-token-value"
     settings = load_settings({"DISCORD_TOKEN": secret}, config_dir=config_dir)

@@ -149,6 +149,10 @@ def test_file_level_errors(tmp_path: Path) -> None:
     broken.write_text("[[preset]\nname = ", encoding="utf-8")
     with pytest.raises(PresetCatalogError, match="not valid TOML"):
         PresetCatalog.load(broken)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[[preset]]\nname = "café"\n'.encode("latin-1"))
+    with pytest.raises(PresetCatalogError, match="not UTF-8"):
+        PresetCatalog.load(latin1)
     stray = tmp_path / "stray.toml"
     stray.write_text('title = "x"\n', encoding="utf-8")
     with pytest.raises(PresetCatalogError, match="unknown top-level key 'title'"):

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -66,6 +66,10 @@ def silence_voice_warnings() -> None:
             setattr(discord.VoiceClient, flag, False)
 
 
+#: discord.py's own default for ``guild_ready_timeout`` (seconds).
+DISCORD_GUILD_READY_TIMEOUT = 2.0
+
+
 class NSTBot(commands.Bot):
     """The style-transfer bot. Everything it needs comes from ``settings``."""
 
@@ -76,15 +80,19 @@ class NSTBot(commands.Bot):
         catalog: PresetCatalog | None = None,
         resolver: PresetResolver | None = None,
         commands_only: bool = False,
-        **kwargs: Any,
+        guild_ready_timeout: float = DISCORD_GUILD_READY_TIMEOUT,
     ) -> None:
         """``commands_only``: for ``nst-bot sync``, which needs the command tree and nothing that runs
-        jobs."""
+        jobs. ``guild_ready_timeout``: how long discord.py waits after login for servers to stream
+        in before it is ready (the tests, with a local fake Discord, shorten it)."""
         silence_voice_warnings()
-        kwargs.setdefault("proxy", settings.proxy)
-        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())  # pings are opt-in
         super().__init__(
-            command_prefix=commands.when_mentioned, intents=bot_intents(), help_command=None, **kwargs
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            help_command=None,
+            proxy=settings.proxy,
+            allowed_mentions=discord.AllowedMentions.none(),  # pings are opt-in
+            guild_ready_timeout=guild_ready_timeout,
         )
         self.settings = settings
         self.catalog = catalog if catalog is not None else _load_catalog(settings)
@@ -134,7 +142,7 @@ class NSTBot(commands.Bot):
         self._purge_task = asyncio.create_task(self._purge_forever())
         self._in_background(self._preload())
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _in_background(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nst_engine import Result
 from nst_queue import protocol
@@ -151,7 +151,7 @@ class ArqBackend:
             ):
                 if not remote.started:
                     await self._check_position(remote)
-            outcome: Any = None
+            outcome: object = None
             while True:
                 try:
                     _, outcome = await self.client.outcome(job_id)

@@ -16,7 +16,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nst_engine import Progress, Result, StyleParams
 from nst_engine import stylize as engine_stylize
@@ -144,7 +144,7 @@ class LocalBackend:
         asyncio.get_running_loop().call_later(60, self._jobs.pop, job_id, None)
 
     def _paint(
-        self, job: PaintJob, cancel: threading.Event, report: Callable[[Any], None], *, slot: int
+        self, job: PaintJob, cancel: threading.Event, report: Callable[[Progress], None], *, slot: int
     ) -> Result:
         """Runs in a worker thread: worker ``slot`` of the pool."""
         params = job.params

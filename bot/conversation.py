@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import TypedDict, TypeVar
 
 import discord
 
 from .settings import INTERACTION_TOKEN_SECONDS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Discord's JSON error codes for an unusable interaction token.
 INVALID_WEBHOOK_TOKEN = 50027
@@ -37,7 +40,7 @@ class Conversation:
         self,
         *,
         interaction: discord.Interaction | None,
-        channel: Any | None,
+        channel: discord.abc.Messageable | None,
         user_id: int,
         token_seconds: float = INTERACTION_TOKEN_SECONDS,
     ) -> None:
@@ -70,23 +73,41 @@ class Conversation:
         users = [discord.Object(self.user_id)] if text and self.mention in text else []
         return discord.AllowedMentions(everyone=False, roles=False, users=users, replied_user=False)
 
-    async def send(self, content: str | None = None, *, ephemeral: bool = False, **kwargs: Any) -> Any:
+    async def send(
+        self,
+        content: str | None = None,
+        *,
+        ephemeral: bool = False,
+        embeds: Sequence[discord.Embed] = (),
+        files: Sequence[discord.File] = (),
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
         """Post a message; returns it (or None when nowhere accepted it).
 
-        Raises HTTPException on upload errors."""
+        Through the interaction it is a :class:`discord.WebhookMessage` (a followup) or a
+        :class:`discord.InteractionMessage` (the original response); in the channel a plain
+        :class:`discord.Message`. Raises HTTPException on upload errors."""
+        parts = _MessageParts()
+        if embeds:
+            parts["embeds"] = embeds
+        if files:
+            parts["files"] = files
+        if view is not None:
+            parts["view"] = view
         if self.token_valid:
             assert self.interaction is not None
             try:
                 loading = original_loading(self.interaction)
                 if loading == PRIVATE or (loading == PUBLIC and not ephemeral):
-                    return await self._answer_original(content, **kwargs)
+                    return await self._answer_original(content, embeds=embeds, files=files, view=view)
                 if loading == PUBLIC:  # a private answer cannot become the public "thinking…" message
                     await self._answer_original(PRIVATE_ANSWER_NOTE)
                 return await self.interaction.followup.send(
                     content or discord.utils.MISSING,
                     wait=True,
                     ephemeral=ephemeral,
-                    **{"allowed_mentions": self.allowed_mentions(content), **kwargs},
+                    allowed_mentions=self.allowed_mentions(content),
+                    **parts,
                 )
             except discord.HTTPException as error:
                 # A webhook call has only one thing to be missing: the webhook (the token) itself.
@@ -98,9 +119,7 @@ class Conversation:
             return None
         text = content if content is None or self.interaction is None else f"{self.mention} {content}"
         try:
-            return await self.channel.send(
-                text, **{"allowed_mentions": self.allowed_mentions(text), **kwargs}
-            )
+            return await self.channel.send(text, allowed_mentions=self.allowed_mentions(text), **parts)
         except discord.Forbidden:
             self.channel_unavailable = True
             log.warning(
@@ -110,25 +129,41 @@ class Conversation:
             )
             return None
 
-    async def _answer_original(self, content: str | None, **kwargs: Any) -> Any:
-        """Write the deferred original response (Edit Original Interaction Response)."""
+    async def _answer_original(
+        self,
+        content: str | None,
+        *,
+        embeds: Sequence[discord.Embed] = (),
+        files: Sequence[discord.File] = (),
+        view: discord.ui.View | None = None,
+    ) -> discord.InteractionMessage:
+        """Write the deferred original response (Edit Original Interaction Response); what is not
+        given (no content, no files...) is left as it is."""
         assert self.interaction is not None
-        files = kwargs.pop("files", None) or []
-        file = kwargs.pop("file", None)
-        if file is not None:
-            files = [file, *files]
-        if files:
-            kwargs["attachments"] = files
+        changes = _MessageChanges(allowed_mentions=self.allowed_mentions(content))
         if content is not None:
-            kwargs["content"] = content
-        kwargs.setdefault("allowed_mentions", self.allowed_mentions(content))
-        message = await self.interaction.edit_original_response(**kwargs)
+            changes["content"] = content
+        if embeds:
+            changes["embeds"] = embeds
+        if files:
+            changes["attachments"] = files
+        if view is not None:
+            changes["view"] = view
+        message = await self.interaction.edit_original_response(**changes)
         _set_original_state(self.interaction, ANSWERED)
         return message
 
-    async def edit(self, message: Any, **kwargs: Any) -> Any:
-        """Edit ``message``; after the token expired, an interaction message is replaced by a new
-        channel message.
+    async def edit(
+        self,
+        message: discord.Message | None,
+        *,
+        content: str,
+        view: discord.ui.View | None,
+        attachments: Sequence[discord.File] | None = None,
+    ) -> discord.Message | None:
+        """Edit ``message``: its text, its buttons (None: none) and, unless ``attachments`` is None,
+        its files. After the token expired, an interaction message is replaced by a new channel
+        message (text and buttons only).
 
         Returns the message to edit next time (the same one, or its channel replacement).
         """
@@ -136,18 +171,21 @@ class Conversation:
             return None
         through_token = isinstance(message, (discord.WebhookMessage, discord.InteractionMessage))
         if through_token and not self.token_valid:
-            content = kwargs.pop("content", None)
-            kwargs.pop("attachments", None)
-            replacement = await self.send(content, **kwargs)
+            replacement = await self.send(content, view=view)
             if replacement is not None:
                 await _quietly(message.delete())
             return replacement
         try:
-            await message.edit(**{"allowed_mentions": self.allowed_mentions(kwargs.get("content")), **kwargs})
+            changes = _MessageChanges(
+                content=content, view=view, allowed_mentions=self.allowed_mentions(content)
+            )
+            if attachments is not None:
+                changes["attachments"] = attachments
+            await message.edit(**changes)
         except discord.HTTPException as error:
             if through_token and token_gone(error):
                 self._deadline = 0
-                return await self.edit(message, **kwargs)
+                return await self.edit(message, content=content, view=view, attachments=attachments)
             if isinstance(error, discord.NotFound):  # deleted by someone: nothing left to edit
                 return None
             raise
@@ -156,6 +194,25 @@ class Conversation:
     async def tell(self, content: str) -> None:
         """A short notice to the user: ephemeral where the interaction still allows it."""
         await _quietly(self.send(content, ephemeral=True))
+
+
+class _MessageParts(TypedDict, total=False):
+    """What a message carries besides its text, as discord.py's send methods take it: only the
+    parts given are passed on (an empty list would ask for none, a different request)."""
+
+    embeds: Sequence[discord.Embed]
+    files: Sequence[discord.File]
+    view: discord.ui.View
+
+
+class _MessageChanges(TypedDict, total=False):
+    """An edit of a message, as discord.py's edit methods take it: only the fields given change."""
+
+    content: str
+    embeds: Sequence[discord.Embed]
+    attachments: Sequence[discord.File]
+    view: discord.ui.View | None
+    allowed_mentions: discord.AllowedMentions
 
 
 #: ``interaction.extras`` key: the state of a deferred original response (see :func:`defer`).
@@ -193,6 +250,12 @@ def _set_original_state(interaction: discord.Interaction, state: str) -> None:
         extras[_ORIGINAL_KEY] = state
 
 
+def messageable(channel: object) -> discord.abc.Messageable | None:
+    """``channel`` where messages can be posted in it (a text or voice channel, a thread, a DM),
+    else None: a category or a forum takes no messages of its own."""
+    return channel if isinstance(channel, discord.abc.Messageable) else None
+
+
 def token_gone(error: discord.HTTPException) -> bool:
     """Whether Discord refused because the interaction token is no longer usable.
 
@@ -202,7 +265,8 @@ def token_gone(error: discord.HTTPException) -> bool:
     return error.status == 401 or error.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK)
 
 
-async def _quietly(awaitable: Any) -> Any:
+async def _quietly(awaitable: Awaitable[T]) -> T | None:
+    """``awaitable``'s result, or None (logged) when Discord refused it."""
     try:
         return await awaitable
     except discord.HTTPException as error:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 
@@ -33,14 +33,15 @@ from nst_engine.errors import Cancelled, InvalidImage, NSTError, PresetError, is
 from nst_engine.imaging import encode_image
 
 from .backends import Backend, Detached, PaintJob
-from .conversation import Conversation
+from .conversation import Conversation, messageable
 from .jobs import JobCancelled, JobRefused, Reservation
 from .progress import EditThrottle, preview_every, queue_text, render_progress
-from .store import InputImage, JobRecord, JobStatus, new_job_id
+from .store import InputImage, JobParams, JobRecord, JobStatus, RecordChanges, new_job_id
 from .views import cancel_view, result_view
 
 if TYPE_CHECKING:
     from PIL import Image
+    from typing_extensions import Unpack
 
     from .app import NSTBot
     from .settings import Settings
@@ -78,7 +79,7 @@ class JobRequest:
     #: An input was marked as a spoiler: the previews and the result are too.
     spoiler: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JobParams:
         return {
             "strength": self.strength,
             "size": self.size,
@@ -89,14 +90,9 @@ class JobRequest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobRequest:
-        return cls(
-            **{
-                key: data[key]
-                for key in ("strength", "size", "preserve_color", "seed", "preset", "spoiler")
-                if key in data
-            }
-        )
+    def from_dict(cls, data: JobParams) -> JobRequest:
+        """The request a record keeps; a field an older record lacks keeps its default."""
+        return cls(**data)
 
 
 def engine_params(settings: Settings, request: JobRequest) -> StyleParams:
@@ -158,7 +154,7 @@ class JobRunner:
         self.settings = bot.settings
         self.backend = backend
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
-        self.active: set[asyncio.Task[Any]] = set()
+        self.active: set[asyncio.Task[None]] = set()
         self._images = ThreadPoolExecutor(max_workers=IMAGE_THREADS, thread_name_prefix="nst-images")
 
     async def in_image_thread(self, work: Callable[[], T]) -> T:
@@ -268,11 +264,11 @@ class JobRunner:
             self.active.add(task)
             task.add_done_callback(self.active.discard)
 
-    async def _channel(self, channel_id: int | None) -> Any:
+    async def _channel(self, channel_id: int | None) -> discord.abc.Messageable | None:
         if channel_id is None:
             return None
         try:
-            return self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            return messageable(self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id))
         except discord.HTTPException as error:
             log.warning("cannot reach channel %s: %s", channel_id, error.status)
             return None
@@ -313,10 +309,10 @@ class JobRun:
         self.resumed = resumed
         self.params = engine_params(self.settings, request)
         self.throttle = EditThrottle(self.settings.progress_interval)
-        self.message: Any = None
+        self.message: discord.Message | None = None
         self.message_ready = asyncio.Event()
         self.edit_lock = asyncio.Lock()
-        self.pending_preview: Any = None
+        self.pending_preview: Image.Image | None = None
         self.previews_shown = 0
         self.started_at: float | None = None
         self.last_position: int | None = None
@@ -360,7 +356,7 @@ class JobRun:
         await self.discard_inputs()
         await self.conversation.tell(text)  # quietly: it may well fail too
 
-    async def save(self, **changes: Any) -> None:
+    async def save(self, **changes: Unpack[RecordChanges]) -> None:
         """Update the job's record (in a thread: a locked database waits there, not on the loop);
         a database that fails (locked, full) is logged, and the job goes on to tell its user how
         it ended all the same."""
@@ -369,7 +365,7 @@ class JobRun:
         except (sqlite3.Error, OSError) as error:
             log.error("could not record %s for job %s: %s", sorted(changes), self.record.job_id, error)
 
-    def save_now(self, **changes: Any) -> None:
+    def save_now(self, **changes: Unpack[RecordChanges]) -> None:
         """:meth:`save` on the loop, for a change that must be visible before the next await."""
         try:
             self.bot.store.update(self.record.job_id, **changes)
@@ -418,7 +414,7 @@ class JobRun:
             if self.last_position is not None and position >= self.last_position:
                 return
             self.last_position = position
-            await self._edit_locked(content=queue_text(position))
+            await self._edit_locked(queue_text(position))
 
     def on_start(self) -> None:
         self.started_at = time.monotonic()
@@ -432,37 +428,43 @@ class JobRun:
             return
         if self.edit_lock.locked() and not final:
             return
-        kwargs: dict[str, Any] = {
-            "content": "Painting\u2026 "
-            + render_progress(progress.step, progress.total, progress.elapsed, progress.eta)
-        }
+        content = "Painting\u2026 " + render_progress(
+            progress.step, progress.total, progress.elapsed, progress.eta
+        )
+        preview_file = None
         if self.pending_preview is not None:
             preview, self.pending_preview = self.pending_preview, None
             name = f"preview-{self.record.job_id}.png"
-            kwargs["attachments"] = [
-                await self.runner.in_image_thread(
-                    functools.partial(_png_file, preview, name, spoiler=self.request.spoiler)
-                )
-            ]
+            preview_file = await self.runner.in_image_thread(
+                functools.partial(_png_file, preview, name, spoiler=self.request.spoiler)
+            )
             self.previews_shown += 1
-        await self._edit(**kwargs)
+        await self._edit(content, preview=preview_file)
 
-    async def _edit(self, **kwargs: Any) -> None:
+    async def _edit(self, content: str, *, preview: discord.File | None = None, final: bool = False) -> None:
         async with self.edit_lock:
-            await self._edit_locked(**kwargs)
+            await self._edit_locked(content, preview=preview, final=final)
 
-    async def _edit_locked(self, **kwargs: Any) -> None:
-        """Edit the progress message; the caller holds ``edit_lock``.
+    async def _edit_locked(
+        self, content: str, *, preview: discord.File | None = None, final: bool = False
+    ) -> None:
+        """Edit the progress message to say ``content``; the caller holds ``edit_lock``.
 
-        Unless the edit says otherwise (``view=None`` at the end), the message keeps its Cancel
-        button: after the token expires an edit re-posts the message in the channel, and the
-        new message must have it too.
+        ``preview`` replaces the picture shown (without one, the last stays). Until the ``final``
+        edit (which removes the Cancel button and the preview), the message keeps its Cancel
+        button: after the token expires an edit re-posts the message in the channel, and the new
+        message must have it too.
         """
         if self.message is None:
             return
-        kwargs.setdefault("view", cancel_view(self.record.job_id))
+        view: discord.ui.View | None = None
+        attachments: list[discord.File] | None = []
+        if not final:
+            view, attachments = cancel_view(self.record.job_id), None if preview is None else [preview]
         try:
-            self.message = await self.conversation.edit(self.message, **kwargs)
+            self.message = await self.conversation.edit(
+                self.message, content=content, view=view, attachments=attachments
+            )
         except discord.HTTPException as error:  # a skipped progress edit is harmless
             log.warning("progress edit failed for job %s: %s", self.record.job_id, error.status)
 
@@ -484,7 +486,7 @@ class JobRun:
         )
         await self.discard_inputs()
         if self.message is not None:
-            await self._edit(content=text, view=None, attachments=[])
+            await self._edit(text, final=True)
             if stopped_by_shutdown:
                 await self.conversation.tell(text)
         elif self.resumed:
@@ -520,8 +522,8 @@ class JobRun:
             try:
                 message = await self.conversation.send(
                     f"Done, {self.conversation.mention}!",
-                    embed=embed,
-                    file=discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler),
+                    embeds=[embed],
+                    files=[discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler)],
                     view=view,
                 )
                 break
@@ -548,7 +550,7 @@ class JobRun:
             stats=stats.to_dict(),
             finished_at=time.time(),
         )
-        await self._edit(content=f"Finished in {stats.seconds:.1f} s.", view=None, attachments=[])
+        await self._edit(f"Finished in {stats.seconds:.1f} s.", final=True)
         try:
             await message.add_reaction(self.settings.reaction_emoji)
         except (discord.HTTPException, AttributeError, TypeError) as error:

@@ -19,7 +19,6 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nst_engine.params import MAX_SIZE, MIN_SIZE, StyleParams
 from nst_engine.presets import default_config_dir
@@ -178,7 +177,7 @@ class Settings:
     # ------------------------------------------------------------------ derived values
     def base_params(self) -> StyleParams:
         """The engine parameters every job starts from (size/strength are applied per job)."""
-        values: dict[str, Any] = {
+        values: dict[str, object] = {
             "size": self.sizes[self.default_size],
             "iterations": self.iterations,
             "scales": self.scales,
@@ -236,8 +235,9 @@ def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(Settings)}
 
 
-def _coerce_env(key: str, raw: str) -> Any:
-    """Environment values are text; turn them into the field's type (tables as TOML inline)."""
+def _coerce_env(key: str, raw: str) -> object:
+    """Environment values are text; turn them into the field's type (tables as TOML inline).
+    Settings.validate checks the result like a value from a TOML file."""
     kind = _field_types()[key]
     try:
         if key in _PATH_KEYS:
@@ -285,7 +285,7 @@ def _warn_if_readable_by_others(path: Path) -> None:
         )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> dict[str, object]:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -304,7 +304,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
     environ = os.environ if environ is None else environ
     config_dir = Path(environ.get("NST_CONFIG_DIR") or config_dir or default_config_dir())
     names = _field_types()
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     layers = [config_dir / "bot.example.toml"]
     layers.append(
         Path(environ["NST_BOT_CONFIG"]) if environ.get("NST_BOT_CONFIG") else config_dir / "bot.toml"
@@ -322,8 +322,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
         if key != "token" and env_name in environ:
             values[key] = _coerce_env(key, environ[env_name])
     for key in _PATH_KEYS:
-        if values.get(key) not in (None, ""):
-            path = Path(values[key]).expanduser()
+        value = values.get(key)
+        if value not in (None, ""):
+            if not isinstance(value, (str, os.PathLike)):
+                raise SettingsError(key, f"must be a path, got {value!r}")
+            path = Path(value).expanduser()
             values[key] = path if path.is_absolute() else (config_dir.parent / path)
         elif key in values:
             values[key] = None
@@ -337,13 +340,15 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_dir: Path 
         values.pop("data_dir", None)
     token = environ.get(TOKEN_ENV)
     env_file = values.get("env_file")
-    if not token and env_file is not None:
-        if not Path(env_file).is_file():
+    if not token and isinstance(env_file, Path):
+        if not env_file.is_file():
             raise SettingsError("env_file", f"{env_file} does not exist")
-        _warn_if_readable_by_others(Path(env_file))
-        token = read_env_file(Path(env_file)).get(TOKEN_ENV)
+        _warn_if_readable_by_others(env_file)
+        token = read_env_file(env_file).get(TOKEN_ENV)
     values["token"] = token.strip() if token else None
     try:
-        return Settings(**values)
+        # The values are TOML and environment text, typed only as object here: Settings.validate
+        # (run by __post_init__) checks each one and names the key of a wrong one.
+        return Settings(**values)  # type: ignore[arg-type]  # object values, checked by validate
     except TypeError as error:
         raise SettingsError("settings", str(error)) from None

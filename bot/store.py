@@ -23,7 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from PIL import Image
 
@@ -49,6 +52,36 @@ class JobStatus(str, Enum):
     DELETED = "deleted"
 
 
+#: A value JSON can hold: a record keeps its parameters and its run statistics as JSON.
+JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+
+
+class JobParams(TypedDict, total=False):
+    """A job's request as its record keeps it (:class:`bot.runner.JobRequest`); a record written
+    before a field existed lacks it."""
+
+    strength: str
+    size: str
+    preserve_color: bool
+    seed: int
+    preset: str | None
+    spoiler: bool
+
+
+class RecordChanges(TypedDict, total=False):
+    """The fields :meth:`JobStore.update` may change in a stored record."""
+
+    status: JobStatus
+    error: str | None
+    finished_at: float | None
+    progress_message_id: int | None
+    result_message_id: int | None
+    stats: dict[str, JsonValue] | None
+    content_path: str | None
+    style_path: str | None
+    expired: bool
+
+
 @dataclass
 class JobRecord:
     """One request, as stored. ``params`` is the job's own description (strength, size, preset...)."""
@@ -57,7 +90,7 @@ class JobRecord:
     user_id: int
     guild_id: int | None
     channel_id: int | None
-    params: dict[str, Any]
+    params: JobParams
     content_path: str | None = None
     style_path: str | None = None
     status: JobStatus = JobStatus.QUEUED
@@ -65,7 +98,7 @@ class JobRecord:
     finished_at: float | None = None
     progress_message_id: int | None = None
     result_message_id: int | None = None
-    stats: dict[str, Any] | None = None
+    stats: dict[str, JsonValue] | None = None
     error: str | None = None
     expired: bool = False
 
@@ -196,6 +229,7 @@ class JobStore:
         #: Held while inputs are written or deleted, so the byte cap is counted consistently.
         self._files_lock = threading.Lock()
         self._db = open_private_database(self.path, _SCHEMA)
+        self._db.row_factory = sqlite3.Row  # rows read by column name (see _record)
         for leftover in self.inputs_dir.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
             leftover.unlink(missing_ok=True)
 
@@ -319,14 +353,14 @@ class JobStore:
                 f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row
             )
 
-    def update(self, job_id: str, **changes: Any) -> None:
+    def update(self, job_id: str, **changes: Unpack[RecordChanges]) -> None:
         if not changes:
             return
-        encoded = {}
+        encoded: dict[str, object] = {}
         for key, value in changes.items():
             if key not in _COLUMNS or key == "job_id":
                 raise KeyError(key)
-            if key in ("params", "stats") and value is not None:
+            if key == "stats" and value is not None:
                 value = json.dumps(value)
             elif key == "status":
                 value = JobStatus(value).value
@@ -353,13 +387,13 @@ class JobStore:
         return [self._record(row) for row in rows]
 
     # ------------------------------------------------------------------ encoding
-    def _one(self, sql: str, args: tuple[Any, ...]) -> JobRecord | None:
+    def _one(self, sql: str, args: tuple[object, ...]) -> JobRecord | None:
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return None if row is None else self._record(row)
 
     @staticmethod
-    def _row(record: JobRecord) -> list[Any]:
+    def _row(record: JobRecord) -> list[object]:
         return [
             record.job_id,
             record.user_id,
@@ -379,10 +413,21 @@ class JobStore:
         ]
 
     @staticmethod
-    def _record(row: tuple[Any, ...]) -> JobRecord:
-        data = dict(zip(_COLUMNS, row, strict=True))
-        data["params"] = json.loads(data["params"])
-        data["stats"] = None if data["stats"] is None else json.loads(data["stats"])
-        data["status"] = JobStatus(data["status"])
-        data["expired"] = bool(data["expired"])
-        return JobRecord(**data)
+    def _record(row: sqlite3.Row) -> JobRecord:
+        return JobRecord(
+            job_id=row["job_id"],
+            user_id=row["user_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            params=json.loads(row["params"]),
+            content_path=row["content_path"],
+            style_path=row["style_path"],
+            status=JobStatus(row["status"]),
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            progress_message_id=row["progress_message_id"],
+            result_message_id=row["result_message_id"],
+            stats=None if row["stats"] is None else json.loads(row["stats"]),
+            error=row["error"],
+            expired=bool(row["expired"]),
+        )

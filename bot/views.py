@@ -7,7 +7,7 @@ restart. A press is handed to the bot's cog (``NSTBot.stylize_cog``).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import discord
 
@@ -24,7 +24,7 @@ def _cog_of(interaction: discord.Interaction) -> StylizeCog:
 
 
 class RerunButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"nst:(?P<action>stronger|weaker|reroll):(?P<job_id>[0-9a-f]{8,32})",
 ):
     """Stronger / Weaker / Re-roll on a result; the job id in ``custom_id`` survives restarts."""
@@ -48,7 +48,7 @@ class RerunButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[discord.ui.View], match: re.Match[str]
     ) -> RerunButton:
         return cls(Rerun(match["action"]), match["job_id"])
 
@@ -57,7 +57,8 @@ class RerunButton(
 
 
 class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:cancel:(?P<job_id>[0-9a-f]{8,32})"
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"nst:cancel:(?P<job_id>[0-9a-f]{8,32})",
 ):
     """Cancel on a progress message; only the requester or a member with Manage Messages."""
 
@@ -71,7 +72,7 @@ class CancelButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[discord.ui.View], match: re.Match[str]
     ) -> CancelButton:
         return cls(match["job_id"])
 
@@ -80,7 +81,8 @@ class CancelButton(
 
 
 class DeleteButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"nst:delete:(?P<job_id>[0-9a-f]{8,32})"
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"nst:delete:(?P<job_id>[0-9a-f]{8,32})",
 ):
     """Delete on a result: removes the message and the job's stored inputs; only the requester or
     a member with Manage Messages in that channel."""
@@ -95,7 +97,7 @@ class DeleteButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, _item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[discord.ui.View], match: re.Match[str]
     ) -> DeleteButton:
         return cls(match["job_id"])
 

@@ -5,6 +5,8 @@ torch), and the engine's public library API that the bot itself does not call. C
 tests is dead code: delete it instead of listing it here. This file is read by vulture, never run.
 """
 
+import sqlite3
+
 import discord
 
 from bot.app import NSTBot
@@ -37,6 +39,9 @@ DeleteButton.callback
 AdminCog.cog_load
 AdminCog.cog_unload
 discord.ui.Select.callback
+
+# sqlite3 reads a connection's row factory: JobStore reads its rows by column name (sqlite3.Row).
+sqlite3.Connection.row_factory
 
 # arq reads its Worker's in-progress key lifetime; nst-worker shortens it (a heartbeat renews it).
 make_worker().in_progress_timeout_s

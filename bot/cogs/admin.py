@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -103,10 +103,7 @@ class AdminCog(commands.Cog):
             ("remove", "Stop me painting in a channel", remove, channels),
             ("clear", "Let me paint in every channel", clear, channels),
         ):
-            command: app_commands.Command[Any, ..., Any] = app_commands.Command(
-                name=name, description=description, callback=callback
-            )
-            parent.add_command(command)
+            parent.add_command(app_commands.Command(name=name, description=description, callback=callback))
         return group
 
     # ------------------------------------------------------------------ handlers

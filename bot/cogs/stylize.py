@@ -11,9 +11,9 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -23,7 +23,7 @@ from nst_engine.errors import InvalidImage, NSTError
 from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
 from ..attachments import DownloadFailed, DownloadTooLarge, read_attachment
-from ..conversation import Conversation, defer
+from ..conversation import Conversation, defer, messageable
 from ..guild_settings import RERUN_REQUESTER, GuildSettings
 from ..jobs import JobRefused, Reservation
 from ..runner import JobRequest, friendly_error
@@ -34,6 +34,8 @@ from ..views import CancelButton, DeleteButton, RerunButton
 from .admin import DM_TEXT
 
 if TYPE_CHECKING:
+    from nst_engine.presets import Preset
+
     from ..app import NSTBot
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class StylizeCog(commands.Cog):
         self.stylize_command = self._build_stylize_command()
         # Every command is for servers only (docs/bot.md, "Direct messages"): Discord does not offer
         # them in DMs, and a DM that reaches the bot anyway (an old registration) is answered.
-        self.presets_command: app_commands.Command[Any, ..., None] = app_commands.guild_only(
+        self.presets_command: app_commands.Command[commands.Cog, [], None] = app_commands.guild_only(
             app_commands.Command(
                 name="presets", description="List the preset paintings", callback=self._presets_callback()
             )
@@ -101,7 +103,13 @@ class StylizeCog(commands.Cog):
         self.bot.tree.remove_command(self.context_menu.name, type=discord.AppCommandType.message)
 
     # ------------------------------------------------------------------ command definitions
-    def _build_stylize_command(self) -> app_commands.Command[Any, ..., Any]:
+    def _build_stylize_command(
+        self,
+    ) -> app_commands.Command[
+        commands.Cog,
+        [discord.Attachment, discord.Attachment | None, str | None, str | None, str | None, bool],
+        None,
+    ]:
         cog = self
         strengths = [app_commands.Choice(name=name, value=name) for name in STRENGTH_NAMES]
         sizes = [
@@ -164,7 +172,7 @@ class StylizeCog(commands.Cog):
         found = [p for p in catalog if needle in p.name or needle in p.label.lower()]
         return [app_commands.Choice(name=p.label[:100], value=p.name) for p in found[:25]]
 
-    def _presets_callback(self) -> Any:
+    def _presets_callback(self) -> Callable[[discord.Interaction], Coroutine[object, object, None]]:
         cog = self
 
         async def presets(interaction: discord.Interaction) -> None:
@@ -172,7 +180,9 @@ class StylizeCog(commands.Cog):
 
         return presets
 
-    def _context_callback(self) -> Any:
+    def _context_callback(
+        self,
+    ) -> Callable[[discord.Interaction, discord.Message], Coroutine[object, object, None]]:
         cog = self
 
         async def stylize_with_preset(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -230,7 +240,7 @@ class StylizeCog(commands.Cog):
         files = [file for _, file in page if file is not None]
         await conversation.send(embeds=embeds, files=files, ephemeral=True)
 
-    def _preset_thumbnails(self, presets: list[Any]) -> dict[str, EncodedImage]:
+    def _preset_thumbnails(self, presets: list[Preset]) -> dict[str, EncodedImage]:
         """Small encoded copies of the presets already on disk (runs in a worker thread).
 
         Each is made once per file version and kept: decoding a dozen full-size paintings on
@@ -323,7 +333,9 @@ class StylizeCog(commands.Cog):
                 reservation=reservation,
             )
 
-    def _check_choices(self, style: Any, preset: str | None, strength: str, size: str) -> str | None:
+    def _check_choices(
+        self, style: discord.Attachment | None, preset: str | None, strength: str, size: str
+    ) -> str | None:
         if (style is None) == (preset is None):
             return "Give exactly one of `style` (an image) or `preset` (a painting from the menu)."
         if preset is not None and (self.bot.catalog is None or preset not in self.bot.catalog):
@@ -409,11 +421,13 @@ class StylizeCog(commands.Cog):
             raise UnusableAttachment(what, str(error)) from None
 
     def _conversation(
-        self, interaction: discord.Interaction | None, channel: Any, user_id: int
+        self, interaction: discord.Interaction | None, channel: object, user_id: int
     ) -> Conversation:
+        """A conversation with ``user_id``; ``channel`` (any Discord channel, or None) is where it
+        goes on after the interaction's token, if messages can be posted there."""
         return Conversation(
             interaction=interaction,
-            channel=channel,
+            channel=messageable(channel),
             user_id=user_id,
             token_seconds=self.settings.interaction_token_seconds,
         )

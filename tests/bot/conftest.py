@@ -162,7 +162,7 @@ def make_attachment(
 
 
 def sent_files(mock_send: AsyncMock) -> list[discord.File]:
-    return [call.kwargs["file"] for call in mock_send.call_args_list if call.kwargs.get("file") is not None]
+    return [file for call in mock_send.call_args_list for file in call.kwargs.get("files", ())]
 
 
 def decode_file(file: discord.File) -> Image.Image:

@@ -35,7 +35,7 @@ async def test_edit_of_a_followup_after_expiry_posts_a_replacement() -> None:
         interaction=interaction, channel=interaction.channel, user_id=42, token_seconds=0
     )
     old = make_message()
-    new = await conversation.edit(old, content="50%")
+    new = await conversation.edit(old, content="50%", view=None)
     old.edit.assert_not_awaited()
     old.delete.assert_awaited_once()
     assert isinstance(new, discord.Message) and "50%" in interaction.channel.send.call_args.args[0]
@@ -100,7 +100,7 @@ async def test_deleted_progress_message_is_not_replaced() -> None:
     conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
     message = make_message()
     message.edit = AsyncMock(side_effect=_http_error(discord.NotFound, 404, 10008, "Unknown Message"))
-    assert await conversation.edit(message, content="50%") is None
+    assert await conversation.edit(message, content="50%", view=None) is None
     interaction.channel.send.assert_not_awaited()
 
 
@@ -115,7 +115,7 @@ async def _after_a_defer(*, ephemeral: bool) -> tuple[MagicMock, Conversation]:
 async def test_first_message_after_a_defer_edits_the_original_and_later_ones_follow_up() -> None:
     interaction, conversation = await _after_a_defer(ephemeral=False)
     interaction.response.defer.assert_awaited_once_with(thinking=True, ephemeral=False)
-    await conversation.send("Queued", file=discord.File(io.BytesIO(b"x"), "a.png"))
+    await conversation.send("Queued", files=[discord.File(io.BytesIO(b"x"), "a.png")])
     first = interaction.edit_original_response.call_args.kwargs
     assert first["content"] == "Queued" and [f.filename for f in first["attachments"]] == ["a.png"]
     interaction.followup.send.assert_not_awaited()

@@ -57,7 +57,7 @@ async def test_stylize_defers_reports_progress_and_posts_a_png(make_bot) -> None
     image = decode_file(files[0])
     assert max(image.size) == 48 and files[0].filename.endswith(".png")
     result_call = interaction.followup.send.call_args_list[-1]
-    embed: discord.Embed = result_call.kwargs["embed"]
+    embed: discord.Embed = result_call.kwargs["embeds"][0]
     fields = {field.name: field.value for field in embed.fields}
     assert fields["Strength"] == "strong" and "cpu" in fields["Time"] and "42" in fields["Requested by"]
     custom_ids = {item.custom_id for item in result_call.kwargs["view"].children}
@@ -169,7 +169,7 @@ async def test_stronger_button_reruns_with_the_next_step(make_bot) -> None:
     press.client = bot
     await RerunButton(Rerun.STRONGER, job_id).callback(press)
     press.response.defer.assert_awaited_once()
-    embed = press.followup.send.call_args_list[-1].kwargs["embed"]
+    embed = press.followup.send.call_args_list[-1].kwargs["embeds"][0]
     assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
     assert len(sent_files(press.followup.send)) == 1
     new_ids = {
@@ -193,7 +193,7 @@ async def test_reroll_changes_seed_and_weaker_stops_at_subtle(make_bot) -> None:
     weaker.response.defer.assert_not_awaited()
     reroll = make_interaction()
     await cog_of(bot).handle_rerun_button(reroll, job_id, Rerun.REROLL)
-    embed = reroll.followup.send.call_args_list[-1].kwargs["embed"]
+    embed = reroll.followup.send.call_args_list[-1].kwargs["embeds"][0]
     assert {f.name: f.value for f in embed.fields}["Seed"] != "0"
 
 
@@ -218,7 +218,7 @@ async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     await dispatch_reaction(bot, payload)
     files = sent_files(channel.send)
     assert len(files) == 1 and decode_file(files[0]).size[0] == 48
-    embed = channel.send.call_args_list[-1].kwargs["embed"]
+    embed = channel.send.call_args_list[-1].kwargs["embeds"][0]
     assert {f.name: f.value for f in embed.fields}["Strength"] == "strong"
     assert first.followup.send.await_count == followups_before  # the re-run went to the channel
     other = MagicMock(spec=discord.RawReactionActionEvent)
@@ -278,8 +278,8 @@ async def test_upload_too_large_is_reencoded_smaller(make_bot) -> None:
     original = interaction.followup.send.side_effect
 
     def send(*args, **kwargs):
-        if kwargs.get("file") is not None:
-            limits.append(kwargs["file"].fp.getbuffer().nbytes)
+        if kwargs.get("files"):
+            limits.append(kwargs["files"][0].fp.getbuffer().nbytes)
             if len(limits) == 1:
                 raise discord.HTTPException(MagicMock(status=413, reason="Payload Too Large"), "too large")
         return original(*args, **kwargs)
@@ -316,7 +316,7 @@ async def test_upload_failure_is_told_to_the_user(make_bot) -> None:
     original = interaction.followup.send.side_effect
 
     def send(*args, **kwargs):
-        if kwargs.get("file") is not None:
+        if kwargs.get("files"):
             raise discord.HTTPException(MagicMock(status=500, reason="Server Error"), "boom")
         return original(*args, **kwargs)
 
@@ -469,7 +469,7 @@ async def test_a_spoiler_input_gives_a_spoiler_result_previews_and_reruns(make_b
         for file in call.kwargs.get("attachments") or []
     ]
     assert previews
-    embed = interaction.followup.send.call_args_list[-1].kwargs["embed"]
+    embed = interaction.followup.send.call_args_list[-1].kwargs["embeds"][0]
     if spoiler is None:
         assert not result.spoiler and not any(p.spoiler for p in previews)
         assert embed.image.url == f"attachment://{result.filename}"

@@ -74,7 +74,7 @@ async def test_small_catalogue_is_a_choice_menu_and_a_preset_paints(tmp_path: Pa
         )
         files = sent_files(interaction.followup.send)
         assert len(files) == 1 and decode_file(files[0]).size[0] == 48
-        embed = interaction.followup.send.call_args.kwargs["embed"]
+        embed = interaction.followup.send.call_args.kwargs["embeds"][0]
         assert "stripes-1" in embed.description
         unknown = make_interaction()
         await cog_of(bot).handle_stylize(

@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import nst_engine
-from nst_engine.cache import STYLE_TARGETS_DIR, StyleTargetCache
+from nst_engine.cache import StyleTargetCache
 from nst_engine.errors import PresetError
 from nst_engine.presets import CATALOG_FILE_NAME, PresetCatalog, PresetResolver
 
@@ -98,7 +98,7 @@ class NSTBot(commands.Bot):
         self.catalog = catalog if catalog is not None else _load_catalog(settings)
         cache_dir = settings.cache_dir
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
-        self.style_cache = StyleTargetCache(cache_dir / STYLE_TARGETS_DIR) if cache_dir is not None else None
+        self.style_cache = StyleTargetCache.under(cache_dir) if cache_dir is not None else None
         self.store = JobStore(
             settings.database_path, settings.inputs_dir, max_input_bytes=settings.inputs_max_bytes
         )

@@ -35,6 +35,12 @@ class StyleTargetCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
 
+    @classmethod
+    def under(cls, cache_root: str | os.PathLike[str]) -> StyleTargetCache:
+        """The style-target cache under an engine cache root (``nst --cache-dir``, the bot's
+        ``cache_dir``, ``nst-worker --cache-dir``): the one folder all of them share."""
+        return cls(Path(cache_root) / STYLE_TARGETS_DIR)
+
     @staticmethod
     def key(pixels: bytes, *, parts: Iterable[object]) -> str:
         digest = hashlib.sha256()

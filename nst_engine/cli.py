@@ -30,6 +30,7 @@ from .files import write_atomically
 from .params import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StyleParams
 
 if TYPE_CHECKING:  # imported where used, so `nst --help` starts without loading torch
+    from .cache import StyleTargetCache
     from .presets import PresetCatalog
 
 PROG = "nst"
@@ -378,11 +379,11 @@ def _output_format(path: Path) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"cannot tell the output format from {path.name!r}; use one of {known}") from None
 
 
-def _style_target_cache(cache_dir: Path) -> Any:
+def _style_target_cache(cache_dir: Path) -> StyleTargetCache:
     """A disk cache of the preset's Gram matrices, so running a preset again skips its VGG pass."""
-    from .cache import STYLE_TARGETS_DIR, StyleTargetCache
+    from .cache import StyleTargetCache
 
-    return StyleTargetCache(cache_dir / STYLE_TARGETS_DIR)
+    return StyleTargetCache.under(cache_dir)
 
 
 def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, Callable[[Any], None]]:

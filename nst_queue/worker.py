@@ -30,6 +30,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from nst_engine import Progress, StyleParams, preload, stylize
+from nst_engine.cache import StyleTargetCache
 from nst_engine.imaging import encode_image
 
 from . import protocol
@@ -51,11 +52,7 @@ class Painter:
     def __init__(self, device: str, name: str, cache_dir: Path | None) -> None:
         self.device = device
         self.name = name
-        self.style_cache: Any = None
-        if cache_dir is not None:
-            from nst_engine.cache import StyleTargetCache
-
-            self.style_cache = StyleTargetCache(cache_dir / "style-targets")
+        self.style_cache = StyleTargetCache.under(cache_dir) if cache_dir is not None else None
 
     async def paint(self, ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         """arq's job function: one painting, with events on the job's stream."""

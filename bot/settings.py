@@ -125,7 +125,7 @@ class Settings:
         positive_int("queue_cap")
         positive_int("per_user_limit")
         positive_int("preview_count", 0)
-        positive_int("preview_size", 16)
+        positive_int("preview_size", MIN_SIZE)
         positive_int("max_attachment_bytes", 1024)
         positive_int("max_input_pixels", 256)
         positive_int("inputs_max_bytes", 1024)

@@ -23,6 +23,7 @@ from typing import Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImage
+from .params import MIN_SIZE
 
 #: Pixel cap used when callers do not pass one: 50 megapixels is larger than any phone photo,
 #: and bounds the memory a single decode can take (about 150 MB as 8-bit RGB).
@@ -50,7 +51,7 @@ def decode_image(
     source: ImageSource,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    min_side: int = 16,
+    min_side: int = MIN_SIZE,
     max_aspect_ratio: float = 8.0,
     max_bytes: int | None = None,
     max_side: int | None = None,
@@ -323,7 +324,6 @@ _LOSSY_ATTEMPTS: tuple[tuple[Literal["JPEG", "WEBP"], int], ...] = (
     ("WEBP", 80),
 )
 _WEBP_MAX_SIDE = 16383
-_SMALLEST_SIDE = 16
 
 
 def encode_image(image: Image.Image, *, max_bytes: int | None = None) -> EncodedImage:
@@ -352,7 +352,7 @@ def encode_image(image: Image.Image, *, max_bytes: int | None = None) -> Encoded
                     data, image_format, _EXTENSIONS[image_format], current.width, current.height
                 )
             smallest = min(smallest, len(data))
-        if min(current.size) <= _SMALLEST_SIDE:
+        if min(current.size) <= MIN_SIZE:  # a smaller picture is no use to anyone
             raise ValueError(
                 f"the image cannot be encoded in {max_bytes} bytes, even at {current.width}x"
                 f"{current.height} pixels"
@@ -362,10 +362,10 @@ def encode_image(image: Image.Image, *, max_bytes: int | None = None) -> Encoded
         factor = min(0.9, math.sqrt(max_bytes / smallest) * 0.9)
         new_width = max(1, round(current.width * factor))
         new_height = max(1, round(current.height * factor))
-        if min(new_width, new_height) < _SMALLEST_SIDE:
-            shrink = _SMALLEST_SIDE / min(current.size)
-            new_width = max(_SMALLEST_SIDE, round(current.width * shrink))
-            new_height = max(_SMALLEST_SIDE, round(current.height * shrink))
+        if min(new_width, new_height) < MIN_SIZE:
+            shrink = MIN_SIZE / min(current.size)
+            new_width = max(MIN_SIZE, round(current.width * shrink))
+            new_height = max(MIN_SIZE, round(current.height * shrink))
             new_width, new_height = min(new_width, current.width), min(new_height, current.height)
         current = rgb.resize((new_width, new_height), Image.Resampling.LANCZOS, reducing_gap=3.0)
 

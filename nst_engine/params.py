@@ -28,6 +28,8 @@ NAMED_WEIGHTS: tuple[str, ...] = ("caffe", "torchvision")
 
 #: Smallest and largest longest-side the engine accepts. 16 px is where VGG19's five poolings
 #: still leave one pixel; 4096 px needs tens of GiB on a CPU and is a sane operator ceiling.
+#: MIN_SIZE is also the shortest side an input may have (``imaging.decode_image``) and the side
+#: below which ``imaging.encode_image`` stops shrinking a result to fit a byte limit.
 MIN_SIZE = 16
 MAX_SIZE = 4096
 

@@ -228,10 +228,6 @@ class JobQueue:
         return -1
 
     @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    @property
     def running(self) -> int:
         return len(self._running)
 

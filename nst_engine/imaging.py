@@ -305,7 +305,6 @@ class EncodedImage:
     """An encoded result ready to upload: the bytes plus what a filename and embed need."""
 
     data: bytes
-    format: Literal["PNG", "JPEG", "WEBP"]
     extension: Literal["png", "jpg", "webp"]
     width: int
     height: int
@@ -338,7 +337,7 @@ def encode_image(image: Image.Image, *, max_bytes: int | None = None) -> Encoded
     rgb = _to_rgb(image)
     png = _encode(rgb, "PNG", None)
     if max_bytes is None or len(png) <= max_bytes:
-        return EncodedImage(png, "PNG", "png", rgb.width, rgb.height)
+        return EncodedImage(png, "png", rgb.width, rgb.height)
 
     current = rgb
     while True:
@@ -348,9 +347,7 @@ def encode_image(image: Image.Image, *, max_bytes: int | None = None) -> Encoded
                 continue
             data = _encode(current, image_format, quality)
             if len(data) <= max_bytes:
-                return EncodedImage(
-                    data, image_format, _EXTENSIONS[image_format], current.width, current.height
-                )
+                return EncodedImage(data, _EXTENSIONS[image_format], current.width, current.height)
             smallest = min(smallest, len(data))
         if min(current.size) <= MIN_SIZE:  # a smaller picture is no use to anyone
             raise ValueError(

@@ -459,10 +459,6 @@ class PresetResolver:
     def is_cached(self, name: str) -> bool:
         return self.cached_path(name) is not None
 
-    def cache_path_for(self, name: str) -> Path:
-        """Where a remote preset is (or will be) cached: the place to put it by hand offline."""
-        return self._cache_path(self.catalog.get(name))
-
     # ------------------------------------------------------------------ internals
     def _lock_for(self, name: str) -> threading.Lock:
         with self._locks_guard:

@@ -57,7 +57,7 @@ async def test_queue_cap_counts_waiting_jobs() -> None:
     queue = JobQueue(workers=1, queue_cap=2, per_user_limit=5)
     for index in range(3):  # one runs, two wait
         queue.submit(Job(f"j{index}", index, blocking_work(gate)))
-    assert (queue.running, queue.waiting) == (1, 2)
+    assert [queue.position(f"j{index}") for index in range(3)] == [0, 1, 2]
     with pytest.raises(QueueFull):
         queue.submit(Job("x", 99, blocking_work(gate)))
     gate.set()

@@ -67,7 +67,7 @@ def public_with(fake: FakeDiscord, text: str) -> list[FakeMessage]:
 
 
 async def idle(fake: FakeDiscord, bot: NSTBot) -> None:
-    await fake.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting, timeout=60)
+    await fake.wait_for(lambda: not bot.queue.jobs(), timeout=60)
 
 
 async def test_settings_are_for_managers_only_shown_privately_and_survive_a_restart(

@@ -91,7 +91,7 @@ async def _react_for_a_stronger_version(fake_discord: FakeDiscord, stylebot: NST
         "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
     )
     [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
-    await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
+    await fake_discord.wait_for(lambda: not stylebot.queue.jobs())
     await fake_discord.react(first, "💪", user=fake_discord.alice)
     second = (
         await fake_discord.wait_for(
@@ -109,7 +109,7 @@ async def test_buttons_stronger_weaker_reroll(fake_discord: FakeDiscord, stylebo
     [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
     expected = {"Stronger": "strong", "Weaker": "subtle", "Re-roll": "normal"}
     for count, (label, strength) in enumerate(expected.items(), start=2):
-        await fake_discord.wait_for(lambda: stylebot.queue.running == 0 and stylebot.queue.waiting == 0)
+        await fake_discord.wait_for(lambda: not stylebot.queue.jobs())
         click = await fake_discord.click(first, label, user=fake_discord.alice)
         latest = (
             await fake_discord.wait_for(

@@ -100,7 +100,7 @@ async def test_thirty_requests_from_ten_users(
             refused = [m for m in fake_discord.messages.values() if "already have" in m.text()]
             if len(results(fake_discord)) + len(refused) < len(interactions):
                 return False
-            return bot.queue.running == 0 and bot.queue.waiting == 0 and not bot.runner.active
+            return not bot.queue.jobs() and not bot.runner.active
 
         await fake_discord.wait_for(settled, timeout=150)
         await asyncio.sleep(0.3)
@@ -148,7 +148,7 @@ async def test_discord_rate_limits_slow_but_do_not_lose_jobs(
             )
         )
         await fake_discord.wait_for(lambda: len(results(fake_discord)) == len(users), timeout=120)
-        await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
+        await fake_discord.wait_for(lambda: not bot.queue.jobs())
     owners = Counter(int(re.search(r"<@(\d+)>", m.content).group(1)) for m in results(fake_discord))
     assert set(owners) == {u.id for u in users} and set(owners.values()) == {1}
     assert fake_discord.buckets_exhausted > 0, "the limits must actually have bitten"

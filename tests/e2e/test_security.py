@@ -23,7 +23,7 @@ async def test_rerun_by_someone_else_counts_against_them(fake_discord: FakeDisco
             user=fake_discord.alice,
         )
         [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
-        await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
+        await fake_discord.wait_for(lambda: not bot.queue.jobs())
         await fake_discord.react(first, "💪", user=fake_discord.bob)
         second = (
             await fake_discord.wait_for(
@@ -45,7 +45,7 @@ async def test_rerun_while_busy_is_refused_for_the_reactor_only(
             user=fake_discord.alice,
         )
         [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
-        await fake_discord.wait_for(lambda: bot.queue.running == 0 and not bot.queue.waiting)
+        await fake_discord.wait_for(lambda: not bot.queue.jobs())
         # bob has a long job of his own in flight: his re-run of alice's result must be refused
         bobs_job = await fake_discord.slash_command(
             "stylize",

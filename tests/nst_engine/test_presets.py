@@ -202,9 +202,11 @@ def test_a_local_file_that_is_not_an_image_is_a_preset_error(tmp_path: Path) -> 
 def test_cache_paths_stay_inside_the_cache_directory(tmp_path: Path) -> None:
     catalog = PresetCatalog.load(REPO_CONFIG / "presets.toml")
     resolver = PresetResolver(catalog, tmp_path)
-    for name in catalog.names():
-        path = resolver.cache_path_for(name)
-        assert path.parent == tmp_path / "presets" and path.name == f"{name}{CACHED_IMAGE_SUFFIX}"
+    for name in catalog.names():  # each is found where it was put, inside the cache directory
+        path = tmp_path / "presets" / f"{name}{CACHED_IMAGE_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(painting_png(20, 20))
+        assert resolver.cached_path(name) == path
     with pytest.raises(PresetError, match="unknown preset"):
         resolver.cached_path("../../etc/passwd")
     with pytest.raises(PresetCatalogError, match="not a valid slug"):
@@ -359,7 +361,7 @@ def test_a_corrupt_cached_file_says_to_delete_it(tmp_path: Path) -> None:
         [Preset("wave", "Wave", "Hokusai", "c. 1831", "public domain", "https://commons.wikimedia.org/x.jpg")]
     )
     resolver = PresetResolver(catalog, tmp_path)
-    path = resolver.cache_path_for("wave")
+    path = tmp_path / "presets" / f"wave{CACHED_IMAGE_SUFFIX}"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(

@@ -130,7 +130,7 @@ async def test_bad_uploads_get_a_friendly_message(make_bot, data, words) -> None
     )
     message = texts(interaction.followup.send)[-1]
     assert message.startswith("I can't use that photo") and words in message.lower()
-    assert "Traceback" not in message and bot.queue.waiting == 0 and bot.queue.running == 0
+    assert "Traceback" not in message and not bot.queue.jobs()
 
 
 @pytest.mark.parametrize(
@@ -401,7 +401,7 @@ async def test_download_is_capped_while_streaming_whatever_the_declared_size(mak
     path = urlsplit(content.url).path
     await asyncio.sleep(0.5)  # let the server notice the closed connection
     assert cdn().sent[path] < 20 << 20, "the bot stopped reading near the cap"
-    assert bot.queue.waiting == 0 and bot.queue.running == 0
+    assert not bot.queue.jobs()
 
 
 @pytest.mark.parametrize("fault", ["cut-short", "stalled", "not-found"])
@@ -425,7 +425,7 @@ async def test_a_broken_or_stalled_download_is_a_friendly_message(make_bot, monk
         texts(interaction.followup.send)[-1]
         == "I can't use that photo: I could not download it; please try again"
     )
-    assert bot.queue.waiting == 0 and bot.queue.running == 0
+    assert not bot.queue.jobs()
 
 
 async def test_refused_reactions_post_at_most_one_notice_per_user(make_bot) -> None:
@@ -450,7 +450,7 @@ async def test_refused_reactions_post_at_most_one_notice_per_user(make_bot) -> N
         assert len(notices) == 1, notices
         assert f"<@{user_id}>" in notices[0]
     assert "wait" in texts(channel.send)[-2] and "strongest" in texts(channel.send)[-1]
-    assert bot.queue.waiting == 0 and bot.queue.running == 0
+    assert not bot.queue.jobs()
 
 
 @pytest.mark.parametrize("spoiler", ["content", "style", None])
@@ -520,7 +520,7 @@ async def test_a_progress_message_that_cannot_be_posted_stops_the_job(make_bot, 
         told = []
     [record] = bot.store.with_status(JobStatus.FAILED)
     assert "progress" in record.error
-    assert bot.queue.running == 0 and bot.queue.waiting == 0
+    assert not bot.queue.jobs()
     assert not bot.store.with_status(JobStatus.RUNNING, JobStatus.QUEUED)
     if where == "followup-503":
         assert told and "could not post" in told[-1]

@@ -75,7 +75,6 @@ USER_AGENT = (
     "nst-engine/0.1 (neural style transfer; downloads public-domain preset paintings once and "
     "caches them) python-urllib/" + ".".join(map(str, sys.version_info[:2]))
 )
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 _CHUNK = 64 * 1024
 
 

@@ -62,12 +62,16 @@ DELETE_REFUSED_TEXT = "Only the person who asked (or a moderator) can delete thi
 
 
 class UnusableAttachment(Exception):
-    """An attachment the bot cannot paint with: ``what`` names it for the user, ``reason`` says why."""
+    """An attachment the bot cannot paint with: ``what`` names it for the user ("photo", "style
+    image"), ``reason`` says why; ``str()`` is the sentence the user is sent."""
 
     def __init__(self, what: str, reason: str) -> None:
-        super().__init__(f"I can't use that {what}: {reason}")
+        super().__init__(what, reason)
         self.what = what
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"I can't use that {self.what}: {self.reason}"
 
 
 # ---------------------------------------------------------------------------- the cog

@@ -19,7 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from nst_engine.errors import InvalidImage, NSTError
+from nst_engine.errors import InvalidImage
 from nst_engine.imaging import EncodedImage, decode_image, encode_image, make_preview
 
 from ..attachments import DownloadFailed, DownloadTooLarge, read_attachment
@@ -263,8 +263,12 @@ class StylizeCog(commands.Cog):
             if thumbnail is None:
                 try:
                     image = make_preview(decode_image(path), PRESET_THUMBNAIL_SIZE)
+                except InvalidImage as error:  # a damaged cache file: list the preset without a picture
+                    log.warning("no thumbnail for preset %s: %s", preset.name, error)
+                    continue
+                try:
                     thumbnail = encode_image(image, max_bytes=PRESET_THUMBNAIL_BYTES)
-                except NSTError as error:  # a damaged cache file: list the preset without a picture
+                except ValueError as error:  # no encoding fits the thumbnail's byte budget
                     log.warning("no thumbnail for preset %s: %s", preset.name, error)
                     continue
                 self._thumbnail_cache[key] = thumbnail

@@ -147,6 +147,27 @@ async def test_presets_thumbnails_are_made_once_per_file_version(tmp_path: Path,
         bot.store.close()
 
 
+async def test_presets_lists_a_painting_whose_thumbnail_fits_no_byte_budget(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """encode_image raises ValueError when no encoding fits; /presets caught only the engine's
+    NSTError there, so the whole command failed. Now the painting is listed without a picture."""
+    from bot.cogs import stylize as cog_module
+
+    monkeypatch.setattr(cog_module, "PRESET_THUMBNAIL_BYTES", 1)
+    bot = await build(tmp_path, 1)
+    try:
+        interaction = make_interaction()
+        await cog_of(bot).handle_presets(interaction)
+        [page] = [call.kwargs for call in interaction.followup.send.call_args_list]
+        [embed] = page["embeds"]
+        assert embed.title == "Stripes 0" and embed.thumbnail.url is None
+        assert "attachments" not in page, "no thumbnail file is sent"
+    finally:
+        await bot.queue.shutdown()
+        bot.store.close()
+
+
 async def test_presets_pages_keep_within_discords_embed_limits(tmp_path: Path) -> None:
     stripes_style().save(tmp_path / "stripes.png")
     entries = [

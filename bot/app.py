@@ -113,7 +113,7 @@ class NSTBot(commands.Bot):
         #: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
         self._background: set[asyncio.Task[None]] = set()
         self.commands_only = commands_only
-        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        self.tree.error(self.on_app_command_error)  # the tree's handler for a failed command
 
     def _make_backend(self) -> Backend:
         """Threads in this process by default; Redis and ``nst-worker`` processes with ``queue_url``."""

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 
 def _cog_of(interaction: discord.Interaction) -> StylizeCog:
-    cog = getattr(interaction.client, "stylize_cog", None)
+    # interaction.client is typed as discord.Client; at run time it is the NSTBot (not imported
+    # here: bot.app imports this module through bot.runner).
+    cog: StylizeCog | None = getattr(interaction.client, "stylize_cog", None)
     assert cog is not None, "the bot has no stylize cog loaded"
-    return cog  # type: ignore[no-any-return]
+    return cog
 
 
 class RerunButton(

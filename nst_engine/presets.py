@@ -28,10 +28,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
@@ -364,11 +364,19 @@ class _Watchdog:
 class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
     """Follows a redirect only when its target passes the same URL policy as the first request."""
 
-    def __init__(self, check_url: Any) -> None:
+    def __init__(self, check_url: Callable[[str], str | None]) -> None:
         super().__init__()
         self._check_url = check_url
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         problem = self._check_url(newurl)
         if problem:
             raise _Refused(f"redirected to {newurl}, which {problem}")

@@ -138,7 +138,7 @@ class QueueClient:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(in_progress)
                     if not await pipe.exists(in_progress) and await pipe.zscore(protocol.QUEUE_NAME, job_id):
-                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline.multi unannotated
                         pipe.zrem(protocol.QUEUE_NAME, job_id)
                         pipe.delete(job_key_prefix + job_id)
                         pipe.set(

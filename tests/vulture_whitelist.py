@@ -29,7 +29,6 @@ discord.Intents.members
 discord.Intents.presences
 NSTBot.setup_hook
 StylizeCog.handle_reaction  # a commands.Cog.listener for on_raw_reaction_add
-NSTBot.tree.on_error
 StylizeCog.cog_load
 StylizeCog.cog_unload
 RerunButton.from_custom_id

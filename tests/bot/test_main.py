@@ -63,7 +63,7 @@ def test_redaction_covers_messages_arguments_and_tracebacks() -> None:
     assert text.count("[REDACTED]") == 3 and "Traceback" in text
 
 
-def test_logging_hides_the_queue_password(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_logging_hides_the_queue_password(tmp_path, capsys) -> None:
     from bot.__main__ import setup_logging
     from bot.settings import Settings
 

@@ -88,10 +88,10 @@ def test_unknown_keys_and_tokens_in_files_are_refused(config_dir: Path) -> None:
 def test_a_file_that_is_not_toml_or_not_utf8_names_the_file(config_dir: Path) -> None:
     operator_file = config_dir / "bot.toml"
     operator_file.write_text("[bot\n")
-    with pytest.raises(SettingsError, match="bot.toml.*not valid TOML"):
+    with pytest.raises(SettingsError, match=r"bot\.toml.*not valid TOML"):
         load_settings({}, config_dir=config_dir)
     operator_file.write_bytes('[bot]\nlog_level = "café"\n'.encode("latin-1"))
-    with pytest.raises(SettingsError, match="bot.toml.*not UTF-8"):
+    with pytest.raises(SettingsError, match=r"bot\.toml.*not UTF-8"):
         load_settings({}, config_dir=config_dir)
 
 

@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -231,12 +231,13 @@ async def _commands_check(bot: NSTBot, guild_id: int | None, connection: Connect
     return Check("commands", f"{len(found)} registered {where} ({names}), the same as the code's")
 
 
-def _key(command: Mapping[str, Any]) -> tuple[str, int]:
+def _key(command: Mapping[str, object]) -> tuple[str, int]:
     """Discord tells commands apart by name and type (a slash command and a menu may share a name)."""
-    return str(command["name"]), int(command.get("type", 1))
+    kind = command.get("type", 1)
+    return str(command["name"]), int(kind) if isinstance(kind, (int, str)) else 1
 
 
-def _matches(local: Any, remote: Any) -> bool:
+def _matches(local: object, remote: object) -> bool:
     """Whether Discord's stored ``remote`` says what the code's ``local`` payload says.
 
     Discord adds fields (ids, versions) and drops empty ones (``required: false``), so only the

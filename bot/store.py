@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, TypeAlias, TypedDict, cast
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -66,6 +66,15 @@ class JobParams(TypedDict, total=False):
     seed: int
     preset: str | None
     spoiler: bool
+
+
+def _job_params(stored: object) -> JobParams:
+    """The stored request's fields this version knows: a record written by another version may
+    have more (or fewer), and a resumed or re-run job must not fail on a key it cannot use."""
+    if not isinstance(stored, dict):
+        return JobParams()
+    known = JobParams.__optional_keys__
+    return cast(JobParams, {key: value for key, value in stored.items() if key in known})
 
 
 class RecordChanges(TypedDict, total=False):
@@ -419,7 +428,7 @@ class JobStore:
             user_id=row["user_id"],
             guild_id=row["guild_id"],
             channel_id=row["channel_id"],
-            params=json.loads(row["params"]),
+            params=_job_params(json.loads(row["params"])),
             content_path=row["content_path"],
             style_path=row["style_path"],
             status=JobStatus(row["status"]),

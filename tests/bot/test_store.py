@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import bot.store as store_module
+from bot.runner import JobRequest
 from bot.settings import Settings
 from bot.store import (
     InputImage,
@@ -62,6 +63,21 @@ def test_round_trip_and_lookups(tmp_path: Path) -> None:
     assert store.by_result_message(555).job_id == record.job_id
     assert store.by_result_message(556) is None
     assert load_input(loaded.content_path, max_side=768).size == content_image().size
+
+
+def test_a_request_field_this_version_does_not_know_is_dropped(tmp_path: Path) -> None:
+    """A record written by another version (an extra key) still loads, and its job can re-run."""
+    store = open_store(tmp_path)
+    record = make_record(store)
+    with store._db:
+        store._db.execute(
+            "UPDATE jobs SET params = ? WHERE job_id = ?",
+            ('{"strength": "strong", "seed": 3, "style_layers": [1, 2]}', record.job_id),
+        )
+    loaded = store.get(record.job_id)
+    assert loaded is not None and loaded.params == {"strength": "strong", "seed": 3}
+    request = JobRequest.from_dict(loaded.params)
+    assert (request.strength, request.seed) == ("strong", 3)
 
 
 def test_records_survive_reopening(tmp_path: Path) -> None:

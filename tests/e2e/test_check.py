@@ -10,6 +10,7 @@ is ✓. Independent failures share a run: each run is a child process that loads
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import discord
 import pytest
 
+from bot.__main__ import HoldUntilStarted, sync_commands
 from bot.app import NSTBot
 from bot.doctor import _commands_check, _queue_check
 from bot.settings import Settings
@@ -47,15 +49,11 @@ def lines(done: Run) -> dict[str, str]:
 
 
 async def sync(fake: FakeDiscord, config_dir: Path, tmp_path: Path, *, guild: bool = True) -> None:
-    """Register the commands as ``nst-bot sync [--guild]`` does (in this process: no torch import to
-    pay for; ``tests/e2e/test_sync.py`` runs the command itself)."""
+    """Register the commands with ``nst-bot sync [--guild]``'s own function, in this process (no
+    child to pay a torch import for; ``tests/e2e/test_sync.py`` runs the command itself)."""
     settings = Settings(data_dir=tmp_path / "sync-data", config_dir=config_dir, token=fake.token)
-    bot = NSTBot(settings, commands_only=True)
-    async with bot:
-        await login(bot, settings)
-        if guild:
-            bot.tree.copy_global_to(guild=discord.Object(id=fake.guild_id))
-        await bot.tree.sync(guild=discord.Object(id=fake.guild_id) if guild else None)
+    no_logs_held = HoldUntilStarted(logging.NullHandler())  # not on any handler: it holds nothing
+    assert await sync_commands(settings, fake.guild_id if guild else None, no_logs_held) == 0
 
 
 async def test_all_well(

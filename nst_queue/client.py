@@ -15,11 +15,12 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.jobs import DeserializationError
 from arq.jobs import Job as ArqJob
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError, WatchError
 
-from . import protocol
+from . import protocol, wire
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 POLL_MS = 500
 #: How often a followed job is checked to still exist (Redis restarted without persistence).
 LOST_CHECK_SECONDS = 5.0
+#: Refused results (and jobs with unreadable events) remembered per client, so that each is logged
+#: once however often it is asked for.
+REFUSED_REMEMBERED = 1000
 
 
 class Unavailable(Exception):
@@ -44,7 +48,15 @@ class QueueClient:
             socket_timeout=connect_timeout + POLL_MS / 1000 + 5,
             health_check_interval=30,
         )
-        self.redis = ArqRedis(pool, default_queue_name=protocol.QUEUE_NAME)
+        # Jobs are written, and results read, as msgpack (nst_queue.wire), never as pickles.
+        self.redis = ArqRedis(
+            pool,
+            default_queue_name=protocol.QUEUE_NAME,
+            job_serializer=wire.dump,
+            job_deserializer=wire.load_result,
+        )
+        self._refused: dict[str, dict[str, Any]] = {}
+        self._unreadable_events: set[str] = set()
 
     async def close(self) -> None:
         await self.redis.aclose(close_connection_pool=True)
@@ -86,11 +98,26 @@ class QueueClient:
         return bool(found)
 
     async def outcome(self, job_id: str) -> tuple[bool, Any]:
-        """``(True, result)`` once the job has ended (its function's return value or exception)."""
+        """``(True, outcome)`` once the job has ended: one of the protocol's outcome maps.
+
+        A result record this version refuses (a pickle, malformed, oversized: see
+        :mod:`nst_queue.wire`) is never loaded; the job counts as failed
+        (:func:`~nst_queue.protocol.refused`), logged once.
+        """
+        if job_id in self._refused:
+            return True, self._refused[job_id]
+        job = ArqJob(job_id, self.redis, _queue_name=protocol.QUEUE_NAME, _deserializer=wire.load_result)
         try:
-            info = await ArqJob(job_id, self.redis, _queue_name=protocol.QUEUE_NAME).result_info()
+            info = await job.result_info()
         except (RedisError, OSError) as error:
             raise Unavailable(str(error)) from None
+        except DeserializationError as error:
+            reason = wire.refusal_reason(error) or str(error)
+            log.warning("refused the result of job %s: %s; the job counts as failed", job_id, reason)
+            if len(self._refused) >= REFUSED_REMEMBERED:
+                del self._refused[next(iter(self._refused))]
+            self._refused[job_id] = protocol.refused(reason)
+            return True, self._refused[job_id]
         if info is None:
             return False, None
         return True, info.result
@@ -104,7 +131,15 @@ class QueueClient:
         found: list[tuple[str, str, Any]] = []
         for _stream, entries in answer or []:
             for entry_id, fields in entries:
-                kind, value = protocol.read_event(fields)
+                try:
+                    kind, value = protocol.read_event(fields)
+                except ValueError as error:  # skipped; logged once per job
+                    if job_id not in self._unreadable_events:
+                        if len(self._unreadable_events) >= REFUSED_REMEMBERED:
+                            self._unreadable_events.clear()
+                        self._unreadable_events.add(job_id)
+                        log.warning("skipped an unreadable event of job %s: %s", job_id, error)
+                    kind, value = "unreadable", None
                 found.append((entry_id.decode(), kind, value))
         return found
 
@@ -214,6 +249,7 @@ def _cancelled_result(job_id: str) -> bytes:
     data = serialize_result(
         protocol.PAINT_FUNCTION, (), {}, 0, now, True, protocol.failure(_cancelled()), now, now,
         f"{job_id}:{protocol.PAINT_FUNCTION}", protocol.QUEUE_NAME, job_id=job_id,
+        serializer=wire.dump,
     )  # fmt: skip
     assert data is not None
     return data

@@ -12,17 +12,22 @@ Images travel as raw RGB pixels up to RAW_MAX_BYTES (a 2048 px picture): compres
 costs more than sending it (a 683x512 result took 45 ms to write as PNG and 10 ms to read back,
 against about a millisecond for its 1 MB of pixels on a LAN), and the bot encodes the result for
 Discord anyway. Larger pictures go as PNG, so a 4096 px one stays a few MB in Redis.
+
+arq's records (a job, a result) are written as msgpack by :mod:`nst_queue.wire`, never pickled; it
+checks every record with :func:`check_payload` and :func:`check_outcome` before anything uses it,
+and refuses records over JOB_MAX_BYTES and RESULT_RECORD_MAX_BYTES.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, TypeGuard
 
 from PIL import Image
 
 from nst_engine import Progress, Result, RunStats
 from nst_engine.errors import Cancelled, InvalidImage, NSTError, is_out_of_memory
+from nst_engine.params import MAX_SIZE
 
 #: The arq queue (a sorted set: the waiting line, oldest first) and the one function on it.
 QUEUE_NAME = "nst:queue"
@@ -41,6 +46,16 @@ EVENTS_TTL_SECONDS = 3600
 RESULT_MAX_BYTES = 16 * 1024 * 1024
 #: Images up to this many bytes of pixels travel raw (see the module's docstring), larger as PNG.
 RAW_MAX_BYTES = 2048 * 2048 * 3
+#: The largest picture :func:`pack_image` makes: a MAX_SIZE square as PNG, which for pixels that do
+#: not compress at all is their bytes plus PNG's framing (a filter byte per row, block and chunk
+#: headers: well under the 1/64 of the pixel count allowed here).
+IMAGE_MAX_BYTES = MAX_SIZE * MAX_SIZE * 3 + MAX_SIZE * MAX_SIZE // 64
+#: The largest job record: a content and a style at the largest size, even incompressible, and
+#: room for the parameters. More styles fit as long as the pictures stay within it.
+JOB_MAX_BYTES = 2 * IMAGE_MAX_BYTES + 1024 * 1024
+#: The largest result record: the painting (at most RESULT_MAX_BYTES) and room for its stats and
+#: arq's fields (a result keeps no copy of the job's inputs).
+RESULT_RECORD_MAX_BYTES = RESULT_MAX_BYTES + 1024 * 1024
 #: Events kept per job stream (XADD MAXLEN ~): a reader that falls behind only misses old progress.
 EVENTS_MAXLEN = 64
 #: One job's longest run on a worker, in seconds (arq's job timeout).
@@ -68,7 +83,10 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def decode_png(data: bytes) -> Image.Image:
+    """A picture file as RGB; ValueError for one larger than MAX_SIZE (checked before decoding it)."""
     with Image.open(io.BytesIO(data)) as image:
+        if max(image.size) > MAX_SIZE:
+            raise ValueError(f"a {image.width}x{image.height} picture is larger than {MAX_SIZE} px")
         image.load()
         return image.convert("RGB")
 
@@ -81,19 +99,46 @@ def pack_image(image: Image.Image) -> dict[str, Any]:
     return {"format": "file", "data": encode_png(rgb)}
 
 
-def unpack_image(packed: dict[str, Any]) -> Image.Image:
-    """The picture :func:`pack_image` made; ValueError for anything else (a mismatched sender)."""
+def check_packed_image(packed: Any) -> None:
+    """ValueError unless ``packed`` is shaped like what :func:`pack_image` makes (nothing decoded)."""
+    if not isinstance(packed, dict):
+        raise ValueError("a packed image is not a map")
     kind, data = packed.get("format"), packed.get("data")
-    if not isinstance(data, bytes):
+    if not isinstance(data, bytes) or not data:
         raise ValueError("packed image without data")
-    if kind == "file":  # any image file Pillow reads
-        return decode_png(data)
-    if kind == "raw":
-        width, height = int(packed["width"]), int(packed["height"])
-        if width <= 0 or height <= 0 or len(data) != width * height * 3:
-            raise ValueError(f"raw image of {len(data)} bytes does not fit {width}x{height} RGB")
-        return Image.frombytes("RGB", (width, height), data)
-    raise ValueError(f"unknown image format {kind!r}")
+    if len(data) > IMAGE_MAX_BYTES:
+        raise ValueError(f"a packed image of {len(data)} bytes is over {IMAGE_MAX_BYTES}")
+    if kind == "file":
+        return
+    if kind != "raw":
+        raise ValueError(f"unknown image format {kind!r}")
+    width, height = packed.get("width"), packed.get("height")
+    if not (_is_int(width) and _is_int(height)):
+        raise ValueError(f"raw image without dimensions {width!r}x{height!r}")
+    if not (0 < width <= MAX_SIZE and 0 < height <= MAX_SIZE):
+        raise ValueError(f"raw image of impossible dimensions {width}x{height}")
+    if len(data) != width * height * 3:
+        raise ValueError(f"raw image of {len(data)} bytes does not fit {width}x{height} RGB")
+
+
+def unpack_image(packed: Any) -> Image.Image:
+    """The picture :func:`pack_image` made; ValueError for anything else (a mismatched sender)."""
+    check_packed_image(packed)
+    if packed["format"] == "file":  # any image file Pillow reads
+        return decode_png(packed["data"])
+    return Image.frombytes("RGB", (packed["width"], packed["height"]), packed["data"])
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """A whole number, not a bool (msgpack keeps the two apart; Python's isinstance does not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """A parameter value as :meth:`StyleParams.to_dict` writes it: scalars and short lists of them."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    return isinstance(value, list) and depth == 0 and all(_is_plain(item, 1) for item in value)
 
 
 def shrink_to(image: Image.Image, size: int) -> Image.Image:
@@ -119,13 +164,49 @@ def job_payload(
 ) -> dict[str, Any]:
     """The one argument of a paint job. Inputs are shrunk to the job's size and packed losslessly."""
     size = int(params["size"])
-    return {
+    payload: dict[str, Any] = {
         "content": pack_image(shrink_to(content, size)),
         "styles": [pack_image(shrink_to(style, size)) for style in styles],
         "params": params,
         "preview_every": preview_every,
         "preview_size": preview_size,
     }
+    pictures = sum(len(packed["data"]) for packed in [payload["content"], *payload["styles"]])
+    if pictures > JOB_MAX_BYTES - 1024 * 1024:
+        raise NSTError(
+            f"the pictures make {pictures / 2**20:.1f} MiB, more than a queued job may carry "
+            f"({(JOB_MAX_BYTES - 2**20) / 2**20:.1f} MiB); use fewer styles or a smaller size"
+        )
+    return payload
+
+
+_PAYLOAD_KEYS = ("content", "styles", "params", "preview_every", "preview_size")
+
+
+def check_payload(payload: Any) -> None:
+    """ValueError unless ``payload`` is shaped like :func:`job_payload`'s (before a worker uses it).
+
+    Keys this version does not know are let through (and ignored), so a newer sender's extras do not
+    fail a job; the parameters' values are checked by the engine when the job runs.
+    """
+    if not isinstance(payload, dict) or any(key not in payload for key in _PAYLOAD_KEYS):
+        raise ValueError("the job's argument is not a paint payload")
+    check_packed_image(payload["content"])
+    styles = payload["styles"]
+    if not isinstance(styles, list) or not styles:
+        raise ValueError("a paint payload without styles")
+    for packed in styles:
+        check_packed_image(packed)
+    params = payload["params"]
+    if not isinstance(params, dict) or not all(
+        isinstance(key, str) and _is_plain(value) for key, value in params.items()
+    ):
+        raise ValueError("the job's parameters are not plain values")
+    if not _is_int(params.get("size")):
+        raise ValueError("the job's parameters have no size")
+    every, size = payload["preview_every"], payload["preview_size"]
+    if not (_is_int(every) and 0 <= every < 2**31 and _is_int(size) and 0 < size <= MAX_SIZE):
+        raise ValueError(f"impossible preview settings {every!r} / {size!r}")
 
 
 # ---------------------------------------------------------------------------- progress events
@@ -150,7 +231,18 @@ def start_event(job_try: int, worker: str) -> dict[str, bytes | str]:
 
 
 def read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
-    """``("start", try)`` or ``("progress", Progress)`` from a stream entry."""
+    """``("start", try)`` or ``("progress", Progress)`` from a stream entry.
+
+    ValueError for an entry this version cannot read (a mismatched or planted writer): the follower
+    skips it. A preview is decoded only when it is no larger than a result may be.
+    """
+    try:
+        return _read_event(fields)
+    except Exception as error:  # whatever a malformed entry makes the parsers raise
+        raise ValueError(f"malformed {type(error).__name__}: {error}"[:200]) from None
+
+
+def _read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
     text = {key.decode(): value for key, value in fields.items()}
     kind = text.get("kind", b"").decode()
     if kind == "start":
@@ -166,6 +258,8 @@ def read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
             else:
                 values[name] = float(raw)
         preview = text.get("preview")
+        if preview is not None and len(preview) > RESULT_MAX_BYTES:
+            raise ValueError(f"a preview of {len(preview)} bytes")
         return kind, Progress(**values, preview=decode_png(preview) if preview else None)
     return kind, None
 
@@ -177,8 +271,10 @@ def success(image: dict[str, Any], stats: RunStats) -> dict[str, Any]:
 
 
 def failure(error: BaseException) -> dict[str, Any]:
-    """An engine error as plain data (exceptions are not pickled across machines)."""
-    if isinstance(error, Cancelled):
+    """An error as plain data (exceptions never travel: records are data only)."""
+    import asyncio
+
+    if isinstance(error, (Cancelled, asyncio.CancelledError)):  # the latter: arq's abort
         kind = "cancelled"
     elif isinstance(error, InvalidImage):
         kind = "invalid_image"
@@ -192,6 +288,30 @@ def failure(error: BaseException) -> dict[str, Any]:
     return {"ok": False, "kind": kind, "message": message}
 
 
+def refused(reason: str) -> dict[str, Any]:
+    """The outcome of a job whose record (the job, or its result) was refused unread: a failure."""
+    return {"ok": False, "kind": "refused", "message": reason}
+
+
+_STATS_FIELDS = frozenset(RunStats.__dataclass_fields__)
+
+
+def check_outcome(outcome: Any) -> None:
+    """ValueError unless ``outcome`` is a :func:`success` or a failure as this module writes them."""
+    if not isinstance(outcome, dict) or not isinstance(outcome.get("ok"), bool):
+        raise ValueError("the outcome is not a result of this queue")
+    if not outcome["ok"]:
+        if not isinstance(outcome.get("kind"), str) or not isinstance(outcome.get("message"), str):
+            raise ValueError("a failure without a kind and a message")
+        return
+    check_packed_image(outcome.get("image"))
+    stats = outcome.get("stats")
+    if not isinstance(stats, dict) or set(stats) != _STATS_FIELDS:
+        raise ValueError("a success without the engine's stats")
+    if not all(isinstance(value, (int, float, str)) for value in stats.values()):
+        raise ValueError("the stats are not plain values")
+
+
 class RemoteFailure(Exception):
     """A job failed on the workers for a reason that is not the user's (logged, told generically)."""
 
@@ -202,23 +322,25 @@ class JobLost(RemoteFailure):
 
 def outcome_to_result(outcome: Any) -> Result:
     """A job's result as :class:`nst_engine.Result`, or the matching exception raised."""
-    if isinstance(outcome, dict) and outcome.get("ok"):
-        return Result(image=unpack_image(outcome["image"]), stats=RunStats(**outcome["stats"]))
-    if isinstance(outcome, dict):
-        kind, message = outcome.get("kind"), str(outcome.get("message", ""))
-        if kind == "cancelled":
-            raise Cancelled()
-        if kind == "invalid_image":
-            raise InvalidImage(message)
-        if kind == "engine":
-            raise NSTError(message)
-        if kind == "out_of_memory":
-            raise MemoryError("the worker ran out of memory")
-        raise RemoteFailure(f"the worker failed: {message}")
-    if isinstance(outcome, BaseException):
-        import asyncio
-
-        if isinstance(outcome, asyncio.CancelledError):
-            raise Cancelled()
-        raise RemoteFailure(f"the job failed on the workers: {outcome}")
-    raise RemoteFailure(f"unexpected result {type(outcome).__name__}")
+    try:
+        check_outcome(outcome)
+    except ValueError as error:
+        raise RemoteFailure(f"unexpected result: {error}") from None
+    if outcome["ok"]:
+        try:
+            image = unpack_image(outcome["image"])
+        except Exception as error:  # a picture file Pillow cannot read, or too large a one
+            raise RemoteFailure(f"the painting cannot be read: {error}") from None
+        return Result(image=image, stats=RunStats(**outcome["stats"]))
+    kind, message = outcome["kind"], outcome["message"]
+    if kind == "cancelled":
+        raise Cancelled()
+    if kind == "invalid_image":
+        raise InvalidImage(message)
+    if kind == "engine":
+        raise NSTError(message)
+    if kind == "out_of_memory":
+        raise MemoryError("the worker ran out of memory")
+    if kind == "refused":
+        raise RemoteFailure(f"a record of the job was refused unread: {message}")
+    raise RemoteFailure(f"the worker failed: {message}")

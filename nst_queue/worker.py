@@ -33,7 +33,7 @@ from nst_engine import Progress, StyleParams, preload, stylize
 from nst_engine.cache import StyleTargetCache
 from nst_engine.imaging import encode_image
 
-from . import protocol
+from . import protocol, wire
 
 log = logging.getLogger("nst_queue.worker")
 
@@ -186,8 +186,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class _RefusedJobLog(logging.Filter):
+    """arq logs a job it cannot deserialize with a traceback; a refused record is one line instead.
+
+    arq's record is ``logger.exception("deserializing job %s failed", job_id)`` with its
+    ``DeserializationError`` raised from our :class:`~nst_queue.wire.RefusedRecord`; it is replaced
+    by one warning naming the job and the reason. arq then fails the job: nothing of it runs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        reason = wire.refusal_reason(record.exc_info[1] if record.exc_info else None)
+        if reason is None:
+            return True
+        job_id = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        log.warning("refused job %s: %s; it was not run", job_id, reason)
+        return False
+
+
+def _log_refused_jobs_in_one_line() -> None:
+    arq_log = logging.getLogger("arq.worker")
+    if not any(isinstance(existing, _RefusedJobLog) for existing in arq_log.filters):
+        arq_log.addFilter(_RefusedJobLog())
+
+
 def make_worker(url: str, painter: Painter, *, grace: float, poll_delay: float = POLL_SECONDS) -> Worker:
-    """An arq worker for the paint queue: one job at a time, aborts allowed, short in-progress keys."""
+    """An arq worker for the paint queue: one job at a time, aborts allowed, short in-progress keys.
+
+    Jobs are read and results written as msgpack (:mod:`nst_queue.wire`): a job record that is a
+    pickle, malformed or oversized is failed unread, with one log line.
+    """
+    _log_refused_jobs_in_one_line()
     worker = Worker(
         functions=[_named(painter.paint)],
         queue_name=protocol.QUEUE_NAME,
@@ -203,6 +231,8 @@ def make_worker(url: str, painter: Painter, *, grace: float, poll_delay: float =
         job_completion_wait=max(1, int(grace)),
         log_results=False,
         after_job_end=painter.ended,
+        job_serializer=wire.dump,
+        job_deserializer=wire.load_job,
     )
     # arq keeps a job's "in progress" key for its whole timeout (+10 s), so a dead worker's job
     # would wait hours; the heartbeat in Painter.paint keeps it alive instead.

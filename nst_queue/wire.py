@@ -102,11 +102,14 @@ def _load(data: bytes, limit: int, keys: tuple[str, ...]) -> dict[str, Any]:
     if len(data) > limit:
         raise RefusedRecord(f"{len(data)} bytes, over the {limit} bytes allowed")
     if data.startswith(_PICKLE_STARTS):
-        raise RefusedRecord("a pickle (from a version before msgpack records, or planted); never loaded")
+        raise RefusedRecord(
+            "a pickle (written by a version before msgpack records, or planted), never loaded"
+        )
     try:
         record = msgpack.unpackb(data, ext_hook=_no_extension)
     except Exception as error:  # msgpack's errors, for every way bytes can be malformed
-        raise RefusedRecord(f"not msgpack ({type(error).__name__}: {error})"[:200]) from None
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise RefusedRecord(f"not msgpack ({detail})"[:200]) from None
     if not isinstance(record, dict) or any(key not in record for key in keys):
         raise RefusedRecord("not an arq record")
     if not isinstance(record["f"], str) or not _is_time(record["et"]):

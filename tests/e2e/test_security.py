@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from bot.app import NSTBot
 from bot.settings import Settings
@@ -13,6 +14,8 @@ from bot.store import JobStatus
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under, mode_bits
 from tests.fakediscord import FakeDiscord
+from tests.helpers.planted import pickled_result, plant_result
+from tests.helpers.redis_server import RedisServer
 
 
 async def test_rerun_by_someone_else_counts_against_them(fake_discord: FakeDiscord, make_settings) -> None:
@@ -110,3 +113,33 @@ async def test_refused_jobs_leave_no_inputs_on_disk(
     [done] = stylebot.store.with_status(JobStatus.DONE)
     assert stylebot.store.with_status(JobStatus.FAILED) == []
     assert files_under(settings.inputs_dir) == {Path(done.content_path), Path(done.style_path)}
+
+
+async def test_a_result_planted_in_redis_runs_nothing_in_the_bot(
+    fake_discord: FakeDiscord, make_settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever can write to Redis plants a pickle as the result of a job the bot follows (arq's
+    default format would unpickle it in the bot's process, next to the Discord token): it is
+    refused unread, and the user is told the job failed."""
+    marker = tmp_path / "code-ran"
+    server = RedisServer(tmp_path / "redis-dir")
+    server.directory.mkdir()
+    server.start()
+    try:
+        async with started(make_settings(queue_url=server.url), fake_discord) as bot:
+            interaction = await fake_discord.slash_command(
+                "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
+            )
+            [record] = await fake_discord.wait_for(
+                lambda: bot.store.with_status(JobStatus.QUEUED, JobStatus.RUNNING), timeout=30
+            )
+            message = await fake_discord.wait_for(lambda: fake_discord.original(interaction), timeout=30)
+            with Redis.from_url(server.url) as redis:
+                plant_result(redis, record.job_id, pickled_result(marker, record.job_id))
+            await fake_discord.wait_for(lambda: "Something went wrong" in message.content, timeout=30)
+            assert bot.store.get(record.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
+    finally:
+        server.stop()
+    assert not marker.exists(), "the planted pickle ran code in the bot"
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused the result")]
+    assert len(refused) == 1 and refused[0].startswith(f"refused the result of job {record.job_id}: a pickle")

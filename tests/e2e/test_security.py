@@ -11,6 +11,7 @@ from redis import Redis
 from bot.app import NSTBot
 from bot.settings import Settings
 from bot.store import JobStatus
+from nst_queue import protocol
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under, mode_bits
 from tests.fakediscord import FakeDiscord
@@ -135,6 +136,10 @@ async def test_a_result_planted_in_redis_runs_nothing_in_the_bot(
             )
             message = await fake_discord.wait_for(lambda: fake_discord.original(interaction), timeout=30)
             with Redis.from_url(server.url) as redis:
+                # Planted once the bot has enqueued the job (arq enqueues no job that has a result).
+                await fake_discord.wait_for(
+                    lambda: redis.zscore(protocol.QUEUE_NAME, record.job_id), timeout=30
+                )
                 plant_result(redis, record.job_id, pickled_result(marker, record.job_id))
             await fake_discord.wait_for(lambda: "Something went wrong" in message.content, timeout=30)
             assert bot.store.get(record.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]

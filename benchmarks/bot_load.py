@@ -24,8 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # the fake Discord lives under tests/, importable from the root
     sys.path.insert(0, str(REPO_ROOT))
 
-from bot.app import NSTBot  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.chat.app import NSTBot  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from tests.e2e.harness import running_bot  # noqa: E402
 from tests.fakediscord import FakeDiscord, FakeInteraction, FakeUser  # noqa: E402
 from tests.helpers.images import content_image, png_bytes, stripes_style  # noqa: E402

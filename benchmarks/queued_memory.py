@@ -66,8 +66,8 @@ class _Sampler:
 
 
 async def _measure(jobs: int, photo: bytes) -> dict[str, float]:
-    from bot.app import NSTBot
-    from bot.settings import Settings
+    from bot.chat.app import NSTBot
+    from bot.core.settings import Settings
     from tests.e2e.harness import running_bot
     from tests.fakediscord import FakeDiscord
     from tests.helpers.images import png_bytes, stripes_style

@@ -1,10 +1,10 @@
 """``nst-bot`` / ``python -m bot``: run the bot; ``nst-bot sync [--guild ID]`` registers the commands;
-``nst-bot check [--guild ID]`` checks the set-up before a first run (see :mod:`bot.doctor`).
+``nst-bot check [--guild ID]`` checks the set-up before a first run (see :mod:`bot.chat.doctor`).
 
 Commands are synced only on request: Discord caps command creations per day, and a global sync
 takes up to an hour to show, so syncing on every start would be slow and wasteful.
 
-A start that fails prints one line (cause and fix, see :mod:`bot.startup`) and exits 2 for a
+A start that fails prints one line (cause and fix, see :mod:`bot.chat.failures`) and exits 2 for a
 configuration problem, 1 for a network or Discord one; ``NST_DEBUG=1`` adds the traceback.
 """
 
@@ -23,8 +23,9 @@ from collections.abc import Sequence
 
 import discord
 
-from .settings import TOKEN_ENV, Settings, SettingsError, load_settings
-from .startup import Connection, classify, connect, login, reach_queue, require_data_dir, settings_failure
+from .chat.failures import Connection, classify, settings_failure
+from .chat.startup import connect, login, reach_queue, require_data_dir
+from .core.settings import TOKEN_ENV, Settings, SettingsError, load_settings
 
 log = logging.getLogger("bot")
 
@@ -128,7 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def sync_commands(settings: Settings, guild_id: int | None, started: HoldUntilStarted) -> int:
     """Log in over HTTP only, push the command tree, and report how many commands Discord has."""
-    from .app import NSTBot
+    from .chat.app import NSTBot
 
     require_data_dir(settings)
     bot = NSTBot(settings, commands_only=True)
@@ -148,7 +149,7 @@ async def sync_commands(settings: Settings, guild_id: int | None, started: HoldU
 
 
 async def run_bot(settings: Settings, started: HoldUntilStarted) -> int:
-    from .app import NSTBot
+    from .chat.app import NSTBot
 
     require_data_dir(settings)
     bot = NSTBot(settings)
@@ -168,7 +169,7 @@ async def run_bot(settings: Settings, started: HoldUntilStarted) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "check":
-        from .doctor import run_checks
+        from .chat.doctor import run_checks
 
         return run_checks(args.guild, on_settings=setup_logging)
     try:

@@ -15,10 +15,11 @@ import sqlite3
 import discord
 
 import nst_engine
-from bot.app import NSTBot
-from bot.cogs.admin import AdminCog
-from bot.cogs.stylize import StylizeCog
-from bot.views import CancelButton, DeleteButton, RerunButton
+from bot.chat.app import NSTBot
+from bot.chat.buttons import CancelButton, DeleteButton, RerunButton
+from bot.chat.cogs.admin import AdminCog
+from bot.chat.cogs.presets import PresetsCog
+from bot.chat.cogs.stylize import StylizeCog
 from nst_engine.engine import Progress, RunStats
 from nst_engine.losses import _Gram
 from nst_engine.vgg import VGGFeatures, clear_model_cache
@@ -30,9 +31,10 @@ discord.Intents.message_content
 discord.Intents.members
 discord.Intents.presences
 NSTBot.setup_hook
-StylizeCog.handle_reaction  # a commands.Cog.listener for on_raw_reaction_add
 StylizeCog.cog_load
 StylizeCog.cog_unload
+PresetsCog.cog_load
+PresetsCog.cog_unload
 RerunButton.from_custom_id
 RerunButton.callback
 CancelButton.from_custom_id

@@ -19,9 +19,11 @@ import discord
 import pytest
 from PIL import Image
 
-from bot.app import NSTBot
-from bot.cogs.stylize import StylizeCog
-from bot.settings import Settings
+from bot.chat.app import NSTBot
+from bot.chat.cogs.presets import PresetsCog
+from bot.chat.cogs.stylize import StylizeCog
+from bot.chat.controls import JobControls
+from bot.core.settings import Settings
 from tests.helpers.preset_http import PresetHTTPServer, Route
 
 _ids = itertools.count(1000)
@@ -68,9 +70,21 @@ async def make_bot(tmp_path: Path):
 
 
 def cog_of(bot: NSTBot) -> StylizeCog:
-    cog = bot.stylize_cog
+    cog = bot.get_cog("StylizeCog")
     assert isinstance(cog, StylizeCog)
     return cog
+
+
+def presets_cog_of(bot: NSTBot) -> PresetsCog:
+    cog = bot.get_cog("PresetsCog")
+    assert isinstance(cog, PresetsCog)
+    return cog
+
+
+def controls_of(bot: NSTBot) -> JobControls:
+    """What the job buttons (through ``bot.buttons``) and the reaction call."""
+    assert bot.buttons is bot.controls and isinstance(bot.controls, JobControls)
+    return bot.controls
 
 
 def make_message(cls: type = discord.WebhookMessage) -> MagicMock:
@@ -201,3 +215,21 @@ async def run_until_running(bot: NSTBot, interaction: MagicMock) -> asyncio.Task
     task = asyncio.create_task(cog.handle_stylize(interaction, content, style=style))
     await wait_for(lambda: bot.queue.running == 1 and bool(interaction.sent_messages))
     return task
+
+
+def uploads(filename: str = "../../etc/passwd.png") -> tuple[MagicMock, MagicMock]:
+    """A photo (under a hostile file name) and a style image, as attachments."""
+    from tests.helpers.images import content_image, png_bytes, stripes_style
+
+    return (
+        make_attachment(png_bytes(content_image(64, 48)), filename),
+        make_attachment(png_bytes(stripes_style()), "style.png"),
+    )
+
+
+async def run_stylize(bot, interaction=None, **options):
+    """/stylize with :func:`uploads`, to its end; returns the interaction."""
+    interaction = interaction or make_interaction()
+    content, style = uploads()
+    await cog_of(bot).handle_stylize(interaction, content, style=style, **options)
+    return interaction

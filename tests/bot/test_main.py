@@ -65,7 +65,7 @@ def test_redaction_covers_messages_arguments_and_tracebacks() -> None:
 
 def test_logging_hides_the_queue_password(tmp_path, capsys) -> None:
     from bot.__main__ import setup_logging
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
     settings = Settings(data_dir=tmp_path, queue_url="redis://:pw-1234567@redis.internal:6379/0")
     root = logging.getLogger()

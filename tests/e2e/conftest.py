@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import NSTBot
-from bot.settings import Settings
+from bot.chat.app import NSTBot
+from bot.core.settings import Settings
 from tests.e2e.harness import running_bot
 from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage
 from tests.fakediscord.policy import mention_policy_breaches, refused_bodies

@@ -7,11 +7,10 @@ from collections.abc import Callable
 import discord
 import pytest
 
-from bot.app import NSTBot
-from bot.cogs.admin import DM_TEXT, NEEDS_MANAGE_SERVER
-from bot.cogs.stylize import DELETE_REFUSED_TEXT, REQUESTER_ONLY_TEXT
-from bot.settings import Settings
-from bot.store import JobStatus
+from bot.chat.app import NSTBot
+from bot.core.records import JobStatus
+from bot.core.settings import Settings
+from bot.core.texts import DELETE_REFUSED_TEXT, DM_TEXT, NEEDS_MANAGE_SERVER, REQUESTER_ONLY_TEXT
 from tests.e2e.conftest import TEST_SIZES, painting, photo, results, started
 from tests.e2e.harness import decode, files_under
 from tests.fakediscord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser

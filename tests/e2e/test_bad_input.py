@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import NSTBot
-from bot.settings import Settings
+from bot.chat.app import NSTBot
+from bot.core.settings import Settings
 from tests.e2e import inputs
 from tests.e2e.conftest import painting, photo, result_file, results
 from tests.e2e.harness import decode, files_under

@@ -19,10 +19,12 @@ import discord
 import pytest
 
 from bot.__main__ import HoldUntilStarted, sync_commands
-from bot.app import NSTBot
-from bot.doctor import _commands_check, _queue_check
-from bot.settings import Settings
-from bot.startup import Connection, login
+from bot.chat.app import NSTBot
+from bot.chat.command_check import commands_check as _commands_check
+from bot.chat.doctor import _queue_check
+from bot.chat.failures import Connection
+from bot.chat.startup import login
+from bot.core.settings import Settings
 from tests.e2e.entry_point import Run, base_environment, closed_port, run
 from tests.fakediscord import FakeDiscord, FaultRule
 from tests.helpers.redis_server import RedisServer

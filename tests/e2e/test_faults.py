@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import bot.backends as backends_module
-from bot.app import NSTBot
-from bot.store import JobStatus
+import bot.core.local_backend as backends_module
+from bot.chat.app import NSTBot
+from bot.core.records import JobStatus
 from tests.e2e.conftest import (
     TEST_SIZES,
     bot_environment,

@@ -7,10 +7,11 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from bot.app import NSTBot
-from bot.conversation import PRIVATE_ANSWER_NOTE
-from bot.runner import JobRequest, engine_params
-from bot.settings import Settings
+from bot.chat.app import NSTBot
+from bot.core.requests import JobRequest
+from bot.core.requests import style_params as engine_params
+from bot.core.settings import Settings
+from bot.core.texts import PRIVATE_ANSWER_NOTE
 from tests.e2e.conftest import painting, photo, result_file, results, started
 from tests.e2e.harness import decode, mean_difference
 from tests.fakediscord import FakeDiscord

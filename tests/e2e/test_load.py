@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under
 from tests.fakediscord import FakeDiscord

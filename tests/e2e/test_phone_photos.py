@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.e2e.conftest import painting, result_file, results, started
 from tests.e2e.harness import decode, files_under
 from tests.fakediscord import FakeDiscord

@@ -20,7 +20,7 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix
 from PIL import Image
 from redis import Redis
 
-from bot.store import JobStatus
+from bot.core.records import JobStatus
 from nst_engine import StyleParams
 from nst_queue import protocol
 from nst_queue.client import QueueClient
@@ -407,8 +407,8 @@ async def test_a_job_runs_at_most_twice(tmp_path: Path) -> None:
 
 async def test_check_reports_redis_and_its_workers(tmp_path: Path) -> None:
     """``nst-bot check`` with queue_url: Redis answering, workers alive, the password never shown."""
-    from bot.doctor import _queue_check
-    from bot.settings import Settings
+    from bot.chat.doctor import _queue_check
+    from bot.core.settings import Settings
 
     server = RedisServer(tmp_path, password="check-secret")
     server.start()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from bot.app import NSTBot
-from bot.settings import Settings
-from bot.store import JobStatus
+from bot.chat.app import NSTBot
+from bot.core.records import JobStatus
+from bot.core.settings import Settings
 from nst_queue import protocol
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under, mode_bits

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-import bot.store as store_module
-from bot.runner import DATABASE_BUSY_TEXT, DISK_FULL_TEXT
-from bot.settings import Settings
+import bot.core.store as store_module
+from bot.core.settings import Settings
+from bot.core.texts import DATABASE_BUSY_TEXT, DISK_FULL_TEXT
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under
 from tests.fakediscord import FakeDiscord

@@ -1,0 +1,194 @@
+"""The controls on a job's messages: Stronger / Weaker / Re-roll, Cancel and Delete, and the
+reaction that re-runs a result one level stronger.
+
+The buttons (:mod:`bot.chat.buttons`) reach :class:`JobControls` through the bot's typed
+``buttons`` attribute; the reaction arrives as a listener. The rules (who may, what a re-run paints)
+are the core's (:class:`~bot.core.runner.JobRunner`, :mod:`bot.core.guild_settings`,
+:func:`~bot.core.records.may_control`); this module checks them, answers (:mod:`bot.chat.replies`)
+and hands the job to the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from ..core import texts
+from ..core.errors import JobRefused
+from ..core.records import JobRecord, may_control
+from ..core.strength import Rerun
+from .conversation import conversation_with, defer, interaction_conversation
+from .replies import InteractionReply, ReactionNotices, ReactionReply, answer_error
+
+if TYPE_CHECKING:
+    from .client import PaintingClient
+
+log = logging.getLogger(__name__)
+
+
+class JobControls:
+    """What the buttons and the reaction do (:class:`~bot.chat.client.ButtonActions`)."""
+
+    def __init__(self, client: PaintingClient) -> None:
+        self.client = client
+        self.notices = ReactionNotices()
+
+    @property
+    def token_seconds(self) -> float:
+        return self.client.settings.interaction_token_seconds
+
+    def _reply(self, interaction: discord.Interaction) -> InteractionReply:
+        return InteractionReply(interaction, token_seconds=self.token_seconds)
+
+    def _rerun_refusal(
+        self,
+        record: JobRecord,
+        guild_id: int | None,
+        channel_id: int | None,
+        parent_id: int | None,
+        user_id: int,
+    ) -> str | None:
+        """Why ``user_id`` may not re-run ``record`` here (the server's rules; Discord's command
+        permissions do not cover buttons or reactions), else None."""
+        guilds = self.client.guild_settings
+        refusal = guilds.refusal_to_paint(guild_id, channel_id, parent_id)
+        if refusal is None and not guilds.get(guild_id).allows_rerun(record.user_id, user_id):
+            return texts.REQUESTER_ONLY_TEXT
+        return refusal
+
+    # ------------------------------------------------------------------ re-runs
+    async def rerun_pressed(self, interaction: discord.Interaction, job_id: str, action: Rerun) -> None:
+        reply = self._reply(interaction)
+        try:
+            record = await asyncio.to_thread(self.client.store.get, job_id)
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"the {action.value} button of job {job_id}")
+            return
+        if record is None:
+            await reply.say(texts.UNKNOWN_JOB)
+            return
+        refusal = self._rerun_refusal(
+            record,
+            interaction.guild_id,
+            interaction.channel_id,
+            getattr(interaction.channel, "parent_id", None),
+            interaction.user.id,
+        )
+        if refusal is not None:
+            await reply.say(refusal)
+            return
+        runner = self.client.runner
+        try:  # known before deferring: refused privately, in the response itself
+            request = runner.plan_rerun(record, action)
+            reservation = runner.reserve(interaction.user.id)
+        except JobRefused as refused:
+            await reply.say(str(refused))
+            return
+        with reservation:
+            await defer(interaction, ephemeral=False)
+            conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
+            try:
+                await runner.rerun(record, request, conversation, reservation=reservation)
+            except Exception as error:
+                await answer_error(reply, error, what=f"a re-run of job {job_id}")
+
+    async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        """A reaction with the configured emoji on a result re-runs it one level stronger."""
+        client = self.client
+        if client.user is not None and payload.user_id == client.user.id:
+            return
+        if str(payload.emoji) != client.settings.reaction_emoji:
+            return
+        ours = client.user is not None and payload.message_author_id == client.user.id
+        failure: Exception | None = None
+        try:
+            record = await asyncio.to_thread(client.store.by_result_message, payload.message_id)
+        except Exception as error:  # a locked database: say so under the bot's own results
+            record, failure = None, error
+        if payload.guild_id is None or (record is None and not (failure is not None and ours)):
+            return
+        channel = client.get_channel(payload.channel_id)
+        if channel is None:
+            try:
+                channel = await client.fetch_channel(payload.channel_id)
+            except discord.HTTPException:
+                log.warning("cannot reach channel %s for a reaction re-run", payload.channel_id)
+                return
+        conversation = conversation_with(None, channel, payload.user_id, token_seconds=self.token_seconds)
+        reply = ReactionReply(conversation, self.notices)
+        if record is None:
+            assert failure is not None
+            await answer_error(reply, failure, what="looking up a reaction's job")
+            return
+        refusal = self._rerun_refusal(
+            record, payload.guild_id, payload.channel_id, getattr(channel, "parent_id", None), payload.user_id
+        )
+        if refusal is not None:
+            await reply.say(refusal)
+            return
+        runner = client.runner
+        try:
+            reservation = runner.reserve(payload.user_id)
+        except JobRefused as refused:
+            await reply.say(str(refused))
+            return
+        with reservation:
+            try:
+                request = runner.plan_rerun(record, Rerun.STRONGER)
+                await runner.rerun(record, request, conversation, reservation=reservation)
+            except Exception as error:
+                await answer_error(reply, error, what=f"a reaction re-run of job {record.job_id}")
+
+    # ------------------------------------------------------------------ Cancel
+    async def cancel_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
+        reply = self._reply(interaction)
+        record = self.client.store.get(job_id)
+        if record is None or not self._may_control(interaction, record):
+            await reply.say(texts.CANCEL_REFUSED_TEXT)
+            return
+        if await self.client.runner.cancel(job_id):
+            await reply.say(texts.CANCELLING)
+        else:
+            await reply.say(texts.ALREADY_FINISHED)
+
+    @staticmethod
+    def _may_control(interaction: discord.Interaction, record: JobRecord) -> bool:
+        permissions = getattr(interaction, "permissions", None)
+        moderator = bool(permissions and permissions.manage_messages)
+        return may_control(record, interaction.user.id, moderator=moderator)
+
+    # ------------------------------------------------------------------ Delete
+    async def delete_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Delete a result: its message, and the job's stored inputs; the record says ``deleted``.
+
+        Only its requester or a member with Manage Messages in the channel; anyone else is refused
+        privately. The press is acknowledged without a message (the picture disappearing is the
+        answer); a failure to delete is told privately.
+        """
+        reply = self._reply(interaction)
+        record = self.client.store.get(job_id)
+        if record is None or not self._may_control(interaction, record):
+            await reply.say(texts.UNKNOWN_JOB if record is None else texts.DELETE_REFUSED_TEXT)
+            return
+        await interaction.response.defer()  # a silent acknowledgement (deferred update)
+        told_after_defer = interaction_conversation(interaction, token_seconds=self.token_seconds)
+        message = interaction.message
+        try:
+            if message is not None:
+                await message.delete()
+        except discord.NotFound:
+            pass  # already gone: the inputs still go
+        except discord.HTTPException as error:
+            log.warning("could not delete the result of job %s: %s", job_id, error.status)
+            await told_after_defer.tell(texts.DELETE_FAILED)
+            return
+        try:
+            await self.client.runner.delete(record)
+        except Exception:  # the picture is gone; its stored copy still expires with the others
+            log.exception("job %s: result deleted, but its inputs or record could not be updated", job_id)
+            await told_after_defer.tell(texts.DELETED_BUT_KEPT)
+            return
+        log.info("job %s: result deleted by user %s", job_id, interaction.user.id)

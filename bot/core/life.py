@@ -1,0 +1,211 @@
+"""The life of one job while this bot process follows it: submitted (or resumed) to done or failed.
+
+:class:`JobLife` is the backend's observer for one job and the one place that decides how its
+record changes (queued → running → done | failed | cancelled) and what its user is told when it
+ends. How that is shown (a progress message, a result with buttons) is the
+:class:`JobMessages` given to it, which the Discord layer implements (:mod:`bot.chat.job_messages`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from nst_engine.errors import Cancelled
+
+from . import texts
+from .errors import Detached, JobCancelled, JobRefused, Undeliverable, friendly_error
+from .records import JobRecord, JobStatus, RecordChanges
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from nst_engine import Progress, Result, RunStats
+
+    from .backend import Backend
+    from .requests import JobRequest
+    from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Talk(Protocol):
+    """The user a job answers to, as the core sees them (the Discord layer's ``Conversation``)."""
+
+    @property
+    def user_id(self) -> int: ...
+
+    async def tell(self, text: str) -> None:
+        """A short notice to the user, privately where possible; never raises."""
+
+
+class JobMessages(Protocol):
+    """How one job shows itself to its user while it waits, runs and ends."""
+
+    async def open(self) -> int | None:
+        """Post the message that shows the queue position, progress and Cancel; its id, or None
+        when it cannot be posted."""
+
+    def resume(self) -> None:
+        """The job is followed again after a restart: its old progress message is not ours."""
+
+    def started(self) -> None:
+        """The job left the queue and is being painted."""
+
+    async def show_position(self) -> None:
+        """Show the job's place in line (read from the backend when the edit is made)."""
+
+    async def show_progress(self, progress: Progress) -> None: ...
+
+    async def post_result(self, result: Result) -> int:
+        """Post the finished picture; the result message's id. Raises :class:`Undeliverable`."""
+
+    async def finish(self, stats: RunStats) -> None:
+        """After the result is recorded: close the progress message, hint at the reaction."""
+
+    async def ended(self, text: str, *, stopped_by_shutdown: bool) -> None:
+        """Tell the user how the job failed or was cancelled (``text``)."""
+
+    async def tell(self, text: str) -> None: ...
+
+    async def announce(self, text: str) -> None:
+        """Say ``text`` to the user in the job's channel, naming them (no interaction left)."""
+
+
+class JobLife:
+    """One job, followed to its end; the backend calls its ``on_*`` methods on the event loop."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        request: JobRequest,
+        messages: JobMessages,
+        *,
+        store: JobStore,
+        backend: Backend,
+        resumed: bool = False,
+    ) -> None:
+        self.record = record
+        self.request = request
+        self.messages = messages
+        self.store = store
+        self.backend = backend
+        self.resumed = resumed
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    async def follow(self, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
+        """Submit (or resume) the job, then see it to its end."""
+        try:
+            future = await submit()
+        except JobRefused as refusal:  # the limits moved since the early check, or no service
+            await self.save(status=JobStatus.FAILED, error=str(refusal), finished_at=time.time())
+            await self.discard_inputs()
+            await self.messages.tell(str(refusal))
+            return
+        if self.resumed:
+            self.messages.resume()
+        else:
+            message_id = await self.messages.open()
+            if message_id is None:
+                await self._stop_unseen(future)
+                return
+            await self.save(progress_message_id=message_id)
+        try:
+            result = await future
+        except Detached:
+            log.info("job %s goes on without this bot process", self.job_id)
+            return
+        except BaseException as error:
+            await self.failed(error, stopped_by_shutdown=self.backend.stopped_by_shutdown(self.job_id))
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        await self.deliver(result)
+
+    async def _stop_unseen(self, future: asyncio.Future[Result]) -> None:
+        """The progress message could not be posted, so neither could the result: stop the job
+        and record it as failed (not left "running", which a restart would misreport)."""
+        await self.backend.cancel(self.job_id)
+        with contextlib.suppress(Exception):  # Cancelled, or whatever ended it first: it is over
+            await future
+        await self.save(
+            status=JobStatus.FAILED, error="the progress message could not be posted", finished_at=time.time()
+        )
+        await self.discard_inputs()
+        await self.messages.tell(texts.PROGRESS_NOT_POSTED)  # quietly: it may well fail too
+
+    # -- the record ----------------------------------------------------------------------------
+    async def save(self, **changes: Unpack[RecordChanges]) -> None:
+        """Update the job's record (in a thread: a locked database waits there, not on the loop);
+        a database that fails (locked, full) is logged, and the job goes on to tell its user how
+        it ended all the same."""
+        try:
+            await asyncio.to_thread(self.store.update, self.job_id, **changes)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not record %s for job %s: %s", sorted(changes), self.job_id, error)
+
+    def save_now(self, **changes: Unpack[RecordChanges]) -> None:
+        """:meth:`save` on the loop, for a change that must be visible before the next await."""
+        try:
+            self.store.update(self.job_id, **changes)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not record %s for job %s: %s", sorted(changes), self.job_id, error)
+
+    async def discard_inputs(self) -> None:
+        """Let go of the job's stored inputs (it failed or was cancelled: nothing can re-run it)."""
+        try:
+            await asyncio.to_thread(self.store.discard_inputs, self.record)
+        except (sqlite3.Error, OSError) as error:
+            log.error("could not delete the inputs of job %s: %s", self.job_id, error)
+
+    # -- observers (the backend calls them on the event loop) -----------------------------------
+    async def on_position(self, position: int) -> None:
+        del position  # read from the backend when the edit is made; see JobMessages.show_position
+        await self.messages.show_position()
+
+    def on_start(self) -> None:
+        self.messages.started()
+        self.save_now(status=JobStatus.RUNNING)
+
+    async def on_progress(self, progress: Progress) -> None:
+        await self.messages.show_progress(progress)
+
+    # -- endings -------------------------------------------------------------------------------
+    async def failed(self, error: BaseException, *, stopped_by_shutdown: bool) -> None:
+        cancelled = isinstance(error, (Cancelled, JobCancelled, asyncio.CancelledError))
+        if stopped_by_shutdown:
+            text = texts.SHUTDOWN_TEXT
+        else:
+            text = friendly_error(error, preset=self.request.preset)
+        if not cancelled:
+            log.error("job %s failed", self.job_id, exc_info=error)
+        await self.save(
+            status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
+            error=text,
+            finished_at=time.time(),
+        )
+        await self.discard_inputs()
+        await self.messages.ended(text, stopped_by_shutdown=stopped_by_shutdown)
+
+    async def deliver(self, result: Result) -> None:
+        try:
+            message_id = await self.messages.post_result(result)
+        except Undeliverable as error:
+            await self.failed(error, stopped_by_shutdown=False)
+            return
+        # At once, on the loop: a reaction or a button on the result needs its record from now on.
+        self.save_now(
+            status=JobStatus.DONE,
+            result_message_id=message_id,
+            stats=result.stats.to_dict(),
+            finished_at=time.time(),
+        )
+        await self.messages.finish(result.stats)

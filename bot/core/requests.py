@@ -1,0 +1,70 @@
+"""A request: what a user asked to be painted, and the engine parameters it maps to.
+
+A :class:`JobRequest` is stored as its record's ``params`` (:class:`~bot.core.records.JobParams`),
+so a re-run or a resumed job reads back exactly what was asked. Its ``kind`` says what sort of job
+it is; today every job paints a photo in a style (:attr:`JobKind.PAINT`), and a new kind (an
+upscale of a result, an animated picture) is a new member with its own mapping here and its own
+messages in the Discord layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nst_engine import StyleParams
+
+    from .records import JobParams
+    from .settings import Settings
+
+
+class JobKind(str, Enum):
+    """What a job makes."""
+
+    #: A photo painted in the style of a painting (an uploaded image or a preset).
+    PAINT = "paint"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to paint, as the user chose it; stored as the record's ``params``."""
+
+    strength: str = "normal"
+    size: str = "medium"
+    preserve_color: bool = False
+    seed: int = 0
+    preset: str | None = None
+    #: An input was marked as a spoiler: the previews and the result are too.
+    spoiler: bool = False
+    kind: JobKind = JobKind.PAINT
+
+    def to_dict(self) -> JobParams:
+        return {
+            "strength": self.strength,
+            "size": self.size,
+            "preserve_color": self.preserve_color,
+            "seed": self.seed,
+            "preset": self.preset,
+            "spoiler": self.spoiler,
+            "kind": self.kind.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JobParams) -> JobRequest:
+        """The request a record keeps; a field an older record lacks keeps its default."""
+        fields = dict(data)
+        kind = fields.pop("kind", JobKind.PAINT.value)
+        return cls(**fields, kind=JobKind(kind))  # type: ignore[arg-type]  # JobParams' keys are fields
+
+
+def style_params(settings: Settings, request: JobRequest) -> StyleParams:
+    """The engine parameters of one request: the settings' base with size and strength applied."""
+    base: StyleParams = settings.base_params()
+    return base.replace(
+        size=settings.sizes[request.size],
+        style_strength=base.style_strength * settings.strength_steps[request.strength],
+        preserve_color=request.preserve_color,
+        seed=request.seed,
+    )

@@ -1,0 +1,266 @@
+"""The job runner: the one place that decides the life of every job, wherever it is painted.
+
+:class:`JobRunner` reserves a user's place (:meth:`~JobRunner.reserve`), turns a request into a
+stored record and a job on the configured backend (:meth:`~JobRunner.start`), paints a record
+again (:meth:`~JobRunner.plan_rerun`, :meth:`~JobRunner.rerun`), follows again after a restart
+the jobs a remote backend still paints (:meth:`~JobRunner.recover`), and cancels and deletes
+jobs. Each job is then followed by a :class:`~bot.core.life.JobLife`. Nothing here knows
+Discord: the user is a :class:`~bot.core.life.Talk`, and a job's messages come from the
+:class:`Messenger` the Discord layer gives the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from . import texts
+from .backend import PaintJob
+from .errors import JobRefused, RerunRefused, friendly_error
+from .inputs import InputImage, load_input
+from .life import JobLife, JobMessages, Talk
+from .progress import preview_every
+from .records import JobRecord, JobStatus, new_job_id
+from .requests import JobRequest, style_params
+from .strength import Rerun, apply_rerun
+
+if TYPE_CHECKING:
+    from nst_engine import Result
+
+    from .admission import Reservation
+    from .backend import Backend
+    from .guild_settings import GuildSettingsStore
+    from .settings import Settings
+    from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: Threads that decode and encode pictures (uploads, stored inputs, results, previews): a few, so
+#: twenty photos arriving at once are decoded a few at a time instead of all at once (each decode
+#: and lossless WebP encode of a phone photo takes tens of MB while it runs).
+IMAGE_THREADS = min(4, os.cpu_count() or 1)
+
+T = TypeVar("T")
+
+
+class ImageThreads:
+    """The threads that decode and encode pictures, off the event loop."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=IMAGE_THREADS, thread_name_prefix="nst-images")
+
+    async def run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def close(self) -> None:
+        """Let the threads go once their work is done."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Messenger(Protocol):
+    """What the runner needs from the chat side: a job's messages, and its user after a restart."""
+
+    def job_messages(
+        self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool
+    ) -> JobMessages: ...
+
+    async def reach(self, record: JobRecord) -> Talk:
+        """The user of ``record``'s job, in its channel (no interaction survives a restart)."""
+
+
+class JobRunner:
+    """Starts, follows, re-runs, cancels, deletes and (after a restart) resumes jobs on one backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: JobStore,
+        backend: Backend,
+        guild_settings: GuildSettingsStore,
+        messenger: Messenger,
+        images: ImageThreads,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.guild_settings = guild_settings
+        self.messenger = messenger
+        self.images = images
+        #: Tasks following a job to its end (so ``close`` lets them say goodbye).
+        self.active: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_side(self) -> int:
+        """The longest side any job (or re-run) can paint: inputs are decoded and kept no larger."""
+        return max(self.settings.sizes.values())
+
+    def reserve(self, user_id: int) -> Reservation:
+        """A place for a new job of ``user_id``, taken before its inputs are fetched; raises the
+        :class:`JobRefused` it meets. Release it on every path (the job takes it over)."""
+        return self.backend.reserve(user_id)
+
+    async def cancel(self, job_id: str) -> bool:
+        return await self.backend.cancel(job_id)
+
+    # ------------------------------------------------------------------ new jobs
+    async def start(
+        self,
+        talk: Talk,
+        content: InputImage,
+        style: InputImage | None,
+        request: JobRequest,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+        reservation: Reservation | None = None,
+    ) -> None:
+        """Store, enqueue and follow one job until its result (or failure) is posted.
+
+        Inputs not stored yet are written (in a thread: a photo's file is written off the event
+        loop); a re-run's are shared with its job. The job takes over ``reservation``.
+        """
+        record = JobRecord(
+            job_id=new_job_id(),
+            user_id=talk.user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            params=request.to_dict(),
+        )
+        try:
+            await asyncio.to_thread(self.store.add_with_inputs, record, content, style)
+        except Exception as error:  # a full disk, a locked database: the user hears it at once
+            if not isinstance(error, JobRefused):
+                log.error("could not store job %s", record.job_id, exc_info=error)
+            await talk.tell(friendly_error(error))
+            return
+        params = style_params(self.settings, request)
+        job = PaintJob(
+            job_id=record.job_id,
+            user_id=record.user_id,
+            content=content.image,
+            style=None if style is None else style.image,
+            preset=request.preset,
+            params=params,
+            preview_every=preview_every(params.iterations, self.settings.preview_count),
+            preview_size=self.settings.preview_size,
+        )
+        life = self._life(talk, record, request, resumed=False)
+        await self._follow(life, lambda: self.backend.submit(job, life, reservation))
+
+    def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
+        """The one way a job is built from its record, new, re-run or resumed."""
+        messages = self.messenger.job_messages(talk, record, request, resumed=resumed)
+        return JobLife(record, request, messages, store=self.store, backend=self.backend, resumed=resumed)
+
+    # ------------------------------------------------------------------ re-runs
+    def plan_rerun(self, record: JobRecord, action: Rerun) -> JobRequest:
+        """The request that paints ``record`` again, changed by ``action`` (as the server is set
+        now); raises :class:`RerunRefused` when it cannot, as far as is known without loading the
+        inputs (already at the end of the levels, or the inputs expired)."""
+        request = JobRequest.from_dict(record.params)
+        changed = apply_rerun(request.strength, request.seed, action)
+        if changed is None:
+            raise RerunRefused(texts.already_at_end(action is Rerun.STRONGER))
+        paths = [record.content_path] if request.preset else [record.content_path, record.style_path]
+        if record.expired or not all(path and Path(path).is_file() for path in paths):
+            raise RerunRefused(texts.EXPIRED_TEXT)
+        strength, seed = changed
+        server = self.guild_settings.get(record.guild_id)
+        return JobRequest(
+            strength=strength,
+            size=server.clamp_size(request.size),
+            preserve_color=request.preserve_color,
+            seed=seed,
+            preset=request.preset,
+            spoiler=request.spoiler or server.spoilers,
+            kind=request.kind,
+        )
+
+    async def rerun(
+        self, record: JobRecord, request: JobRequest, talk: Talk, *, reservation: Reservation | None = None
+    ) -> None:
+        """Paint ``record``'s inputs again as ``request`` (from :meth:`plan_rerun`).
+
+        The new job shares ``record``'s stored inputs (they are decoded in a thread, never copied);
+        inputs gone since the plan raise :class:`RerunRefused`.
+        """
+        max_side = self.max_side
+        content_path = record.content_path
+        style_path = None if request.preset else record.style_path
+        content, style = await self.images.run(
+            lambda: (
+                load_input(content_path, max_side=max_side),
+                None if style_path is None else load_input(style_path, max_side=max_side),
+            )
+        )
+        if content is None or (style is None and not request.preset):
+            raise RerunRefused(texts.EXPIRED_TEXT)
+        await self.start(
+            talk,
+            InputImage(content, path=content_path),
+            None if style is None else InputImage(style, path=style_path),
+            request,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            reservation=reservation,
+        )
+
+    # ------------------------------------------------------------------ after a restart
+    async def recover(self) -> None:
+        """After a restart: follow again the jobs the backend still has, tell the others' users.
+
+        A job painted in the old process (the local backend) is lost: its user is asked to run
+        /stylize again. A job on remote workers goes on; its result is delivered to its channel.
+        """
+        try:
+            records = await asyncio.to_thread(self.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
+        except sqlite3.Error as error:
+            log.error("cannot read the jobs left by the previous run: %s", error)
+            return
+        for record in records:
+            talk = await self.messenger.reach(record)
+            life = self._life(talk, record, JobRequest.from_dict(record.params), resumed=True)
+            future = await self.backend.resume(record, life)
+            if future is None:
+                await life.save(
+                    status=JobStatus.FAILED,
+                    error="the bot restarted while this job ran",
+                    finished_at=time.time(),
+                )
+                await life.discard_inputs()
+                await life.messages.announce(texts.RESTARTED)
+                continue
+            log.info("following job %s again after a restart", record.job_id)
+            task = asyncio.create_task(self._follow(life, functools.partial(_ready, future)))
+            self.active.add(task)
+            task.add_done_callback(self.active.discard)
+
+    async def _follow(self, life: JobLife, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.active.add(task)
+        try:
+            await life.follow(submit)
+        finally:
+            if task is not None:
+                self.active.discard(task)
+
+    # ------------------------------------------------------------------ Delete
+    async def delete(self, record: JobRecord) -> None:
+        """Forget a result its user deleted: its stored inputs go at once (also where a re-run
+        shares them) and the record says ``deleted``. Blocks in a thread; raises what fails."""
+        await asyncio.to_thread(self.store.discard_inputs, record, everywhere=True)
+        await asyncio.to_thread(self.store.update, record.job_id, status=JobStatus.DELETED)
+
+
+async def _ready(future: asyncio.Future[Result]) -> asyncio.Future[Result]:
+    return future

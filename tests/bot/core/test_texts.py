@@ -1,0 +1,25 @@
+"""The sentences users read that carry values: the progress line, durations, queue positions."""
+
+from __future__ import annotations
+
+from bot.core.texts import format_duration, queued, render_bar, render_progress
+
+
+def test_bar_and_progress_line() -> None:
+    assert render_bar(0.5, width=10) == "[" + "\u2588" * 5 + "\u2591" * 5 + "]"
+    assert render_bar(2.0, width=4) == "[" + "\u2588" * 4 + "]"
+    line = render_progress(30, 120, elapsed=65, eta=None)
+    assert "30/120" in line and "(25%)" in line and "1m 05s" in line and "ETA ?" in line
+
+
+def test_durations() -> None:
+    assert format_duration(42) == "42s"
+    assert format_duration(185) == "3m 05s"
+    assert format_duration(3720) == "1h 02m"
+    assert format_duration(None) == "?"
+
+
+def test_queued() -> None:
+    assert "1 job ahead" in queued(1)
+    assert "3 jobs ahead" in queued(3)
+    assert "Starting" in queued(0)

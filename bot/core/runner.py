@@ -166,7 +166,11 @@ class JobRunner:
         """The request that paints ``record`` again, changed by ``action`` (as the server is set
         now); raises :class:`RerunRefused` when it cannot, as far as is known without loading the
         inputs (already at the end of the levels, or the inputs expired)."""
-        request = JobRequest.from_dict(record.params)
+        try:
+            request = JobRequest.from_dict(record.params)
+        except ValueError as error:  # a kind of job a newer version wrote
+            log.warning("cannot re-run job %s, which this version cannot read: %s", record.job_id, error)
+            raise RerunRefused(texts.UNKNOWN_JOB) from None
         changed = apply_rerun(request.strength, request.seed, action)
         if changed is None:
             raise RerunRefused(texts.already_at_end(action is Rerun.STRONGER))
@@ -227,8 +231,13 @@ class JobRunner:
             log.error("cannot read the jobs left by the previous run: %s", error)
             return
         for record in records:
+            try:
+                request = JobRequest.from_dict(record.params)
+            except ValueError as error:  # a kind of job a newer version wrote: left for it
+                log.warning("not recovering job %s, which this version cannot read: %s", record.job_id, error)
+                continue
             talk = await self.messenger.reach(record)
-            life = self._life(talk, record, JobRequest.from_dict(record.params), resumed=True)
+            life = self._life(talk, record, request, resumed=True)
             future = await self.backend.resume(record, life)
             if future is None:
                 await life.save(

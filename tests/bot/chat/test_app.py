@@ -93,3 +93,30 @@ async def test_close_stops_jobs_and_tells_their_users(tmp_path) -> None:
         assert "restarting" in (record.error or "") and record.finished_at is not None
     finally:
         store.close()
+
+
+async def test_a_job_of_an_unknown_kind_does_not_stop_the_recovery_of_the_others(tmp_path) -> None:
+    """A record a newer version wrote (a kind this one does not know) is left alone, the rest recovered."""
+    settings = tiny_settings(tmp_path)
+    store = JobStore(settings.database_path, settings.inputs_dir)
+    for job_id, params in (("0" * 16, {"kind": "made-by-a-newer-version"}), ("1" * 16, {})):
+        store.add(
+            JobRecord(
+                job_id=job_id, user_id=42, guild_id=1, channel_id=7, params=params, status=JobStatus.RUNNING
+            )
+        )
+    store.close()
+    bot = NSTBot(settings)
+    channel = make_channel()
+    bot.get_channel = MagicMock(return_value=channel)
+    bot.wait_until_ready = AsyncMock()
+    try:
+        await bot.setup_hook()
+        await wait_for(lambda: channel.send.await_count == 1)
+        assert bot.store.get("1" * 16).status is JobStatus.FAILED
+        assert bot.store.get("0" * 16).status is JobStatus.RUNNING
+        await asyncio.wait_for(bot.model_ready.wait(), 60)
+    finally:
+        bot._purge_task.cancel()
+        await bot.queue.shutdown()
+        bot.store.close()

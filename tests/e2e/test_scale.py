@@ -227,6 +227,7 @@ async def test_worker_killed_mid_job_completes_on_the_other(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a 1500-iteration job: minutes on a loaded 2-core machine
 async def test_bot_killed_mid_job_delivers_after_restart(
     fake_discord: FakeDiscord, make_settings, config_dir: Path, tmp_path: Path, queue_url: str
 ) -> None:
@@ -238,7 +239,7 @@ async def test_bot_killed_mid_job_delivers_after_restart(
     await crash_bot_mid_job(fake_discord, environment, log_path)
     assert "test-secret" not in log_path.read_text(errors="replace"), "the Redis password must not be logged"
     async with started(settings, fake_discord) as bot:
-        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=120)
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=400)
         assert result.channel_id == fake_discord.channel.id
         assert fake_discord.alice.mention in result.text()
         [record] = bot.store.with_status(JobStatus.DONE)

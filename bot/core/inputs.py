@@ -1,20 +1,21 @@
 """A job's inputs: an upload decoded and prepared for keeping, and a stored input read back.
 
-Each input is stored once, no larger than the largest output size, as the file the user sent or
-as lossless WebP, whichever is smaller; a re-run's job refers to the same files
+Each input is stored once, no larger than the largest output size, without metadata (no
+EXIF/GPS, XMP or comments), as the JPEG the user sent or as lossless WebP, whichever is smaller;
+a re-run's job refers to the same files
 (:class:`~bot.core.store.JobStore` writes and deletes them). Everything here blocks for a while on
 a photo: call it in a thread.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from nst_engine.imaging import decode_image
+from nst_engine.metadata import without_metadata
 
 
 @dataclass(eq=False)
@@ -34,18 +35,14 @@ class InputImage:
 
 def prepare_input(data: bytes, *, max_side: int, max_pixels: int, max_bytes: int) -> InputImage:
     """Decode an upload (shrunk to ``max_side`` while decoding) and choose what to keep of it:
-    the original file when it is no larger than ``max_side`` and smaller than the decoded
-    picture as lossless WebP, else that WebP. Blocks for a while on a photo: call it in a thread.
-    Raises :class:`~nst_engine.errors.InvalidImage`.
+    the sent JPEG without its metadata when it shows the decoded picture as it is and is smaller
+    than that picture as lossless WebP, else that WebP; never EXIF (GPS), XMP or comments
+    (:func:`nst_engine.metadata.without_metadata`). Blocks for a while on a photo: call it in a
+    thread. Raises :class:`~nst_engine.errors.InvalidImage`.
     """
     image = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes, max_side=max_side)
-    webp = io.BytesIO()
-    image.save(webp, format="WEBP", lossless=True, quality=80, method=4)
-    with Image.open(io.BytesIO(data)) as original:  # the header only: its size and format
-        fits, extension = max(original.size) <= max_side, (original.format or "bin").lower()
-    if fits and len(data) <= webp.tell():
-        return InputImage(image, data=data, extension=extension)
-    return InputImage(image, data=webp.getvalue(), extension="webp")
+    kept = without_metadata(data, image)
+    return InputImage(image, data=kept.data, extension=kept.extension)
 
 
 def load_input(path: str | None, *, max_side: int) -> Image.Image | None:

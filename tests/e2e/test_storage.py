@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import os
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import bot.core.store as store_module
 from bot.core.settings import Settings
@@ -21,6 +24,7 @@ from bot.core.texts import DATABASE_BUSY_TEXT, DISK_FULL_TEXT
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under
 from tests.fakediscord import FakeDiscord
+from tests.helpers.images import LOCATION_MARKERS, jpeg_with_location
 
 
 async def test_simultaneous_requests_over_the_limit_are_refused_before_any_download(
@@ -143,3 +147,41 @@ async def test_a_locked_database_is_told_on_every_path(
         assert files_under(settings.inputs_dir) == stored, "the refused job's files were removed"
         await fake_discord.click(first, "Stronger", user=fake_discord.alice)
         await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=60)
+
+
+def read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def scan_data(jpeg: bytes) -> bytes:
+    """A JPEG's compressed picture: from its first start-of-scan marker to its end."""
+    start = jpeg.index(b"\xff\xda")
+    return jpeg[start : jpeg.index(b"\xff\xd9", start) + 2]
+
+
+async def test_a_phone_photo_and_painting_are_stored_without_their_location(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    """Photos small enough to keep as sent were kept with their EXIF GPS block for the retention
+    period. Now the stored JPEG keeps its compressed picture byte for byte and no metadata, and a
+    photo that only EXIF turned upright is stored upright, as lossless WebP."""
+    settings = make_settings(iterations=2)
+    upright, turned = jpeg_with_location(48, 40), jpeg_with_location(40, 48, orientation=6)
+    async with started(settings, fake_discord) as bot:
+        uploads = {
+            "content": fake_discord.make_attachment(upright, "IMG_0001.jpg", content_type="image/jpeg"),
+            "style": fake_discord.make_attachment(turned, "IMG_0002.jpg", content_type="image/jpeg"),
+        }
+        await fake_discord.slash_command("stylize", uploads, user=fake_discord.alice)
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
+        record = bot.store.by_result_message(result.id)
+        assert record is not None and record.content_path and record.style_path
+    assert files_under(settings.inputs_dir) == {Path(record.content_path), Path(record.style_path)}
+    content, style = read_file(record.content_path), read_file(record.style_path)
+    for stored in (content, style):
+        assert not [marker for marker in LOCATION_MARKERS if marker in stored]
+        with Image.open(io.BytesIO(stored)) as image:
+            assert not image.getexif() and "comment" not in image.info
+    assert scan_data(content) == scan_data(upright) and len(content) < len(upright), "not recompressed"
+    with Image.open(io.BytesIO(style)) as kept_style:
+        assert kept_style.format == "WEBP" and kept_style.size == (48, 40), "upright"

@@ -13,16 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import tempfile
 import traceback
 import urllib.parse
 from collections.abc import Sequence
+from pathlib import Path
 
 import discord
 
+from .chat.data_dir_lock import hold_data_dir
 from .chat.failures import Connection, classify, settings_failure
 from .chat.startup import connect, login, reach_queue, require_data_dir
 from .core.settings import TOKEN_ENV, Settings, SettingsError, load_settings
@@ -132,19 +136,22 @@ async def sync_commands(settings: Settings, guild_id: int | None, started: HoldU
     from .chat.app import NSTBot
 
     require_data_dir(settings)
-    bot = NSTBot(settings, commands_only=True)
-    await reach_queue(settings)
-    async with bot:
-        await login(bot, settings)  # runs setup_hook, which builds the command tree
-        started.release()
-        if guild_id is not None:
-            guild = discord.Object(id=guild_id)
-            bot.tree.copy_global_to(guild=guild)
-            synced = await bot.tree.sync(guild=guild)
-            print(f"synced {len(synced)} command(s) to guild {guild_id}")
-        else:
-            synced = await bot.tree.sync()
-            print(f"synced {len(synced)} command(s) globally (may take up to an hour to appear)")
+    # The commands need nothing from the data dir; a scratch one keeps a sync run beside the bot
+    # off its files (opening the job store there would delete the bot's writes in progress).
+    with tempfile.TemporaryDirectory(prefix="nst-bot-sync-") as scratch:
+        bot = NSTBot(dataclasses.replace(settings, data_dir=Path(scratch)), commands_only=True)
+        await reach_queue(settings)
+        async with bot:
+            await login(bot, settings)  # runs setup_hook, which builds the command tree
+            started.release()
+            if guild_id is not None:
+                guild = discord.Object(id=guild_id)
+                bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+                print(f"synced {len(synced)} command(s) to guild {guild_id}")
+            else:
+                synced = await bot.tree.sync()
+                print(f"synced {len(synced)} command(s) globally (may take up to an hour to appear)")
     return 0
 
 
@@ -152,6 +159,7 @@ async def run_bot(settings: Settings, started: HoldUntilStarted) -> int:
     from .chat.app import NSTBot
 
     require_data_dir(settings)
+    hold_data_dir(settings.data_dir)  # one bot per data dir: a second one stops here (exit 2)
     bot = NSTBot(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

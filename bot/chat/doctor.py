@@ -43,6 +43,7 @@ from nst_engine.presets import (
 from ..core.settings import ENV_PREFIX, TOKEN_ENV, Settings, SettingsError, load_settings, redact_url
 from ..core.store import MIN_FREE_BYTES  # below it a directory fails its check, and the bot stores no input
 from .command_check import Check, commands_check
+from .data_dir_lock import running_bot_note
 from .failures import (
     CONFIGURATION,
     ENVIRONMENT,
@@ -90,7 +91,10 @@ def run_checks(guild_id: int | None, *, on_settings: Callable[[Settings], object
         if settings.queue_url
         else ("model", lambda: [_model_check(settings)]),
         ("presets", lambda: [_preset_check(settings)]),
-        ("data dir", lambda: [_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR")]),
+        (
+            "data dir",
+            lambda: [_directory_check("data dir", settings.data_dir, "NST_BOT_DATA_DIR", running_bot_note)],
+        ),
         ("cache dir", lambda: [_directory_check("cache dir", cache_dir, cache_variable)]),
     ]
     for name, step in steps:
@@ -263,8 +267,11 @@ def _cache_dir(settings: Settings) -> tuple[Path, str]:
     return default_cache_dir(), "NST_CACHE_DIR"
 
 
-def _directory_check(name: str, path: Path, variable: str) -> Check:
-    """Usable as the bot's start demands (writable, or creatable), and with room to spare."""
+def _directory_check(
+    name: str, path: Path, variable: str, note: Callable[[Path], str] = lambda path: ""
+) -> Check:
+    """Usable as the bot's start demands (writable, or creatable), and with room to spare;
+    ``note`` adds to a ✓ what else is true of ``path`` (a bot running on the data dir)."""
     directory = inspect_directory(path, variable)
     if directory.failure is not None:
         return Check(name, failure=directory.failure)
@@ -278,7 +285,7 @@ def _directory_check(name: str, path: Path, variable: str) -> Check:
                 ENVIRONMENT,
             ),
         )
-    return Check(name, f"{directory.path} {directory.state}, {_size(free)} free")
+    return Check(name, f"{directory.path} {directory.state}, {_size(free)} free{note(directory.path)}")
 
 
 def _size(count: int) -> str:

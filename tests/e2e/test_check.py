@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from bot.chat.doctor import _queue_check
 from bot.chat.failures import Connection
 from bot.chat.startup import login
 from bot.core.settings import Settings
-from tests.e2e.entry_point import Run, base_environment, closed_port, run
+from tests.e2e.entry_point import Run, base_environment, closed_port, finish, run, start
 from tests.fakediscord import FakeDiscord, FaultRule
 from tests.helpers.redis_server import RedisServer
 
@@ -80,6 +81,32 @@ async def test_all_well(
     assert not (tmp_path / "fresh-data").exists(), "the check must not create the data dir"
     assert fake_discord.identifies == [], "the check must not open the gateway"
     assert done.stderr == "", "no log records, no voice warnings, no traceback: only the report"
+
+
+async def test_a_bot_running_on_the_data_dir_is_a_note_not_a_failure(
+    fake_discord: FakeDiscord, environment: dict[str, str], config_dir: Path, tmp_path: Path
+) -> None:
+    """Checking a working set-up while its bot runs: every line ✓ (exit 0), and the data dir line
+    names the running bot, which a second bot on that directory would stop at."""
+    await sync(fake_discord, config_dir, tmp_path)
+    running = await start([], environment)
+    try:
+        await fake_discord.wait_for(lambda: fake_discord.connected, timeout=90)
+        done = await run(["check", "--guild", str(fake_discord.guild_id)], environment)
+        assert running.returncode is None, "the check leaves the bot alone"
+    finally:
+        if running.returncode is None:
+            running.send_signal(signal.SIGTERM)
+    assert (await finish(running)).returncode == 0
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    found = lines(done)
+    assert list(found) == CHECKS and all(line.startswith("✓ ") for line in found.values()), done.stdout
+    assert re.fullmatch(
+        rf"✓ data dir: {re.escape(environment['NST_BOT_DATA_DIR'])} writable, \S+ \S+ free; another nst-bot "
+        rf"\(pid {running.pid}, started \d\d:\d\d\) is running on it \(a second bot needs another "
+        r"NST_BOT_DATA_DIR\)",
+        found["data dir"],
+    ), found["data dir"]
 
 
 async def test_local_failures_and_changed_commands(

@@ -259,3 +259,27 @@ async def test_a_data_dir_that_cannot_be_created(environment: dict[str, str], tm
         "user, or point NST_BOT_DATA_DIR at a writable directory",
         2,
     )
+
+
+async def test_a_second_bot_on_the_same_data_dir_stops_with_one_line_naming_the_first(
+    fake_discord: FakeDiscord, environment: dict[str, str]
+) -> None:
+    """Its start-up recovery would otherwise take the first bot's running jobs for crash leftovers."""
+    first = await start([], environment)
+    try:
+        await fake_discord.wait_for(lambda: fake_discord.connected, timeout=90)
+        second = await run([], environment)
+        line = the_only_line(second, 2)
+        assert re.fullmatch(
+            rf"nst-bot: another nst-bot \(pid {first.pid}, started \d\d:\d\d\) is using the data dir "
+            rf"{re.escape(environment['NST_BOT_DATA_DIR'])}; "
+            "stop it or give this one another NST_BOT_DATA_DIR",
+            line,
+        ), line
+        assert first.returncode is None and fake_discord.connected, "the first bot runs on"
+        assert len(fake_discord.identifies) == 1, "the second never reached the gateway"
+    finally:
+        if first.returncode is None:
+            first.send_signal(signal.SIGTERM)
+    done = await finish(first)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -16,6 +16,11 @@ from tests.helpers import REPO_ROOT
 
 
 async def test_nst_bot_sync_to_a_guild(fake_discord: FakeDiscord, config_dir: Path, tmp_path: Path) -> None:
+    """It may run beside the bot: it takes no data dir lock and leaves the data dir's files alone
+    (opening the job store there deleted a running bot's input write in progress)."""
+    in_progress = tmp_path / "sync-data" / "inputs" / ".job-content-1234.jpeg.x7.part"
+    in_progress.parent.mkdir(parents=True)
+    in_progress.write_bytes(b"half a photo")
     environment = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -42,6 +47,8 @@ async def test_nst_bot_sync_to_a_guild(fake_discord: FakeDiscord, config_dir: Pa
     assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
     assert b"synced" in stdout
     assert fake_discord.identifies == [], "syncing must not open the gateway"
+    assert in_progress.read_bytes() == b"half a photo"
+    assert sorted(path.name for path in (tmp_path / "sync-data").iterdir()) == ["inputs"]
 
     commands = {c["name"]: c for c in fake_discord.guild_commands[fake_discord.guild_id]}
     assert {"stylize", "presets"} <= set(commands)

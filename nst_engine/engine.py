@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import device as devices
-from . import vgg
+from . import tiling, timebudget, vgg
 from .cache import StyleTargetCache
 from .errors import Cancelled, InvalidImage, ParameterError
 from .eta import EtaModel
@@ -48,6 +48,9 @@ PYRAMID_MIN_SIDE = 128
 LBFGS_HISTORY_BYTES = 1 << 30
 #: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
 TOP_LEVEL_SHARE = 0.22
+#: A run continued from an earlier result (``start_from``) gives each new level this share of the
+#: iterations it would get in a run from scratch (see ``continued_iterations``).
+CONTINUE_SHARE = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,20 @@ class Progress:
     elapsed: float  #: seconds since the run started (model load excluded)
     eta: float | None  #: estimated seconds left, None until there is enough data
     preview: Image.Image | None = None  #: a small RGB preview, every ``preview_every`` steps
+    #: Share of the run done by time: elapsed / (elapsed + eta), never going back, 1.0 at the end.
+    #: None in a report made without it (then ``fraction`` counts iterations).
+    time_fraction: float | None = None
 
     @property
     def fraction(self) -> float:
+        """How much of the run is done, 0..1, for progress bars: by time once the ETA is known.
+
+        Iterations are a poor measure: a default run spends half of them at the coarsest level,
+        where one costs a sixteenth of one at full size, so a count reached 50% after 14 s of a
+        94 s job and then crawled.
+        """
+        if self.time_fraction is not None:
+            return self.time_fraction
         return self.step / self.total if self.total else 1.0
 
 
@@ -130,6 +144,7 @@ def stylize(
     preview_every: int = 0,
     preview_size: int = 256,
     style_cache: StyleTargetCache | None = None,
+    start_from: Image.Image | None = None,
 ) -> Result:
     """Paint ``content`` in the style of ``styles``. Blocking; run it in a worker thread.
 
@@ -137,6 +152,12 @@ def stylize(
     loss evaluation and makes the run raise :class:`~nst_engine.errors.Cancelled`;
     ``preview_every`` > 0 attaches a preview image (longest side ``preview_size``) every N steps and
     at the end of each pyramid level; ``style_cache`` reuses style Gram targets across runs.
+
+    ``start_from`` continues an earlier result of the same photo (e.g. a 512 px painting to paint
+    at 1024 px): only the pyramid levels larger than it are painted, starting from it upsampled
+    with the photo's detail added back, against style targets at the new size (see
+    ``continued_iterations``). It must have the photo's aspect ratio (up to rounding) and be at
+    most ``params.size``; otherwise :class:`~nst_engine.errors.ParameterError`.
     """
     params = params or StyleParams()
     style_images = [s.image if isinstance(s, StyleImage) else s for s in styles]
@@ -148,6 +169,8 @@ def stylize(
     if preview_every < 0:
         raise ParameterError("preview_every", "must be 0 (off) or a positive number of steps")
     blend = params.style_blend_for(len(style_images))
+    if start_from is not None:
+        check_start_from(content.size, start_from, params.size)
     setup = devices.resolve(params.device, params.precision)
     model = vgg.get_model(params.weights, params.pooling, setup.device)
     run = _Run(
@@ -162,8 +185,38 @@ def stylize(
         preview_every=preview_every,
         preview_size=preview_size,
         style_cache=style_cache,
+        start_from=None if start_from is None else start_from.convert("RGB"),
     )
     return run.execute()
+
+
+def check_start_from(photo_size: tuple[int, int], start_from: Image.Image, size: int) -> None:
+    """Refuse an earlier result that is not of this photo's shape, or larger than the new size.
+
+    An earlier result of the photo at longest side L is ``scaled_dimensions(photo, L)``: anything
+    more than a pixel off that (rounding) is another picture, or a crop.
+    """
+    if not isinstance(start_from, Image.Image):
+        raise ParameterError("start_from", f"expected a PIL image, got {type(start_from).__name__}")
+    width, height = start_from.size
+    expected = scaled_dimensions(*photo_size, max(width, height))
+    if abs(expected[0] - width) > 1 or abs(expected[1] - height) > 1:
+        raise ParameterError(
+            "start_from",
+            f"the earlier result is {width}×{height} but the photo is {photo_size[0]}×{photo_size[1]}; "
+            "continue from a result of this photo (same aspect ratio)",
+        )
+    if max(width, height) > size:
+        raise ParameterError(
+            "start_from",
+            f"the earlier result ({width}×{height}) is larger than the size asked for ({size} px)",
+        )
+
+
+def continued_iterations(counts: Sequence[int]) -> list[int]:
+    """Iterations of the levels a continued run paints: ``CONTINUE_SHARE`` of those they get in a
+    run from scratch (``counts``), at least one each."""
+    return [max(1, round(n * CONTINUE_SHARE)) for n in counts]
 
 
 # ---------------------------------------------------------------------------- the run
@@ -177,6 +230,8 @@ class _Level:
     style_targets: dict[str, torch.Tensor]
     content_image: torch.Tensor  # what the content looks like at this level (luminance if preserving)
     forward_seconds: float = 0.0  #: one warm forward pass at this size (the ETA's cost ratio of levels)
+    #: The tiles an evaluation is split into when it does not fit the memory budget; () = whole.
+    tiles: tuple[tiling.Tile, ...] = ()
 
     @property
     def pixels(self) -> int:
@@ -236,7 +291,14 @@ def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Te
     return (upsampled + (content - blurred_content)).clamp(0, 255)
 
 
+class _OutOfTime(Exception):
+    """The time budget has no room for another evaluation at this level."""
+
+
 class _Run:
+    #: The clock every timing of a run reads (tests put a simulated one here).
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
+
     def __init__(
         self,
         *,
@@ -251,6 +313,7 @@ class _Run:
         preview_every: int,
         preview_size: int,
         style_cache: StyleTargetCache | None,
+        start_from: Image.Image | None = None,
     ) -> None:
         self.model = model
         self.setup = setup
@@ -270,6 +333,14 @@ class _Run:
         self.current: torch.Tensor | None = None  # the picture being optimised, for previews
         #: Precision of the loss evaluations: the run's, until reduced precision stalls a level.
         self.loss_setup = setup
+        self.start_from = start_from
+        #: Clock time by which the run must end (``params.time_budget``), and what an evaluation at
+        #: the current level costs: no evaluation starts that would end after the deadline.
+        self.deadline: float | None = None
+        self.evaluation_seconds = 0.0
+        #: The lowest-loss picture of the current level (kept under a time budget; see ``_OutOfTime``).
+        self.best: tuple[float, torch.Tensor] | None = None
+        self.reported_fraction = 0.0
 
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
@@ -297,8 +368,11 @@ class _Run:
         with devices.no_grad_autocast(self.setup):
             return {k: v.float() for k, v in self.model(image).items()}
 
-    def _style_targets(self, dims: tuple[int, int], content_image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Blended Gram targets of all style images at the level's scale."""
+    def _style_targets(
+        self, dims: tuple[int, int], content_image: torch.Tensor, tiled: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Blended Gram targets of all style images at the level's scale (``tiled``: computed in
+        tiles, when the level is painted in tiles)."""
         blended: dict[str, torch.Tensor] = {}
         longest = max(dims)
         for style, weight in zip(self.styles, self.blend, strict=True):
@@ -309,12 +383,12 @@ class _Run:
             tensor = image_to_tensor(image, self.device)
             if self.params.preserve_color:
                 tensor = luminance_as_rgb(tensor, match=content_image)
-            grams = self._cached_grams(tensor)
+            grams = self._cached_grams(tensor, tiled)
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram.to(self.device)
         return blended
 
-    def _cached_grams(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _cached_grams(self, tensor: torch.Tensor, tiled: bool = False) -> dict[str, torch.Tensor]:
         key = None
         if self.style_cache is not None:
             pixels = tensor.round().clamp(0, 255).to(torch.uint8).cpu().numpy().tobytes()
@@ -327,8 +401,12 @@ class _Run:
             if cached is not None and set(cached) == set(vgg.STYLE_LAYERS):
                 self.cached_targets += 1
                 return cached
-        features = self._features(tensor)
-        grams = {name: gram_matrix(features[name]) for name in vgg.STYLE_LAYERS}
+        tiles = self._tiles(tensor.shape[3], tensor.shape[2]) if tiled else ()
+        if tiles:
+            grams = tiling.tiled_grams(self._features, tensor, tiles, vgg.STYLE_LAYERS)
+        else:
+            features = self._features(tensor)
+            grams = {name: gram_matrix(features[name]) for name in vgg.STYLE_LAYERS}
         if self.style_cache is not None and key is not None:
             self.style_cache.store(key, grams)
         return grams
@@ -336,13 +414,27 @@ class _Run:
     def _prepare_levels(self) -> list[_Level]:
         sizes = self._level_sizes()
         counts = split_iterations(self.params.iterations, len(sizes))
+        if self.start_from is not None:  # paint only the levels larger than the earlier result
+            earlier = max(self.start_from.size)
+            new = [i for i, dims in enumerate(sizes) if max(dims) > earlier] or [len(sizes) - 1]
+            sizes = [sizes[i] for i in new]
+            counts = continued_iterations([counts[i] for i in new])
+        self.memory_budget = tiling.memory_budget_bytes(self.params.memory_budget, self.device)
+        self.memory_at_start = tiling.memory_in_use(self.device)
+        timed = len(sizes) > 1 or self.params.time_budget is not None
         levels = []
         for index, (dims, count) in enumerate(zip(sizes, counts, strict=True)):
             self._check_cancel()
             content_image = image_to_tensor(resize(self.content, dims), self.device)
             if self.params.preserve_color:
                 content_image = luminance_as_rgb(content_image)
-            content_target = self._features(content_image)[vgg.CONTENT_LAYERS[0]]
+            tiles = self._tiles(*dims)
+            if tiles:
+                content_target = tiling.tiled_feature_map(
+                    self._features, content_image, tiles, vgg.CONTENT_LAYERS[0]
+                )
+            else:
+                content_target = self._features(content_image)[vgg.CONTENT_LAYERS[0]]
             levels.append(
                 _Level(
                     index=index,
@@ -350,14 +442,42 @@ class _Run:
                     height=dims[1],
                     iterations=count,
                     content_target=content_target,
-                    style_targets=self._style_targets(dims, content_image),
+                    style_targets=self._style_targets(dims, content_image, tiled=bool(tiles)),
                     content_image=content_image,
-                    forward_seconds=self._timed_forward(content_image) if len(sizes) > 1 else 0.0,
+                    forward_seconds=self._timed_forward(content_image, tiles) if timed else 0.0,
+                    tiles=tiles,
                 )
             )
+            if tiles:
+                log.info(
+                    "level %d (%dx%d) is painted in %d tiles to fit the memory budget",
+                    index + 1,
+                    *dims,
+                    len(tiles),
+                )
         return levels
 
-    def _timed_forward(self, image: torch.Tensor) -> float:
+    def _tiles(self, width: int, height: int) -> tuple[tiling.Tile, ...]:
+        """The tiles an evaluation at this size is split into to fit the memory budget; () = whole.
+
+        Planned with fp32's memory whatever the run's precision: a level that stalls in reduced
+        precision goes on in fp32 (``_optimise_lbfgs``).
+        """
+        if self.memory_budget is None:
+            return ()
+        state = tiling.level_state_bytes(width, height, lbfgs_history(3 * width * height))
+        available = tiling.available_for_evaluation(self.memory_budget, self.memory_at_start, state)
+        if available <= 0:
+            raise ParameterError(
+                "memory_budget",
+                f"{self.memory_budget / (1 << 30):.1f} GiB cannot hold a {width}×{height} picture "
+                f"(about {(self.memory_at_start + state) / (1 << 30) * (1 + tiling.BUDGET_HEADROOM):.1f} GiB "
+                "before any tile); allow more memory or ask for a smaller size",
+            )
+        tiles = tiling.plan_tiles(width, height, available, "fp32")
+        return tuple(tiles) if len(tiles) > 1 else ()
+
+    def _timed_forward(self, image: torch.Tensor, tiles: Sequence[tiling.Tile] = ()) -> float:
         """Seconds of a second, warm forward pass at this size (the first paid the size's set-up).
 
         The ETA predicts a level it has not reached from one it has, by the ratio of these: how a
@@ -365,11 +485,19 @@ class _Run:
         sizes on a GPU or a busy CPU), so it is measured here rather than assumed. It costs one
         forward pass per level, under 1% of a pyramid run.
         """
+        if tiles:  # time the largest tile, scaled to the whole picture's pixels
+            largest = max(tiles, key=lambda tile: tile.crop_pixels)
+            return (
+                self._timed_forward(largest.crop(image))
+                * image.shape[2]
+                * image.shape[3]
+                / largest.crop_pixels
+            )
         devices.synchronize(self.device)
-        started = time.perf_counter()
+        started = self.clock()
         self._features(image)
         devices.synchronize(self.device)
-        return time.perf_counter() - started
+        return self.clock() - started
 
     def _initial_image(self, level: _Level) -> torch.Tensor:
         params = self.params
@@ -405,6 +533,51 @@ class _Run:
         self.last_losses = (c.detach(), s.detach(), t.detach(), total.detach())
         return total
 
+    def _loss_and_backward(self, image: torch.Tensor, level: _Level, weight: float) -> torch.Tensor:
+        """``weight`` x the level's loss at ``image``, its gradient accumulated into the leaf that
+        ``image`` comes from: in one pass, or tile by tile (``tiling.tiled_losses``)."""
+        if self.deadline is not None and self.clock() + self.evaluation_seconds > self.deadline:
+            raise _OutOfTime()
+        started = self.clock()
+        if not level.tiles:
+            loss = self._loss(image, level) * weight
+            loss.backward()
+        else:
+            loss = self._tiled_loss(image, level, weight)
+        if self.deadline is not None:
+            self.evaluation_seconds = self.clock() - started
+            value = float(loss)
+            if self.best is None or value < self.best[0]:
+                self.best = (value, image.detach().clone())
+        return loss
+
+    def _tiled_loss(self, image: torch.Tensor, level: _Level, weight: float) -> torch.Tensor:
+        p = self.params
+        parts = tiling.tiled_losses(
+            model=self.model,
+            autocast=self.loss_setup.autocast,
+            image=image,
+            tiles=level.tiles,
+            content_layer=vgg.CONTENT_LAYERS[0],
+            content_target=level.content_target,
+            style_targets=level.style_targets,
+            feature_scale=self.model.feature_scale,
+            content_weight=p.content_weight,
+            style_weight=p.style_weight * p.style_strength,
+            check_cancel=self._check_cancel,
+        )
+        leaf = image.detach().requires_grad_(True)
+        t = p.tv_weight * tv_loss(leaf)
+        t.backward()
+        assert leaf.grad is not None
+        image.backward((parts.gradient + leaf.grad) * weight)
+        c = p.content_weight * parts.content
+        s = p.style_weight * p.style_strength * parts.style
+        total = c + s + t.detach()
+        self.evaluations += 1
+        self.last_losses = (c, s, t.detach(), total)
+        return total * weight
+
     def _optimise(
         self, image: torch.Tensor, level: _Level, on_iteration: Callable[[int], None]
     ) -> torch.Tensor:
@@ -414,7 +587,11 @@ class _Run:
             optimizer = torch.optim.Adam([image], lr=self.params.adam_lr)
             for step in range(1, level.iterations + 1):
                 optimizer.zero_grad(set_to_none=True)
-                self._loss(image, level).backward()
+                try:
+                    self._loss_and_backward(image, level, 1.0)
+                except _OutOfTime:
+                    on_iteration(level.iterations)  # the rest counts as done for progress
+                    break
                 optimizer.step()
                 on_iteration(step)
             return image.detach()
@@ -438,8 +615,18 @@ class _Run:
         """
         unit = float(image.numel())
         z = (image.detach() / unit).requires_grad_(True)
-        done = 0
         self.loss_setup = self.setup  # each level starts in the run's precision
+        self.best = None
+        try:
+            return self._lbfgs_passes(z, unit, level, on_iteration)
+        except _OutOfTime:
+            on_iteration(level.iterations)  # the rest counts as done for progress
+            return self.best[1] if self.best is not None else (z * unit).detach()
+
+    def _lbfgs_passes(
+        self, z: torch.Tensor, unit: float, level: _Level, on_iteration: Callable[[int], None]
+    ) -> torch.Tensor:
+        done = 0
         while done < level.iterations:
             finished = self._lbfgs_pass(z, level, unit, level.iterations - done, done, on_iteration)
             done += finished
@@ -497,9 +684,7 @@ class _Run:
             self.current = current
             # The losses are means, so their gradients are tiny; L-BFGS's curvature test
             # (y.s > 1e-10) assumes larger numbers. Scaling by the pixel count fixes that.
-            loss = self._loss(current, level) * level.pixels
-            loss.backward()
-            return loss
+            return self._loss_and_backward(current, level, level.pixels)
 
         optimizer.step(closure)
         finished: int = state.get("n_iter", iterations)
@@ -512,19 +697,24 @@ class _Run:
 
     # -- the whole run --------------------------------------------------------
     def execute(self) -> Result:
-        started = time.perf_counter()
+        started = self.clock()
         devices.reset_peak_memory(self.device)
         levels = self._prepare_levels()
-        total = sum(level.iterations for level in levels)
         done_before = 0
         eta = EtaModel(levels)
+        if self.params.time_budget is not None:
+            self.deadline = started + self.params.time_budget
         image: torch.Tensor | None = None
         for level in levels:
+            if self.deadline is not None:
+                self._plan_time(levels, level, eta)
             if image is None:
-                image = self._initial_image(level)
+                image = (
+                    self._initial_image(level) if self.start_from is None else self._continued_start(level)
+                )
             else:
                 image = upsample_with_detail(image, level.content_image)
-            level_started = time.perf_counter()
+            level_started = self.clock()
             level_evals_before = self.evaluations
 
             def on_iteration(
@@ -535,11 +725,13 @@ class _Run:
                 started_at: float = level_started,
             ) -> None:
                 evals = self.evaluations - evals_before
-                eta.observe(level, step, evals, time.perf_counter() - started_at)
+                eta.observe(level, step, evals, self.clock() - started_at)
+                total = sum(each.iterations for each in levels)
                 self._report(offset + step, total, level, len(levels), started, eta, step)
 
             image = self._optimise(image, level, on_iteration).clamp(0, 255)
             done_before += level.iterations
+        total = sum(level.iterations for level in levels)
 
         assert image is not None
         final = image
@@ -550,7 +742,7 @@ class _Run:
         stats = RunStats(
             iterations=total,
             evaluations=self.evaluations,
-            seconds=time.perf_counter() - started,
+            seconds=self.clock() - started,
             content_loss=c,
             style_loss=s,
             tv_loss=t,
@@ -565,6 +757,63 @@ class _Run:
             style_targets_cached=self.cached_targets,
         )
         return Result(image=tensor_to_image(final), stats=stats)
+
+    def _continued_start(self, level: _Level) -> torch.Tensor:
+        """The first painted level's start in a continued run: the earlier result, upsampled with
+        the photo's detail added back, as between the levels of one run."""
+        assert self.start_from is not None
+        start = image_to_tensor(self.start_from, self.device)
+        if self.params.preserve_color:
+            start = luminance_as_rgb(start)
+        return upsample_with_detail(start, level.content_image)
+
+    def _plan_time(self, levels: list[_Level], level: _Level, eta: EtaModel) -> None:
+        """Fit the iterations of ``level`` and the levels after it to the time left.
+
+        Before the first level the costs come from the timed forward passes; after it, from the
+        cost the ETA model measured at the level before, scaled by size (``EtaModel``).
+        """
+        assert self.deadline is not None
+        rest = levels[level.index :]
+        measured = levels[level.index - 1] if level.index > 0 else None
+        per_evaluation = [self._seconds_per_evaluation(other, eta, measured) for other in rest]
+        per_iteration = [
+            cost * (eta.evals_per_iteration if measured else timebudget.EVALUATIONS_PER_ITERATION)
+            for cost in per_evaluation
+        ]
+        # Each level's first evaluation pays the new size's set-up: about one evaluation more.
+        seconds = (self.deadline - self.clock()) * timebudget.PLAN_SHARE - sum(per_evaluation)
+        planned = [other.iterations for other in rest]
+        if measured is None:
+            total = timebudget.largest_total(
+                lambda n: timebudget.proportional(planned, n), per_iteration, seconds, fewest=len(rest)
+            )
+            counts = timebudget.proportional(planned, total)
+        else:
+            counts = timebudget.rescaled(planned, per_iteration, seconds)
+        for other, count in zip(rest, counts, strict=True):
+            other.iterations = count
+        self.evaluation_seconds = 2 * per_evaluation[0]  # the first pays the set-up
+        log.debug("time plan from level %d: %s iterations", level.index + 1, counts)
+
+    def _seconds_per_evaluation(self, level: _Level, eta: EtaModel, measured: _Level | None) -> float:
+        overhead = tiling.tiling_overhead(level.tiles, level.width, level.height)
+        if measured is not None and measured.index in eta.seconds_per_eval:
+            before = tiling.tiling_overhead(measured.tiles, measured.width, measured.height)
+            return eta.predicted_seconds_per_evaluation(level, measured) * overhead / before
+        return level.forward_seconds * timebudget.EVALUATION_PER_FORWARD * overhead
+
+    def _time_fraction(self, step: int, total: int, elapsed: float, eta: float | None) -> float:
+        """elapsed / (elapsed + eta) once the ETA is known, never lower than the last report's,
+        and 1.0 at the last step."""
+        if step >= total:
+            fraction = 1.0
+        elif eta is None:
+            fraction = step / total if total else 1.0
+        else:
+            fraction = elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0
+        self.reported_fraction = max(self.reported_fraction, min(1.0, fraction))
+        return self.reported_fraction
 
     def _report(
         self,
@@ -592,6 +841,10 @@ class _Run:
             preview = tensor_to_image(shown)
             preview.thumbnail((self.preview_size, self.preview_size), Image.Resampling.LANCZOS)
         c, s, t, tot = (float(x) for x in (self.last_losses or (torch.zeros(()),) * 4))
+        elapsed = self.clock() - started
+        remaining = eta.remaining(level, level_step)
+        if remaining is not None and self.deadline is not None:
+            remaining = min(remaining, max(0.0, self.deadline - self.clock()))
         self.progress(
             Progress(
                 step=step,
@@ -604,9 +857,10 @@ class _Run:
                 style_loss=s,
                 tv_loss=t,
                 total_loss=tot,
-                elapsed=time.perf_counter() - started,
-                eta=eta.remaining(level, level_step),
+                elapsed=elapsed,
+                eta=remaining,
                 preview=preview,
+                time_fraction=self._time_fraction(step, total, elapsed, remaining),
             )
         )
 

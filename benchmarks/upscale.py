@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 
 from nst_engine import Progress, StyleParams, stylize  # noqa: E402
-from nst_engine.engine import continued_iterations, split_iterations  # noqa: E402
+from nst_engine.engine import split_iterations  # noqa: E402
 
 JUDGE_LINE = re.compile(r"^(\S+) (\d+)x(\d+) content=(\S+) style=(\S+) objective=(\S+)(.*)$")
 
@@ -79,11 +79,10 @@ def upscale(args: argparse.Namespace) -> None:
             progress.preview.save(out / f"continued-1024-{progress.step:03d}.png")
             steps[progress.step] = progress.elapsed
 
-    default_count = continued_iterations(split_iterations(150, 3)[-1:])[0]
-    most = max(args.most, default_count)
     import nst_engine.engine as engine
 
-    engine.CONTINUE_SHARE = most / split_iterations(150, 3)[-1]  # the longest continuation measured
+    # The longest continuation measured; the trajectory up to N iterations is the run with N.
+    engine.CONTINUE_SHARE = args.most / split_iterations(150, 3)[-1]
     continued = stylize(
         photo,
         [painting],

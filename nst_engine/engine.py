@@ -546,7 +546,7 @@ class _Run:
             loss = self._tiled_loss(image, level, weight)
         if self.deadline is not None:
             self.evaluation_seconds = self.clock() - started
-            value = float(loss)
+            value = float(loss.detach())
             if self.best is None or value < self.best[0]:
                 self.best = (value, image.detach().clone())
         return loss

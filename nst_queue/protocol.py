@@ -212,7 +212,7 @@ def check_payload(payload: Any) -> None:
 # ---------------------------------------------------------------------------- progress events
 _PROGRESS_FIELDS = (
     "step", "total", "level", "levels", "width", "height",
-    "content_loss", "style_loss", "tv_loss", "total_loss", "elapsed", "eta",
+    "content_loss", "style_loss", "tv_loss", "total_loss", "elapsed", "eta", "time_fraction",
 )  # fmt: skip
 
 
@@ -250,7 +250,7 @@ def _read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
     if kind == "progress":
         values: dict[str, Any] = {}
         for name in _PROGRESS_FIELDS:
-            raw = text[name].decode()
+            raw = text.get(name, b"").decode()  # a field an older worker did not send: unknown
             if raw == "":
                 values[name] = None
             elif name in ("step", "total", "level", "levels", "width", "height"):

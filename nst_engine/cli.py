@@ -46,6 +46,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 #: How long Ctrl-C waits for the engine to notice its cancel event (it checks at every evaluation).
 CANCEL_GRACE_SECONDS = 60.0
+#: Resolution of the progress bar, which follows the share of the time done (``Progress.fraction``).
+PROGRESS_STEPS = 1000
 
 #: Output formats by extension, with the options that make each one look its best.
 OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -168,6 +170,21 @@ PARAM_FLAGS: tuple[ParamFlag, ...] = (
     ParamFlag(
         "weights", "--weights", "VGG19 weights: caffe, torchvision or a state-dict file", str, metavar="W"
     ),
+    ParamFlag(
+        "memory_budget",
+        "--memory-budget",
+        "most memory the run may use (peak RSS on a CPU, GPU memory on a GPU); a size that does not "
+        "fit is painted in tiles (default: a safe share of the memory free)",
+        float,
+        metavar="GIB",
+    ),
+    ParamFlag(
+        "time_budget",
+        "--time-budget",
+        "seconds the run may take; the engine then plans the iterations itself (--iterations is not used)",
+        float,
+        metavar="SECONDS",
+    ),
 )
 
 
@@ -212,6 +229,14 @@ def build_parser(painters: Sequence[RemotePainter] = ()) -> argparse.ArgumentPar
         help="cache for presets and style targets (default: $NST_CACHE_DIR or ~/.cache/nst-engine)",
     )
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the run's statistics as JSON")
+    parser.add_argument(
+        "--from",
+        dest="start_from",
+        type=Path,
+        metavar="PAINTED",
+        help="continue an earlier result of this CONTENT (e.g. upscale it: --from painted.png --size 1024): "
+        "only the new, larger pyramid levels are painted",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     defaults = {f.name: f.default for f in dataclasses.fields(StyleParams)}
@@ -287,7 +312,7 @@ def main(argv: Sequence[str] | None = None, *, painters: Sequence[RemotePainter]
 def _with_flag_name(error: ParameterError) -> str:
     """``style_blend: ...`` -> ``--style-weights: ...``: name the flag the user typed, not the field."""
     message = str(error)
-    flags = {spec.field: spec.flag for spec in PARAM_FLAGS}
+    flags = {spec.field: spec.flag for spec in PARAM_FLAGS} | {"start_from": "--from"}
     prefix = f"{error.parameter}:"
     if error.parameter in flags and message.startswith(prefix):
         return f"{flags[error.parameter]}:{message[len(prefix) :]}"
@@ -364,6 +389,14 @@ def _paint(
         style_cache = _style_target_cache(cache_dir)
 
     remote = next((painter for painter in painters if painter.wanted(args)), None)
+    start_from = None
+    if args.start_from is not None:
+        if remote is not None:
+            raise UsageError("--from paints in this process; leave out the queue flags")
+        from .engine import check_start_from
+
+        start_from = _decode(decode_image, args.start_from, "earlier result")
+        check_start_from(content.size, start_from, params.size)
     bar, on_progress = _progress_bar(params, args.quiet)
     try:
         if remote is not None:
@@ -371,7 +404,12 @@ def _paint(
             result = remote.paint(args, content, images, params, on_progress)
         else:
             result = _run_with_progress(
-                content, styles, params, style_cache=style_cache, on_progress=on_progress
+                content,
+                styles,
+                params,
+                style_cache=style_cache,
+                on_progress=on_progress,
+                start_from=start_from,
             )
     finally:
         bar.close()
@@ -429,9 +467,11 @@ def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, ProgressCallba
     """The progress bar on stderr and the callback that moves it."""
     from tqdm import tqdm
 
-    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+    # The bar follows the engine's estimate of the time done (Progress.fraction), in thousandths;
+    # the steps are in the postfix.
+    bar_format = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}{postfix}]"
     bar = tqdm(
-        total=params.iterations,
+        total=PROGRESS_STEPS,
         file=sys.stderr,
         disable=quiet,
         unit="step",
@@ -443,11 +483,12 @@ def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, ProgressCallba
     def on_progress(progress: Any) -> None:
         eta = "?" if progress.eta is None else tqdm.format_interval(progress.eta)
         bar.set_postfix_str(
-            f"eta {eta}, level {progress.level}/{progress.levels} {progress.width}x{progress.height}, "
+            f"{progress.step}/{progress.total} steps, eta {eta}, "
+            f"level {progress.level}/{progress.levels} {progress.width}x{progress.height}, "
             f"content {progress.content_loss:.3g}, style {progress.style_loss:.3g}",
             refresh=False,
         )
-        bar.update(progress.step - bar.n)
+        bar.update(round(progress.fraction * PROGRESS_STEPS) - bar.n)
 
     return bar, on_progress
 
@@ -459,6 +500,7 @@ def _run_with_progress(
     *,
     style_cache: Any,
     on_progress: ProgressCallback,
+    start_from: Image.Image | None = None,
 ) -> Any:
     """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
     from .engine import stylize
@@ -472,7 +514,13 @@ def _run_with_progress(
     def work() -> None:
         try:
             outcome["result"] = stylize(
-                content, styles, params, progress=on_progress, cancel=cancel, style_cache=style_cache
+                content,
+                styles,
+                params,
+                progress=on_progress,
+                cancel=cancel,
+                style_cache=style_cache,
+                start_from=start_from,
             )
         except BaseException as error:  # handed to the main thread, which decides what it means
             outcome["error"] = error

@@ -90,7 +90,7 @@ def test_every_style_params_field_has_exactly_one_flag() -> None:
     for flag in ("--size", "--iterations", "--content-weight", "--style-weight", "--tv-weight",
                  "--style-strength", "--style-weights", "--preserve-color", "--pooling", "--init",
                  "--optimizer", "--adam-lr", "--device", "--precision", "--scales", "--seed",
-                 "--weights"):  # fmt: skip
+                 "--weights", "--memory-budget", "--time-budget", "--from"):  # fmt: skip
         assert flag in help_text
     assert f"(default: {StyleParams().iterations})" in help_text
 
@@ -320,3 +320,58 @@ def test_the_engine_alone_knows_no_queue_flag(capsys: pytest.CaptureFixture[str]
         main(["photo.png", "style.png", "-o", "out.png", "--queue", "redis://x"], painters=[])
     assert exit_info.value.code == EXIT_USAGE
     assert "--queue" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- bigger pictures
+def test_the_budget_flags_set_the_budgets() -> None:
+    args = build_parser().parse_args(
+        ["c.png", "s.png", "-o", "o.png", "--time-budget", "30", "--memory-budget", "2.5"]
+    )
+    assert params_from_args(args) == StyleParams(time_budget=30.0, memory_budget=2.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--time-budget", "0"], "--time-budget: must be between"),
+        (["--memory-budget", "0.01"], "--memory-budget:"),
+    ],
+)
+def test_a_bad_budget_is_one_line_and_exit_2(
+    images: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    extra: list[str],
+    fragment: str,
+) -> None:
+    args = [str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), *extra]
+    assert main(args) == EXIT_USAGE
+    assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+def test_from_a_picture_of_another_shape_is_one_line_and_exit_2(
+    images: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    square = tmp_path / "square.png"
+    Image.new("RGB", (40, 40)).save(square)
+    out = tmp_path / "o.png"
+    args = [str(images["content"]), str(images["style"]), "--from", str(square), "-o", str(out), *TINY_RUN]
+    assert main(args) == EXIT_USAGE
+    assert_one_line_error(capsys.readouterr().err, "--from: the earlier result is 40×40")
+    assert not out.exists()
+
+
+def test_from_an_earlier_result_paints_it_at_the_new_size(
+    images: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    earlier, out, stats = tmp_path / "earlier.png", tmp_path / "bigger.png", tmp_path / "stats.json"
+    assert (
+        main([str(images["content"]), str(images["style"]), "-o", str(earlier), "--quiet", *TINY_RUN])
+        == EXIT_OK
+    )
+    args = [str(images["content"]), str(images["style"]), "--from", str(earlier), "-o", str(out),
+            "--stats-json", str(stats), "--quiet", *TINY_RUN[2:], "--size", "64"]  # fmt: skip
+    assert main(args) == EXIT_OK, capsys.readouterr().err
+    with Image.open(out) as painted:
+        assert painted.size == (64, 48)
+    assert json.loads(stats.read_text())["levels"] == 1

@@ -473,3 +473,48 @@ def test_each_strength_step_lowers_the_style_loss_and_raises_the_content_loss():
     for weaker, stronger in itertools.pairwise(style_losses):
         assert stronger < 0.85 * weaker, style_losses
     assert content_losses == sorted(content_losses), content_losses
+
+
+# ------------------------------------------------------------------------ continuing an earlier result
+def test_a_continued_run_paints_only_the_new_level_starting_from_the_earlier_result(monkeypatch):
+    monkeypatch.setattr(engine, "PYRAMID_MIN_SIDE", 16)
+    photo = content_image(64, 48)
+    earlier = Image.new("RGB", (32, 24), (200, 30, 30))  # an "earlier result" nothing else would paint
+    params = StyleParams(size=64, iterations=12, scales=3, precision="fp32")
+    reports = []
+    continued = stylize(photo, [stripes_style()], params, start_from=earlier, progress=reports.append)
+    assert continued.image.size == (64, 48)
+    assert {(r.width, r.height) for r in reports} == {(64, 48)}  # the 16 and 32 px levels are skipped
+    assert continued.stats.levels == 1
+    assert continued.stats.iterations == engine.continued_iterations(engine.split_iterations(12, 3)[-1:])[0]
+    scratch = stylize(photo, [stripes_style()], params)
+    red = torch.tensor([200.0, 30.0, 30.0]).view(1, 3, 1, 1)
+    distance = {
+        name: float((image_tensor(result.image) - red).abs().mean())
+        for name, result in (("continued", continued), ("scratch", scratch))
+    }
+    assert distance["continued"] < distance["scratch"] - 20
+
+
+def test_a_continued_run_at_the_same_size_refines_and_keeps_colours(tiny_params):
+    earlier = stylize(content_image(), [stripes_style()], tiny_params)
+    again = stylize(
+        content_image(), [stripes_style()], tiny_params.replace(preserve_color=True), start_from=earlier.image
+    )
+    assert again.image.size == earlier.image.size
+
+
+@pytest.mark.parametrize(
+    ("size", "fragment"),
+    [((40, 40), "same aspect ratio"), ((30, 48), "same aspect ratio"), ((96, 72), "larger than the size")],
+)
+def test_start_from_of_another_shape_or_larger_is_refused_in_one_line(tiny_params, size, fragment):
+    with pytest.raises(ParameterError, match=fragment) as error:
+        stylize(content_image(64, 48), [stripes_style()], tiny_params, start_from=Image.new("RGB", size))
+    assert error.value.parameter == "start_from"
+    assert "\n" not in str(error.value)
+
+
+def test_start_from_within_a_pixel_of_the_photos_shape_is_accepted():
+    engine.check_start_from((1000, 333), Image.new("RGB", (512, 171)), 1024)  # 170.5 rounds either way
+    engine.check_start_from((1000, 333), Image.new("RGB", (512, 170)), 1024)

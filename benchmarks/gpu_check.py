@@ -2,8 +2,10 @@
 """GPU figures for the speed issue, in one short run (run it through benchmarks/gpu_check.sh).
 
 Prints: seconds per evaluation at 512 and 1024 px in fp32 and the auto precision; the time of a
-default 512 px run including the model load (a fresh process would pay the same); and the largest
-square size whose evaluation fits in GPU memory.
+default 512 px run including the model load (a fresh process would pay the same); a 2x upscale of
+a 1024 px painting to 2048 px (``stylize(start_from=...)``: seconds and peak GPU memory, against
+the memory the engine planned for); and the largest square size painted at all (with the default
+memory budget, sizes whose evaluation does not fit are painted in tiles).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> None:
             per_eval, peak = seconds_per_eval(photo, painting, size, precision)
             print(f"| {size} | {precision} | {per_eval:.4f} | {peak / 1024**3:.2f} |")
 
+    upscale(photo, painting)
+
     largest = 0
     for size in (2048, 3072, 4096):
         try:
@@ -75,6 +79,28 @@ def main() -> None:
         finally:
             torch.cuda.empty_cache()
     print(f"largest square tried that fits: {largest} px (tried up to 4096, the engine's ceiling)")
+
+
+def upscale(photo, painting) -> None:
+    """A 1024 px painting continued to 2048 px: seconds and peak GPU memory of the new level."""
+    from nst_engine import tiling
+
+    painted = stylize(photo, [painting], StyleParams(size=1024))
+    torch.cuda.empty_cache()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    result = stylize(photo, [painting], StyleParams(size=2048), start_from=painted.image)
+    torch.cuda.synchronize()
+    planned = tiling.evaluation_bytes(result.stats.width, result.stats.height, result.stats.precision)
+    seconds = time.perf_counter() - started
+    print(
+        f"2x upscale 1024 -> {result.stats.width}x{result.stats.height}: {seconds:.2f} s "
+        f"({result.stats.iterations} iterations, {result.stats.evaluations} evaluations, "
+        f"{result.stats.precision}), peak GPU memory {result.stats.peak_memory_bytes / 1024**3:.2f} GiB "
+        f"(one evaluation estimated at {planned / 1024**3:.2f} GiB); the 1024 px painting took "
+        f"{painted.stats.seconds:.2f} s"
+    )
+    torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -129,6 +129,75 @@ def upscale(args: argparse.Namespace) -> None:
         )
 
 
+def tiled(args: argparse.Namespace) -> None:
+    """The continuation of the upscale part again, with a memory budget that forces tiles."""
+    from nst_engine import preload, tiling
+    from nst_engine.engine import lbfgs_history
+
+    out = args.save_dir
+    photo, painting = Image.open(args.content), Image.open(args.style)
+    small = Image.open(out / "painted-small.png").convert("RGB")
+    import nst_engine.engine as engine
+
+    engine.CONTINUE_SHARE = args.most / split_iterations(150, 3)[-1]
+    params = StyleParams(size=2 * args.size)
+    preload(params)
+    width, height = small.width * 2, small.height * 2
+    state = tiling.level_state_bytes(width, height, lbfgs_history(3 * width * height))
+    wanted = tiling.memory_in_use(__import__("torch").device("cpu")) + state
+    wanted += tiling.evaluation_bytes(width, height, "fp32") * args.tile_share
+    budget = wanted / (1 - tiling.BUDGET_HEADROOM) / (1 << 30)
+    result = stylize(photo, [painting], params.replace(memory_budget=budget), start_from=small)
+    result.image.save(out / "continued-tiled.png")
+    untiled = out / f"continued-1024-{args.most:03d}.png"
+    scores = judge(args.content, args.style, [untiled, out / "continued-tiled.png"])
+    a, b = scores[str(untiled)], scores[str(out / "continued-tiled.png")]
+    print(
+        f"\n| {width}x{height} continued | budget GiB | judge's content | judge's style"
+        " | objective | vs untiled |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(f"| whole | default | {a['content']:.4g} | {a['style']:.4g} | {a['objective']:.4g} | 1.00 |")
+    print(
+        f"| tiles | {budget:.2f} | {b['content']:.4g} | {b['style']:.4g} | {b['objective']:.4g}"
+        f" | {b['objective'] / a['objective']:.3f} |"
+    )
+
+
+def pictures(args: argparse.Namespace) -> None:
+    """Side-by-side crops for docs/images (JPEG under 150 KB): bicubic | continued | from scratch,
+    and the tiled continuation's middle (where its tiles meet) against the untiled one."""
+    out, target = args.save_dir, args.images
+    target.mkdir(parents=True, exist_ok=True)
+
+    def side_by_side(names: list[str], box: tuple[int, int, int, int], file: str) -> None:
+        crops = [Image.open(out / name).convert("RGB").crop(box) for name in names]
+        sheet = Image.new(
+            "RGB", (sum(c.width for c in crops) + 8 * (len(crops) - 1), crops[0].height), "white"
+        )
+        x = 0
+        for crop in crops:
+            sheet.paste(crop, (x, 0))
+            x += crop.width + 8
+        for quality in (88, 80, 72, 64, 56):
+            sheet.save(target / file, quality=quality, optimize=True)
+            if (target / file).stat().st_size < 150_000:
+                break
+        print(f"{target / file}: {', '.join(names)} {box}, {(target / file).stat().st_size // 1024} KB")
+
+    with Image.open(out / "bicubic-1024.png") as big:
+        width, height = big.size
+    side = min(width, height) // 2
+    left, top = width // 2 - side // 2, height // 2 - side // 2
+    box = (left, top, left + side, top + side)
+    default = f"continued-1024-{args.most:03d}.png"
+    side_by_side(
+        ["bicubic-1024.png", default, "scratch-1024.png"], box, "upscale-bicubic-continued-scratch.jpg"
+    )
+    if (out / "continued-tiled.png").exists():
+        side_by_side([default, "continued-tiled.png"], box, "upscale-untiled-tiled.jpg")
+
+
 def memory_child(size: int, budget: float | None, iterations: int) -> None:
     """One size in this process: print a JSON line with its peak RSS and tiling."""
     import logging
@@ -248,6 +317,15 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, default=1, help="iterations of the memory part's runs")
     parser.add_argument("--budgets", type=float, nargs="+", default=[30, 60, 90])
+    parser.add_argument(
+        "--tile-share",
+        type=float,
+        default=0.45,
+        help="tiled part: the budget fits this share of one evaluation",
+    )
+    parser.add_argument(
+        "--images", type=Path, default=REPO / "docs" / "images", help="pictures part: where to write"
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -255,7 +333,9 @@ def main() -> None:
         return
     args.save_dir.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
-        {"upscale": upscale, "memory": memory, "frontier": frontier}[part](args)
+        {"upscale": upscale, "memory": memory, "frontier": frontier, "tiled": tiled, "pictures": pictures}[
+            part
+        ](args)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 PYRAMID_MIN_SIDE = 128
 #: Memory L-BFGS may use for its history of steps (see ``lbfgs_history``).
 LBFGS_HISTORY_BYTES = 1 << 30
+#: Share of a memory budget L-BFGS's history may take (at 1024 px its default 50 steps are 0.9 GB).
+HISTORY_BUDGET_SHARE = 0.1
 #: Share of a pyramid run's iterations spent at full size (see ``split_iterations``).
 TOP_LEVEL_SHARE = 0.22
 #: A run continued from an earlier result (``start_from``) gives each new level this share of the
@@ -260,11 +262,12 @@ def split_iterations(total: int, levels: int) -> list[int]:
     return counts
 
 
-def lbfgs_history(numel: int) -> int:
+def lbfgs_history(numel: int, max_bytes: int = LBFGS_HISTORY_BYTES) -> int:
     """L-BFGS keeps two vectors the size of the image per remembered step: 50 steps are 240 MB at
     512 px but 15 GB at 4096x3072, more than the activations. Above ``LBFGS_HISTORY_BYTES`` the
-    memory is shorter (never under 5 steps, where L-BFGS still converges well)."""
-    fits = LBFGS_HISTORY_BYTES // (2 * 4 * max(1, numel))
+    memory is shorter (never under 5 steps, where L-BFGS still converges well). Under a memory
+    budget, ``max_bytes`` is ``HISTORY_BUDGET_SHARE`` of it when that is less."""
+    fits = max_bytes // (2 * 4 * max(1, numel))
     return int(max(5, min(50, fits)))
 
 
@@ -341,6 +344,9 @@ class _Run:
         #: The lowest-loss picture of the current level (kept under a time budget; see ``_OutOfTime``).
         self.best: tuple[float, torch.Tensor] | None = None
         self.reported_fraction = 0.0
+        self.memory_budget: int | None = None
+        self.memory_at_start = 0
+        self.history_bytes = LBFGS_HISTORY_BYTES  #: L-BFGS's history, less under a tight budget
 
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
@@ -421,6 +427,8 @@ class _Run:
             counts = continued_iterations([counts[i] for i in new])
         self.memory_budget = tiling.memory_budget_bytes(self.params.memory_budget, self.device)
         self.memory_at_start = tiling.memory_in_use(self.device)
+        if self.params.memory_budget is not None and self.memory_budget is not None:
+            self.history_bytes = min(LBFGS_HISTORY_BYTES, int(self.memory_budget * HISTORY_BUDGET_SHARE))
         timed = len(sizes) > 1 or self.params.time_budget is not None
         levels = []
         for index, (dims, count) in enumerate(zip(sizes, counts, strict=True)):
@@ -465,8 +473,16 @@ class _Run:
         """
         if self.memory_budget is None:
             return ()
-        state = tiling.level_state_bytes(width, height, lbfgs_history(3 * width * height))
+        state = tiling.level_state_bytes(width, height, lbfgs_history(3 * width * height, self.history_bytes))
         available = tiling.available_for_evaluation(self.memory_budget, self.memory_at_start, state)
+        if self.params.memory_budget is None:  # the default budget: never refuse what used to run
+            try:
+                tiles = tiling.plan_tiles(width, height, available, "fp32") if available > 0 else []
+            except ParameterError:
+                tiles = []
+            if not tiles:
+                log.warning("%dx%d may not fit in the memory free; painting it whole", width, height)
+            return tuple(tiles) if len(tiles) > 1 else ()
         if available <= 0:
             raise ParameterError(
                 "memory_budget",
@@ -666,7 +682,7 @@ class _Run:
             max_eval=iterations * 2,
             tolerance_grad=0.0,  # run the iterations asked for: a predictable time and ETA
             tolerance_change=0.0,
-            history_size=lbfgs_history(z.numel()),
+            history_size=lbfgs_history(z.numel(), self.history_bytes),
             line_search_fn="strong_wolfe",
         )
         state = optimizer.state[z]

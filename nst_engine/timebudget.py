@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-#: An evaluation (forward, backward and the losses) against one forward pass at the same size.
-#: Measured on a 2-core CPU at 256-512 px: 2.7-3.2x; the plan corrects itself after a level.
+#: An evaluation (forward, backward and the losses) against one forward pass at the same size, for
+#: the first plan only. Measured on the 2-core CPU of docs/benchmarks.md (one thread, loaded) at
+#: 256 and 384 px: 2.2x in fp32, 1.4-1.6x in bf16. 3 over-predicts there, so the first level gets
+#: less than it could; the plan made after it, from the cost it measured, gives the rest back.
 EVALUATION_PER_FORWARD = 3.0
 #: L-BFGS's evaluations per iteration over a level (its first iterations take several).
 EVALUATIONS_PER_ITERATION = 1.15

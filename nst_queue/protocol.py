@@ -250,7 +250,8 @@ def _read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
     if kind == "progress":
         values: dict[str, Any] = {}
         for name in _PROGRESS_FIELDS:
-            raw = text.get(name, b"").decode()  # a field an older worker did not send: unknown
+            # time_fraction is newer than the other fields: a worker of an older version leaves it out
+            raw = (text.get(name, b"") if name == "time_fraction" else text[name]).decode()
             if raw == "":
                 values[name] = None
             elif name in ("step", "total", "level", "levels", "width", "height"):

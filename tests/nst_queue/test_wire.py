@@ -195,3 +195,18 @@ def test_a_picture_file_larger_than_the_engine_takes_is_not_decoded() -> None:
 def test_an_unreadable_event_is_a_value_error(fields: dict[bytes, bytes]) -> None:
     with pytest.raises(ValueError, match="malformed"):
         protocol.read_event(fields)
+
+
+def test_a_progress_event_carries_the_time_fraction_and_an_older_one_reads_without_it() -> None:
+    from nst_engine import Progress
+
+    progress = Progress(
+        step=3, total=10, level=1, levels=2, width=64, height=48, content_loss=1.0, style_loss=2.0,
+        tv_loss=0.5, total_loss=3.5, elapsed=4.0, eta=12.0, time_fraction=0.25,
+    )  # fmt: skip
+    fields = {key.encode(): str(value).encode() for key, value in protocol.progress_event(progress).items()}
+    kind, read = protocol.read_event(fields)
+    assert kind == "progress" and read.fraction == 0.25
+    del fields[b"time_fraction"]  # what a worker of the version before it sends
+    _, older = protocol.read_event(fields)
+    assert older.time_fraction is None and older.fraction == 0.3

@@ -152,7 +152,9 @@ class JobMessages:
             return
         if self.edit_lock.locked() and not final:
             return
-        content = texts.painting_progress(progress.step, progress.total, progress.elapsed, progress.eta)
+        content = texts.painting_progress(
+            progress.step, progress.total, progress.elapsed, progress.eta, fraction=progress.fraction
+        )
         preview_file = None
         if self.pending_preview is not None:
             preview, self.pending_preview = self.pending_preview, None

@@ -93,17 +93,33 @@ def render_bar(fraction: float, width: int = 20) -> str:
     return "[" + "\u2588" * filled + "\u2591" * (width - filled) + "]"
 
 
-def render_progress(step: int, total: int, elapsed: float, eta: float | None, width: int = 20) -> str:
-    """The progress line users watch: bar, step/total, percent, elapsed and ETA."""
-    fraction = step / total if total > 0 else 0.0
+def render_progress(
+    step: int,
+    total: int,
+    elapsed: float,
+    eta: float | None,
+    width: int = 20,
+    *,
+    fraction: float | None = None,
+) -> str:
+    """The progress line users watch: bar, step/total, percent, elapsed and ETA.
+
+    The bar and percent show ``fraction``, the engine's share of the run's estimated time
+    (:attr:`nst_engine.Progress.fraction`): iterations at the coarse levels cost a fraction of
+    those at full size, so step/total ran ahead and then crawled. Without it, step/total.
+    """
+    if fraction is None:
+        fraction = step / total if total > 0 else 0.0
     return (
         f"`{render_bar(fraction, width)}` {step}/{total} ({fraction:.0%})"
         f" \u00b7 elapsed {format_duration(elapsed)} \u00b7 ETA {format_duration(eta)}"
     )
 
 
-def painting_progress(step: int, total: int, elapsed: float, eta: float | None) -> str:
-    return f"{PAINTING} {render_progress(step, total, elapsed, eta)}"
+def painting_progress(
+    step: int, total: int, elapsed: float, eta: float | None, *, fraction: float | None = None
+) -> str:
+    return f"{PAINTING} {render_progress(step, total, elapsed, eta, fraction=fraction)}"
 
 
 def done(mention: str) -> str:

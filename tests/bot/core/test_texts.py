@@ -12,6 +12,13 @@ def test_bar_and_progress_line() -> None:
     assert "30/120" in line and "(25%)" in line and "1m 05s" in line and "ETA ?" in line
 
 
+def test_the_bar_follows_the_share_of_time_not_of_iterations() -> None:
+    """Half the iterations are done after 14 s of a 94 s job: the bar says 15%, not 50%."""
+    line = render_progress(75, 150, elapsed=14, eta=80, width=20, fraction=14 / 94)
+    assert "75/150" in line and "(15%)" in line
+    assert line.count("\u2588") == 3
+
+
 def test_durations() -> None:
     assert format_duration(42) == "42s"
     assert format_duration(185) == "3m 05s"

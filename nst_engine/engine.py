@@ -89,6 +89,8 @@ class Progress:
     #: Share of the run done by time: elapsed / (elapsed + eta), never going back, 1.0 at the end.
     #: None in a report made without it (then ``fraction`` counts iterations).
     time_fraction: float | None = None
+    frame: int = 1  #: the clip's frame being painted, 1-based (a still is frame 1 of 1)
+    frames: int = 1  #: frames the clip has to paint
 
     @property
     def fraction(self) -> float:
@@ -132,6 +134,10 @@ class Result:
 
 
 ProgressCallback = Callable[[Progress], None]
+#: An extra term added to a run's loss, of the image being optimised (a clip's temporal loss).
+ExtraLoss = Callable[[torch.Tensor], torch.Tensor]
+#: Blended style Gram targets by level size, shared by the runs of one clip's frames.
+StyleTargetMemo = dict[tuple[int, int], dict[str, torch.Tensor]]
 
 
 # ---------------------------------------------------------------------------- public API
@@ -323,6 +329,9 @@ class _Run:
         preview_size: int,
         style_cache: StyleTargetCache | None,
         start_from: Image.Image | None = None,
+        start_image: torch.Tensor | None = None,
+        extra_loss: ExtraLoss | None = None,
+        style_memo: StyleTargetMemo | None = None,
     ) -> None:
         self.model = model
         self.setup = setup
@@ -353,6 +362,12 @@ class _Run:
         self.memory_budget: int | None = None
         self.memory_at_start = 0
         self.history_bytes = LBFGS_HISTORY_BYTES  #: L-BFGS's history, less under a tight budget
+        #: A clip's later frames (nst_engine.animation): the first level starts from this picture
+        #: instead of the photo, ``extra_loss`` joins the loss, and ``style_memo`` keeps the style
+        #: targets from one frame's run to the next.
+        self.start_image = start_image
+        self.extra_loss = extra_loss
+        self.style_memo = style_memo
 
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
@@ -385,6 +400,8 @@ class _Run:
     ) -> dict[str, torch.Tensor]:
         """Blended Gram targets of all style images at the level's scale (``tiled``: computed in
         tiles, when the level is painted in tiles)."""
+        if self.style_memo is not None and dims in self.style_memo:
+            return self.style_memo[dims]
         blended: dict[str, torch.Tensor] = {}
         longest = max(dims)
         for style, weight in zip(self.styles, self.blend, strict=True):
@@ -398,6 +415,8 @@ class _Run:
             grams = self._cached_grams(tensor, tiled)
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram.to(self.device)
+        if self.style_memo is not None:
+            self.style_memo[dims] = blended
         return blended
 
     def _cached_grams(self, tensor: torch.Tensor, tiled: bool = False) -> dict[str, torch.Tensor]:
@@ -522,6 +541,8 @@ class _Run:
         return self.clock() - started
 
     def _initial_image(self, level: _Level) -> torch.Tensor:
+        if self.start_image is not None:
+            return self.start_image.to(self.device)
         params = self.params
         generator = torch.Generator().manual_seed(params.seed)
         if params.init == "content":
@@ -551,6 +572,8 @@ class _Run:
             s = p.style_weight * p.style_strength * style_loss(features, level.style_targets, scale)
         t = p.tv_weight * tv_loss(image)
         total = c + s + t
+        if self.extra_loss is not None:
+            total = total + self.extra_loss(image)
         self.evaluations += 1
         self.last_losses = (c.detach(), s.detach(), t.detach(), total.detach())
         return total

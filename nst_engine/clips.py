@@ -210,8 +210,10 @@ def _probe(data: bytes, max_source_frames: int | None = None) -> ClipInfo:
 def _probe_gif(data: bytes, max_source_frames: int | None) -> ClipInfo:
     """Walk the frames with Pillow's seek, which skips each frame's compressed data unread; stop
     one past ``max_source_frames`` so a file claiming a million frames costs no more than that."""
+    width, height = struct.unpack("<HH", data[6:10])
+    if width * height > Image.MAX_IMAGE_PIXELS:  # Pillow would refuse to open it: no frame count
+        return ClipInfo("gif", width, height, 1, DEFAULT_FRAME_MS / 1000)
     with Image.open(io.BytesIO(data), formats=("GIF",)) as image:
-        width, height = image.size
         frames = 0
         total_ms = 0
         while True:
@@ -317,14 +319,13 @@ def _frame_ms(value: object) -> int:
 def check_limits(info: ClipInfo, limits: ClipLimits) -> None:
     """Refuse, from the header, a clip over ``limits``: one sentence that says the limit."""
     _check_dimensions((info.width, info.height), limits.max_pixels, MIN_SIZE, 8.0)
+    if info.frames > limits.max_source_frames:
+        # A GIF's walk stops one past the limit: its count is only "more than the limit".
+        count = f"more than {limits.max_source_frames}" if info.kind == "gif" else str(info.frames)
+        raise InvalidImage(f"The clip has {count} frames; the limit is {limits.max_source_frames}.")
     if info.seconds > limits.max_seconds + 1e-3:
         raise InvalidImage(
             f"The clip is {info.seconds:.1f} seconds long; the limit is {limits.max_seconds:g} seconds."
-        )
-    if info.frames > limits.max_source_frames:
-        raise InvalidImage(
-            f"The clip has {'more than ' if info.kind == 'gif' else ''}{min(info.frames, 10**9)} frames; "
-            f"the limit is {limits.max_source_frames}."
         )
 
 

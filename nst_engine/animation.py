@@ -31,7 +31,7 @@ from PIL import Image
 from . import device as devices
 from . import vgg
 from .cache import StyleTargetCache
-from .clips import Clip
+from .clips import Clip, ClipParams
 from .engine import (
     Progress,
     ProgressCallback,
@@ -45,32 +45,6 @@ from .errors import Cancelled, ParameterError
 from .flow import flicker, flow_between, flow_tensor, reliable_mask, temporal_loss, warp
 from .params import StyleParams
 from .tensors import image_to_tensor, luminance_as_rgb, resize, scaled_dimensions
-
-#: ``temporal_weight``'s default. The temporal loss is a mean of squared 0-255 pixel changes;
-#: at this weight a change of 10 grey levels over the trusted pixels costs about as much as the
-#: content loss of a finished still, enough to hold strokes in place (docs/benchmarks.md, "Clips").
-DEFAULT_TEMPORAL_WEIGHT = 2000.0
-#: ``frame_iterations``' default: measured as about the fewest that keep each frame's judge terms
-#: within 20% of a still painted from that frame (docs/benchmarks.md, "Clips").
-DEFAULT_FRAME_ITERATIONS = 30
-
-
-@dataclass(frozen=True)
-class ClipParams:
-    """What a clip needs beyond a still's :class:`StyleParams`."""
-
-    #: Weight of the temporal loss; 0 paints every frame on its own, as a still.
-    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
-    #: Iterations of each frame after the first (which gets ``StyleParams.iterations``).
-    frame_iterations: int = DEFAULT_FRAME_ITERATIONS
-
-    def __post_init__(self) -> None:
-        weight = self.temporal_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < float("inf"):
-            raise ParameterError("temporal_weight", f"must be a number of at least 0, got {weight!r}")
-        iterations = self.frame_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 100_000:
-            raise ParameterError("frame_iterations", f"must be between 1 and 100000, got {iterations!r}")
 
 
 @dataclass(frozen=True)
@@ -328,4 +302,4 @@ class _ClipPainter:
         return frame_total * self.frame_params.iterations / pyramid
 
 
-__all__ = ["ClipParams", "ClipResult", "ClipStats", "stylize_clip"]
+__all__ = ["ClipResult", "ClipStats", "stylize_clip"]

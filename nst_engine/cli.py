@@ -2,11 +2,14 @@
 
     nst CONTENT STYLE [STYLE ...] -o OUT.png
     nst CONTENT --preset NAME -o OUT.png
+    nst CLIP STYLE -o OUT.gif|OUT.webp|OUT.mp4
     nst --list-presets
 
 Every :class:`~nst_engine.params.StyleParams` field has a flag. Flags that are not given are not
 passed on at all, so the defaults live in one place (the dataclass) and ``--help`` reads them from
-there. Errors a user can fix (a bad image, a missing file, a bad value, an unknown or unreachable
+there. An animated GIF, WebP or PNG, or an MP4, WebM or MOV video, as CONTENT is painted frame
+by frame (:func:`nst_engine.animation.stylize_clip`) into the format OUT's extension names. Errors
+a user can fix (a bad image, a missing file, a bad value, an unknown or unreachable
 preset) print one line and exit with status 2; Ctrl-C cancels the run cleanly and exits with 130.
 
 Painting somewhere else than in this process (``nst --queue``, on ``nst-worker`` processes) is a
@@ -26,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from PIL import Image
 
@@ -36,6 +39,7 @@ from .params import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, StyleParams
 
 if TYPE_CHECKING:  # imported where used, so `nst --help` starts without loading torch
     from .cache import StyleTargetCache
+    from .clips import ClipFormat
     from .engine import Progress, Result
     from .presets import PresetCatalog
 
@@ -58,10 +62,19 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: Clip flags: (dest, flag, help, type, metavar). ``ClipParams`` fields and ``ClipLimits`` fields.
+CLIP_FLAGS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
+    ("temporal_weight", "--temporal-weight", "clips: temporal loss weight; 0 = frames alone", float, "W"),
+    ("frame_iterations", "--frame-iterations", "clips: iterations of each frame after the first", int, "N"),
+    ("max_frames", "--max-frames", "clips: frames painted; longer clips are thinned evenly", int, "N"),
+    ("max_seconds", "--max-seconds", "clips: longest clip accepted, in seconds", float, "S"),
+)  # fmt: skip
+
 #: The entry-point group of :class:`RemotePainter` factories (``nst_queue`` registers ``--queue``).
 PAINTERS_GROUP = "nst.painters"
 
 ProgressCallback = Callable[["Progress"], None]
+_Decoded = TypeVar("_Decoded")
 
 
 class RemotePainter(Protocol):
@@ -198,6 +211,7 @@ def build_parser(painters: Sequence[RemotePainter] = ()) -> argparse.ArgumentPar
             "examples:\n"
             "  nst photo.jpg painting.jpg -o painted.png\n"
             "  nst photo.jpg --preset starry-night --style-strength 2 -o painted.png\n"
+            "  nst clip.gif painting.jpg --size 256 -o painted.mp4\n"
             "  nst --list-presets\n\n"
             "exit status: 0 done, 1 failed, 2 bad input or arguments, 130 interrupted"
         ),
@@ -205,7 +219,11 @@ def build_parser(painters: Sequence[RemotePainter] = ()) -> argparse.ArgumentPar
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="CONTENT, then zero or more STYLE images")
     parser.add_argument(
-        "-o", "--output", type=Path, metavar="OUT", help="where to write the painting (.png, .jpg or .webp)"
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="where to write the painting (.png, .jpg or .webp; a clip: .gif, .webp or .mp4)",
     )
     parser.add_argument(
         "-p",
@@ -256,9 +274,26 @@ def build_parser(painters: Sequence[RemotePainter] = ()) -> argparse.ArgumentPar
                 spec.flag, dest=spec.field, type=spec.type or str, choices=spec.choices, metavar=spec.metavar,
                 default=argparse.SUPPRESS, help=help_text,
             )  # fmt: skip
+    clip_defaults = _clip_defaults()
+    clips = parser.add_argument_group("clips (animated GIF/WebP/PNG, MP4/WebM/MOV as CONTENT)")
+    for dest, flag, help_text, kind, metavar in CLIP_FLAGS:
+        clips.add_argument(
+            flag, dest=dest, type=kind, metavar=metavar, default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {clip_defaults[dest]:g})",
+        )  # fmt: skip
     for painter in painters:
         painter.add_arguments(parser)
     return parser
+
+
+def _clip_defaults() -> dict[str, float]:
+    """The clip flags' defaults, read from their dataclasses (light modules: no torch)."""
+    from .clips import ClipLimits, ClipParams
+
+    values: dict[str, float] = {}
+    for source in (ClipParams(), ClipLimits()):
+        values.update({f.name: getattr(source, f.name) for f in dataclasses.fields(source)})
+    return values
 
 
 def _show_default(value: Any) -> str:
@@ -313,6 +348,7 @@ def _with_flag_name(error: ParameterError) -> str:
     """``style_blend: ...`` -> ``--style-weights: ...``: name the flag the user typed, not the field."""
     message = str(error)
     flags = {spec.field: spec.flag for spec in PARAM_FLAGS} | {"start_from": "--from"}
+    flags |= {dest: flag for dest, flag, *_ in CLIP_FLAGS}
     prefix = f"{error.parameter}:"
     if error.parameter in flags and message.startswith(prefix):
         return f"{flags[error.parameter]}:{message[len(prefix) :]}"
@@ -366,10 +402,13 @@ def _paint(
         parser.error("give at least one STYLE image or --preset NAME")
     if args.output is None:
         parser.error("-o/--output OUT is required")
+    from .clips import clip_format_for
+
+    clip_format = clip_format_for(args.output)
+    if clip_format is not None and (clip_format != "webp" or _is_clip(content_path)):
+        return _paint_clip(args, content_path, style_paths, clip_format, painters)
     output_format = _output_format(args.output)
-    for path in (args.output.parent, args.stats_json.parent if args.stats_json else None):
-        if path is not None and not path.is_dir():
-            raise UsageError(f"output directory does not exist: {path}")
+    _check_output_dirs(args)
 
     params = params_from_args(args)
     params.style_blend_for(len(style_paths) + len(args.preset))  # a wrong count fails before any work
@@ -377,16 +416,7 @@ def _paint(
     from .imaging import decode_image
 
     content = _decode(decode_image, content_path, "content image")
-    styles: list[Any] = [_decode(decode_image, path, "style image") for path in style_paths]
-    style_cache = None
-    if args.preset:
-        from .engine import StyleImage
-        from .presets import PresetResolver
-
-        cache_dir = _cache_dir(args)
-        resolver = PresetResolver(_load_catalog(args), cache_dir)
-        styles += [StyleImage(resolver.resolve(name), label=name) for name in args.preset]
-        style_cache = _style_target_cache(cache_dir)
+    styles, style_cache = _load_styles(args, style_paths)
 
     remote = next((painter for painter in painters if painter.wanted(args)), None)
     start_from = None
@@ -426,13 +456,106 @@ def _paint(
     return EXIT_OK
 
 
+def _check_output_dirs(args: argparse.Namespace) -> None:
+    for path in (args.output.parent, args.stats_json.parent if args.stats_json else None):
+        if path is not None and not path.is_dir():
+            raise UsageError(f"output directory does not exist: {path}")
+
+
+def _load_styles(args: argparse.Namespace, style_paths: list[Path]) -> tuple[list[Any], Any]:
+    """The style images and presets, and the style-target cache when a preset is used."""
+    from .imaging import decode_image
+
+    styles: list[Any] = [_decode(decode_image, path, "style image") for path in style_paths]
+    style_cache = None
+    if args.preset:
+        from .engine import StyleImage
+        from .presets import PresetResolver
+
+        cache_dir = _cache_dir(args)
+        resolver = PresetResolver(_load_catalog(args), cache_dir)
+        styles += [StyleImage(resolver.resolve(name), label=name) for name in args.preset]
+        style_cache = _style_target_cache(cache_dir)
+    return styles, style_cache
+
+
+def _is_clip(path: Path) -> bool:
+    from .clips import is_clip
+
+    return path.is_file() and is_clip(path)
+
+
+def _paint_clip(
+    args: argparse.Namespace,
+    content_path: Path,
+    style_paths: list[Path],
+    clip_format: ClipFormat,
+    painters: Sequence[RemotePainter],
+) -> int:
+    """``nst CLIP STYLE -o OUT.gif|.webp|.mp4``: every frame painted here, in this process."""
+    from .clips import Clip, ClipLimits, ClipParams, decode_clip, encode_clip
+
+    if not _is_clip(_existing(content_path, "content clip")):
+        raise UsageError(
+            f"{content_path} is a still image; write its painting to .png, .jpg or .webp "
+            "(.gif and .mp4 are for clips)"
+        )
+    if any(painter.wanted(args) for painter in painters):
+        raise UsageError("clips are painted in this process; leave out the queue flag")
+    _check_output_dirs(args)
+    params = params_from_args(args)
+    params.style_blend_for(len(style_paths) + len(args.preset))
+    given = {dest: getattr(args, dest) for dest, *_ in CLIP_FLAGS if hasattr(args, dest)}
+    clip_params = ClipParams(
+        **{k: v for k, v in given.items() if k in ("temporal_weight", "frame_iterations")}
+    )
+    limits = ClipLimits(**{k: v for k, v in given.items() if k in ("max_frames", "max_seconds")})
+
+    def decode(path: Path) -> Clip:
+        return decode_clip(path, limits, max_side=params.size)
+
+    clip = _decode(decode, content_path, "content clip")
+    styles, style_cache = _load_styles(args, style_paths)
+    bar, on_progress = _progress_bar(params, args.quiet)
+    try:
+        from .animation import stylize_clip
+
+        result = _run_cancellable(
+            lambda cancel: stylize_clip(
+                clip,
+                styles,
+                params,
+                clip_params,
+                progress=on_progress,
+                cancel=cancel,
+                style_cache=style_cache,
+            )
+        )
+    finally:
+        bar.close()
+    encoded = encode_clip(result.clip, clip_format)
+    _write_atomically(args.output, encoded.data)
+    stats = result.stats
+    if args.stats_json is not None:
+        text = json.dumps(dataclasses.asdict(stats), indent=2) + "\n"
+        _write_atomically(args.stats_json, text.encode())
+    if not args.quiet:
+        print(
+            f"{PROG}: wrote {args.output} ({encoded.width}x{encoded.height}, {encoded.frames} frames, "
+            f"{stats.seconds:.1f} s, flicker {stats.flicker:.1f} against {stats.photo_flicker:.1f} "
+            "for the photo frames)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def params_from_args(args: argparse.Namespace) -> StyleParams:
     """StyleParams from the flags that were given; the others keep the dataclass defaults."""
     overrides = {spec.field: getattr(args, spec.field) for spec in PARAM_FLAGS if hasattr(args, spec.field)}
     return StyleParams(**overrides)
 
 
-def _decode(decode_image: Callable[..., Image.Image], path: Path, what: str) -> Image.Image:
+def _decode(decode_image: Callable[[Path], _Decoded], path: Path, what: str) -> _Decoded:
     """Decode with the usual input checks; the message says which of several files was bad."""
     try:
         return decode_image(_existing(path, what))
@@ -482,8 +605,9 @@ def _progress_bar(params: StyleParams, quiet: bool) -> tuple[Any, ProgressCallba
 
     def on_progress(progress: Any) -> None:
         eta = "?" if progress.eta is None else tqdm.format_interval(progress.eta)
+        frame = f"frame {progress.frame}/{progress.frames}, " if progress.frames > 1 else ""
         bar.set_postfix_str(
-            f"{progress.step}/{progress.total} steps, eta {eta}, "
+            f"{progress.step}/{progress.total} steps, eta {eta}, {frame}"
             f"level {progress.level}/{progress.levels} {progress.width}x{progress.height}, "
             f"content {progress.content_loss:.3g}, style {progress.style_loss:.3g}",
             refresh=False,
@@ -505,6 +629,21 @@ def _run_with_progress(
     """Run ``stylize`` in a worker thread, so that Ctrl-C reaches this thread and cancels it."""
     from .engine import stylize
 
+    return _run_cancellable(
+        lambda cancel: stylize(
+            content,
+            styles,
+            params,
+            progress=on_progress,
+            cancel=cancel,
+            style_cache=style_cache,
+            start_from=start_from,
+        )
+    )
+
+
+def _run_cancellable(task: Callable[[threading.Event], Any]) -> Any:
+    """Run ``task(cancel)`` in a worker thread, so that Ctrl-C reaches this thread and sets ``cancel``."""
     cancel = threading.Event()
     # An Event rather than Thread.join: on Python 3.11 a Ctrl-C that lands inside join() can mark
     # a still-running thread as finished, and the interpreter then exits under torch's feet.
@@ -513,15 +652,7 @@ def _run_with_progress(
 
     def work() -> None:
         try:
-            outcome["result"] = stylize(
-                content,
-                styles,
-                params,
-                progress=on_progress,
-                cancel=cancel,
-                style_cache=style_cache,
-                start_from=start_from,
-            )
+            outcome["result"] = task(cancel)
         except BaseException as error:  # handed to the main thread, which decides what it means
             outcome["error"] = error
         finally:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidImage
+from .errors import InvalidImage, ParameterError
 from .imaging import (
     EMPTY_MESSAGE,
     TRUNCATED_MESSAGE,
@@ -79,10 +79,44 @@ class ClipLimits:
     max_pixels: int = 1920 * 1080
 
     def __post_init__(self) -> None:
-        if self.max_frames < 1 or self.max_source_frames < 1 or self.max_pixels < MIN_SIZE * MIN_SIZE:
-            raise ValueError(f"clip limits must be positive, got {self}")
-        if not math.isfinite(self.max_seconds) or self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds}")
+        for name in ("max_frames", "max_source_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(name, f"must be a whole number of at least 1, got {value!r}")
+        if not isinstance(self.max_pixels, int) or self.max_pixels < MIN_SIZE * MIN_SIZE:
+            raise ParameterError(
+                "max_pixels", f"must be at least {MIN_SIZE * MIN_SIZE}, got {self.max_pixels!r}"
+            )
+        seconds = self.max_seconds
+        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds <= 0:
+            raise ParameterError("max_seconds", f"must be a positive number, got {seconds!r}")
+
+
+#: ``temporal_weight``'s default. The temporal loss is a mean of squared 0-255 pixel changes;
+#: at this weight a change of 10 grey levels over the trusted pixels costs about as much as the
+#: content loss of a finished still, enough to hold strokes in place (docs/benchmarks.md, "Clips").
+DEFAULT_TEMPORAL_WEIGHT = 2000.0
+#: ``frame_iterations``' default: measured as about the fewest that keep each frame's judge terms
+#: within 20% of a still painted from that frame (docs/benchmarks.md, "Clips").
+DEFAULT_FRAME_ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """What a clip needs beyond a still's :class:`StyleParams`."""
+
+    #: Weight of the temporal loss; 0 paints every frame on its own, as a still.
+    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
+    #: Iterations of each frame after the first (which gets ``StyleParams.iterations``).
+    frame_iterations: int = DEFAULT_FRAME_ITERATIONS
+
+    def __post_init__(self) -> None:
+        weight = self.temporal_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < float("inf"):
+            raise ParameterError("temporal_weight", f"must be a number of at least 0, got {weight!r}")
+        iterations = self.frame_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 100_000:
+            raise ParameterError("frame_iterations", f"must be between 1 and 100000, got {iterations!r}")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from nst_engine import Cancelled, ParameterError, StyleParams, stylize
-from nst_engine.animation import ClipParams, stylize_clip
-from nst_engine.clips import Clip
+from nst_engine.animation import stylize_clip
+from nst_engine.clips import Clip, ClipParams
 from tests.helpers.images import content_image, stripes_style
 
 #: Tiny runs: one scale at 48 px, a handful of iterations.

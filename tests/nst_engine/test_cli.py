@@ -25,6 +25,7 @@ from nst_engine.cli import (
     main,
     params_from_args,
 )
+from nst_engine.clips import decode_clip
 from nst_engine.params import StyleParams
 from tests.helpers.images import content_image, dots_style, stripes_style
 
@@ -45,6 +46,9 @@ def images(tmp_path: Path) -> dict[str, Path]:
     stripes_style(56, 56).save(paths["style"])
     dots_style(48, 48).save(paths["style2"], quality=95)
     paths["not_image"].write_text("this is a text file with a .png name", encoding="utf-8")
+    paths["clip"] = tmp_path / "clip.gif"
+    frames = [content_image(64, 48).rotate(4 * k) for k in range(3)]
+    frames[0].save(paths["clip"], save_all=True, append_images=frames[1:], duration=[60, 120, 120], loop=0)
     return paths
 
 
@@ -126,8 +130,20 @@ def test_list_presets_prints_the_shipped_catalogue(
     ("make_args", "fragment"),
     [
         (
+            lambda p: [str(p["content"]), str(p["style"]), "-o", str(p["content"].with_name("o.bmp"))],
+            "cannot tell the output format from 'o.bmp'",
+        ),
+        (
             lambda p: [str(p["content"]), str(p["style"]), "-o", str(p["content"].with_name("o.gif"))],
-            "cannot tell the output format from 'o.gif'",
+            "photo.png is a still image; write its painting to .png, .jpg or .webp",
+        ),
+        (
+            lambda p: [str(p["clip"]), str(p["style"]), "-o", "o.mp4", "--temporal-weight", "-1"],
+            "--temporal-weight: must be a number of at least 0, got -1.0",
+        ),
+        (
+            lambda p: [str(p["clip"]), str(p["style"]), "-o", "o.mp4", "--max-seconds", "0.2"],
+            "content clip " + "{clip}: The clip is 0.3 seconds long; the limit is 0.2 seconds.",
         ),
         (
             lambda p: [
@@ -155,13 +171,16 @@ def test_list_presets_prints_the_shipped_catalogue(
             "unknown preset 'stary-night' (did you mean starry-night?)",
         ),
     ],
-    ids=["output-format", "output-dir", "blend-count", "unknown-preset"],
-)
+    ids=[
+        "output-format", "still-to-gif", "temporal-weight", "clip-too-long", "output-dir", "blend-count",
+        "unknown-preset",
+    ],
+)  # fmt: skip
 def test_usage_mistakes_are_one_line_before_any_work(
     images: dict[str, Path], capsys: pytest.CaptureFixture[str], make_args, fragment: str
 ) -> None:
     assert main(make_args(images)) == EXIT_USAGE
-    assert_one_line_error(capsys.readouterr().err, fragment)
+    assert_one_line_error(capsys.readouterr().err, fragment.format(clip=images["clip"]))
 
 
 def test_a_preset_that_cannot_be_fetched_says_where_to_put_it(
@@ -213,6 +232,23 @@ def test_paints_two_images_and_writes_stats(images: dict[str, Path], tmp_path: P
     assert re.search(r"\d+/5 ", done.stderr), "the progress bar goes to stderr"
     assert "style" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("extension", ["mp4", "webp"])
+def test_paints_a_clip_into_the_format_the_extension_names(
+    images: dict[str, Path], tmp_path: Path, extension: str
+) -> None:
+    out, stats = tmp_path / f"painted.{extension}", tmp_path / "stats.json"
+    done = run_nst([str(images["clip"]), str(images["style"]), "-o", str(out), "--stats-json", str(stats),
+                    "--frame-iterations", "2", "--temporal-weight", "500", *TINY_RUN], tmp_path)  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    painted = decode_clip(out)
+    assert len(painted.frames) == 3 and painted.size == (48, 36)
+    assert painted.durations_ms == (60, 120, 120)
+    data = json.loads(stats.read_text())
+    assert data["frames"] == 3 and data["iterations"] == 5 + 2 * 2 and data["temporal_weight"] == 500
+    assert "frame 3/3" in done.stderr and re.search(r"\d+/9 ", done.stderr)
+    assert f"wrote {out} (48x36, 3 frames" in done.stderr
 
 
 def test_preset_from_a_local_catalogue_reuses_its_style_targets(

@@ -250,6 +250,7 @@ class _ClipPainter:
             start_image=start,
             extra_loss=extra,
             style_memo=self.memo,
+            lbfgs_dtype=torch.float64 if start is not None else torch.float32,
         )
 
     def _temporal_run(

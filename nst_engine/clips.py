@@ -98,7 +98,7 @@ class ClipLimits:
 DEFAULT_TEMPORAL_WEIGHT = 2000.0
 #: ``frame_iterations``' default: measured as about the fewest that keep each frame's judge terms
 #: within 20% of a still painted from that frame (docs/benchmarks.md, "Clips").
-DEFAULT_FRAME_ITERATIONS = 30
+DEFAULT_FRAME_ITERATIONS = 20
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,7 @@ class _Run:
         start_image: torch.Tensor | None = None,
         extra_loss: ExtraLoss | None = None,
         style_memo: StyleTargetMemo | None = None,
+        lbfgs_dtype: torch.dtype = torch.float32,
     ) -> None:
         self.model = model
         self.setup = setup
@@ -368,6 +369,11 @@ class _Run:
         self.start_image = start_image
         self.extra_loss = extra_loss
         self.style_memo = style_memo
+        #: The dtype of L-BFGS's variables and history. float64 for a run that starts near an
+        #: optimum (a clip's later frame): its first step is then often rejected, and the line
+        #: search's cubic fit squares directional derivatives of ~1e20 (the losses are scaled
+        #: up, see ``_lbfgs_pass``), which overflows float32 into NaN. The network stays float32.
+        self.lbfgs_dtype = lbfgs_dtype
 
     # -- set-up ---------------------------------------------------------------
     def _level_sizes(self) -> list[tuple[int, int]]:
@@ -659,14 +665,14 @@ class _Run:
         picture keeps improving and the ETA stays right.
         """
         unit = float(image.numel())
-        z = (image.detach() / unit).requires_grad_(True)
+        z = (image.detach() / unit).to(self.lbfgs_dtype).requires_grad_(True)
         self.loss_setup = self.setup  # each level starts in the run's precision
         self.best = None
         try:
             return self._lbfgs_passes(z, unit, level, on_iteration)
         except _OutOfTime:
             on_iteration(level.iterations)  # the rest counts as done for progress
-            return self.best[1] if self.best is not None else (z * unit).detach()
+            return self.best[1] if self.best is not None else (z * unit).detach().float()
 
     def _lbfgs_passes(
         self, z: torch.Tensor, unit: float, level: _Level, on_iteration: Callable[[int], None]
@@ -692,7 +698,7 @@ class _Run:
                 break  # even fp32 sees no decrease: the level has converged
         if done < level.iterations:
             on_iteration(level.iterations)  # the skipped rest counts as done for progress
-        return (z * unit).detach()
+        return (z * unit).detach().float()
 
     def _lbfgs_pass(
         self,
@@ -725,7 +731,7 @@ class _Run:
                 reported = done
                 on_iteration(offset + done)
             optimizer.zero_grad(set_to_none=True)
-            current = z * unit
+            current = (z * unit).float()
             self.current = current
             # The losses are means, so their gradients are tiny; L-BFGS's curvature test
             # (y.s > 1e-10) assumes larger numbers. Scaling by the pixel count fixes that.

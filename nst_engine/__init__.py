@@ -14,7 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .animation import ClipResult, stylize_clip
     from .cache import StyleTargetCache
+    from .clips import Clip, ClipLimits, ClipParams, decode_clip, encode_clip, probe_clip
     from .engine import Progress, Result, RunStats, StyleImage, preload, stylize
     from .errors import (
         Cancelled,
@@ -28,6 +30,14 @@ if TYPE_CHECKING:
 
 #: Where each public name lives; ``from nst_engine import X`` imports that module when X is asked for.
 _HOMES = {
+    "ClipResult": ".animation",
+    "stylize_clip": ".animation",
+    "Clip": ".clips",
+    "ClipLimits": ".clips",
+    "ClipParams": ".clips",
+    "decode_clip": ".clips",
+    "encode_clip": ".clips",
+    "probe_clip": ".clips",
     "StyleTargetCache": ".cache",
     "Progress": ".engine",
     "Result": ".engine",
@@ -60,6 +70,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Cancelled",
+    "Clip",
+    "ClipLimits",
+    "ClipParams",
+    "ClipResult",
     "InvalidImage",
     "NSTError",
     "ParameterError",
@@ -71,6 +85,10 @@ __all__ = [
     "StyleParams",
     "StyleTargetCache",
     "WeightsUnavailable",
+    "decode_clip",
+    "encode_clip",
     "preload",
+    "probe_clip",
     "stylize",
+    "stylize_clip",
 ]

@@ -95,7 +95,7 @@ class ClipLimits:
 #: ``temporal_weight``'s default. The temporal loss is a mean of squared 0-255 pixel changes;
 #: at this weight a change of 10 grey levels over the trusted pixels costs about as much as the
 #: content loss of a finished still, enough to hold strokes in place (docs/benchmarks.md, "Clips").
-DEFAULT_TEMPORAL_WEIGHT = 2000.0
+DEFAULT_TEMPORAL_WEIGHT = 20000.0
 #: ``frame_iterations``' default: measured as about the fewest that keep each frame's judge terms
 #: within 20% of a still painted from that frame (docs/benchmarks.md, "Clips").
 DEFAULT_FRAME_ITERATIONS = 20

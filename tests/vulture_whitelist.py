@@ -12,6 +12,7 @@ attribute of that name is one a framework calls, and the check cannot see an unu
 
 import sqlite3
 
+import av
 import discord
 
 import nst_engine
@@ -20,6 +21,7 @@ from bot.chat.buttons import CancelButton, DeleteButton, RerunButton
 from bot.chat.cogs.admin import AdminCog
 from bot.chat.cogs.presets import PresetsCog
 from bot.chat.cogs.stylize import StylizeCog
+from nst_engine.animation import ClipStats
 from nst_engine.engine import Progress, RunStats
 from nst_engine.losses import _Gram
 from nst_engine.vgg import VGGFeatures, clear_model_cache
@@ -71,3 +73,12 @@ RunStats.style_targets_cached
 
 # Called by benchmarks/gpu_check.py (not scanned), so its timed run loads the model afresh.
 clear_model_cache
+
+# PyAV reads the attributes set on its objects: a decoding stream's thread_type (frame threads) and
+# an encoding stream's pix_fmt (yuv420p, what phones play).
+av.video.stream.VideoStream.thread_type
+av.video.stream.VideoStream.pix_fmt
+
+# Read by name: a clip's statistics reach `nst --stats-json` through dataclasses.asdict.
+ClipStats.source_frames
+ClipStats.first_frame

@@ -96,8 +96,9 @@ class ClipLimits:
 #: at this weight a change of 10 grey levels over the trusted pixels costs about as much as the
 #: content loss of a finished still, enough to hold strokes in place (docs/benchmarks.md, "Clips").
 DEFAULT_TEMPORAL_WEIGHT = 20000.0
-#: ``frame_iterations``' default: measured as about the fewest that keep each frame's judge terms
-#: within 20% of a still painted from that frame (docs/benchmarks.md, "Clips").
+#: ``frame_iterations``' default: the fewest measured that keep each frame's judge terms within 20%
+#: of a still painted from that frame (within 9% on a pan; 10 let its style drift 31-34% away,
+#: docs/benchmarks.md, "Clips").
 DEFAULT_FRAME_ITERATIONS = 20
 
 

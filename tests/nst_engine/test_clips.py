@@ -253,3 +253,24 @@ def test_extensions_choose_the_output_format():
     assert clip_format_for("a/b.gif") == "gif"
     assert clip_format_for("x.webp") == "webp"
     assert clip_format_for("x.png") is None
+
+
+@pytest.mark.parametrize(("container", "codec"), [("webm", "libvpx-vp9"), ("mov", "libx264")])
+def test_webm_and_mov_clips_are_read(tmp_path, container, codec):
+    path = tmp_path / f"clip.{container}"
+    with av.open(str(path), mode="w", format=container) as output:
+        stream = output.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for k in range(5):
+            frame = av.VideoFrame.from_ndarray(np.asarray(square_frame(2 * k)), format="rgb24")
+            frame.pts = k
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    info = probe_clip(path)
+    assert (info.kind, info.width, info.height) == ("video", 48, 32)
+    clip = decode_clip(path)
+    assert len(clip.frames) == 5 and clip.size == (48, 32)
+    assert clip.durations_ms == (100,) * 5
+    assert mean_difference(clip.frames[4], square_frame(8)) < 8

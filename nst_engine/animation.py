@@ -163,6 +163,7 @@ class _ClipPainter:
         self.total = params.iterations + (frames - 1) * later
         self.started = 0.0
         self.frame_seconds: list[float] = []
+        self.time_fraction = 0.0
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -272,18 +273,22 @@ class _ClipPainter:
 
         def on_progress(update: Progress) -> None:
             eta = None
+            elapsed = time.perf_counter() - self.started
             if update.eta is not None:
                 frame_total = (time.perf_counter() - frame_started) + update.eta
-                eta = update.eta + (frames - index - 1) * self._later_frame_seconds(
-                    index, update, frame_total
-                )
+                later = self._later_frame_seconds(index, update, frame_total)
+                eta = update.eta + (frames - index - 1) * later
+                # The share of the clip done by time, never going back (a frame's own restarts).
+                share = elapsed / (elapsed + eta) if elapsed + eta > 0 else 1.0
+                self.time_fraction = max(self.time_fraction, share)
             report(
                 dataclasses.replace(
                     update,
                     step=done + update.step,
                     total=self.total,
-                    elapsed=time.perf_counter() - self.started,
+                    elapsed=elapsed,
                     eta=eta,
+                    time_fraction=self.time_fraction if eta is not None else None,
                     frame=index + 1,
                     frames=frames,
                 )

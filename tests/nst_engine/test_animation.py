@@ -85,6 +85,8 @@ def test_progress_counts_frames_and_steps_over_the_whole_clip():
     assert {r.total for r in reports} == {total}
     steps = [r.step for r in reports]
     assert steps == sorted(steps) and steps[-1] == total
+    fractions = [r.fraction for r in reports]  # by time over the whole clip: it never restarts
+    assert fractions == sorted(fractions) and 0 < fractions[-1] <= 1
     assert [r.frame for r in reports] == sorted(r.frame for r in reports)
     assert {r.frame for r in reports} == {1, 2, 3} and {r.frames for r in reports} == {3}
     assert any(r.eta is not None for r in reports)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from ..core import texts
-from ..core.errors import JobRefused
+from ..core.errors import JobRefused, RerunInProgress
 from ..core.records import JobRecord, may_control
 from ..core.strength import Rerun
 from .conversation import conversation_with, defer, interaction_conversation
@@ -83,8 +83,8 @@ class JobControls:
         runner = self.client.runner
         try:  # known before deferring: refused privately, in the response itself
             request = runner.plan_rerun(record, action)
-            reservation = runner.reserve(interaction.user.id)
-        except JobRefused as refused:
+            reservation = runner.reserve_rerun(record, interaction.user.id, channel_id=interaction.channel_id)
+        except JobRefused as refused:  # already being re-run (and where), over a limit, expired...
             await reply.say(str(refused))
             return
         with reservation:
@@ -96,7 +96,11 @@ class JobControls:
                 await answer_error(reply, error, what=f"a re-run of job {job_id}")
 
     async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
-        """A reaction with the configured emoji on a result re-runs it one level stronger."""
+        """A reaction with the configured emoji on a result re-runs it one level stronger.
+
+        While that result is being re-run, more reactions on it are ignored without a word (the
+        re-run's progress in the channel is the answer); other refusals follow the notice policy
+        of :class:`~bot.chat.replies.ReactionReply` (at most one public notice per result)."""
         client = self.client
         if client.user is not None and payload.user_id == client.user.id:
             return
@@ -118,7 +122,7 @@ class JobControls:
                 log.warning("cannot reach channel %s for a reaction re-run", payload.channel_id)
                 return
         conversation = conversation_with(None, channel, payload.user_id, token_seconds=self.token_seconds)
-        reply = ReactionReply(conversation, self.notices)
+        reply = ReactionReply(conversation, self.notices, payload.message_id)
         if record is None:
             assert failure is not None
             await answer_error(reply, failure, what="looking up a reaction's job")
@@ -131,7 +135,10 @@ class JobControls:
             return
         runner = client.runner
         try:
-            reservation = runner.reserve(payload.user_id)
+            reservation = runner.reserve_rerun(record, payload.user_id, channel_id=payload.channel_id)
+        except RerunInProgress:
+            log.debug("reaction of user %s on job %s: already being re-run", payload.user_id, record.job_id)
+            return
         except JobRefused as refused:
             await reply.say(str(refused))
             return

@@ -3,7 +3,8 @@
 Where an answer goes depends on how the user asked: an interaction (a command, a button) is
 answered privately, in its response while that is open and through its
 :class:`~bot.chat.conversation.Conversation` after a defer; a reaction has no private reply, so it
-is answered in the channel, at most once per user in ``REACTION_NOTICE_SECONDS``. Each is a
+is answered in the channel, at most once per result (whatever number of members react) and once
+per user in ``REACTION_NOTICE_SECONDS``. Each is a
 :class:`Reply`; :func:`answer_error` is the one function that turns an exception into the user's
 sentence (:func:`~bot.core.errors.friendly_error`) and says it, on every path.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 import discord
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 #: A refused reaction (busy, cooling down, already extreme, expired) is answered in the channel,
 #: for everyone to see, so at most once per user in this many seconds; the others are ignored.
 REACTION_NOTICE_SECONDS = 300.0
+#: ...and at most once per result: the results that had their notice, the newest this many.
+NOTICED_RESULTS_KEPT = 10_000
 
 
 class Reply(Protocol):
@@ -54,33 +58,42 @@ class InteractionReply:
 
 
 class ReactionNotices:
-    """When each user was last told why their reaction did nothing (monotonic seconds)."""
+    """Which results already had a public notice, and when each user was last told why their
+    reaction did nothing (monotonic seconds): forty members reacting to one picture, one notice."""
 
     def __init__(self) -> None:
         self.last: dict[int, float] = {}
+        self.noticed: OrderedDict[int, None] = OrderedDict()
 
-    def may_tell(self, user_id: int) -> bool:
-        """Whether ``user_id`` may be told now; counts it as told when so."""
+    def may_tell(self, user_id: int, result_id: int) -> bool:
+        """Whether ``user_id`` may be told now under result ``result_id``; counts it as told when so."""
+        if result_id in self.noticed:
+            return False
         now = time.monotonic()
         last = self.last.get(user_id)
         if last is not None and now - last < REACTION_NOTICE_SECONDS:
             return False
         self.last = {user: at for user, at in self.last.items() if now - at < REACTION_NOTICE_SECONDS}
         self.last[user_id] = now
+        self.noticed[result_id] = None
+        while len(self.noticed) > NOTICED_RESULTS_KEPT:
+            self.noticed.popitem(last=False)
         return True
 
 
 class ReactionReply:
-    """Answers a reaction publicly in its channel (a reaction has no private reply), naming the
-    user, unless they were told in the last ``REACTION_NOTICE_SECONDS``: ten reactions, one message."""
+    """Answers a reaction on result ``result_id`` publicly in its channel (a reaction has no
+    private reply), naming the user, unless that result already had its notice or the user was
+    told in the last ``REACTION_NOTICE_SECONDS``."""
 
-    def __init__(self, conversation: Conversation, notices: ReactionNotices) -> None:
+    def __init__(self, conversation: Conversation, notices: ReactionNotices, result_id: int) -> None:
         self.conversation = conversation
         self.notices = notices
+        self.result_id = result_id
 
     async def say(self, text: str) -> None:
         user_id = self.conversation.user_id
-        if not self.notices.may_tell(user_id):
+        if not self.notices.may_tell(user_id, self.result_id):
             log.debug("reaction of user %s refused quietly: %s", user_id, text)
             return
         await self.conversation.tell(texts.addressed(self.conversation.mention, text))

@@ -60,6 +60,21 @@ class RerunRefused(JobRefused):
     """A re-run that cannot start (already at the end of the levels, or the inputs expired)."""
 
 
+class RerunInProgress(JobRefused):
+    """The result is already being painted again (one re-run of a result at a time)."""
+
+    def __init__(self, channel_id: int | None) -> None:
+        super().__init__(texts.already_rerunning(channel_id))
+
+
+class RerunBudgetSpent(JobRefused):
+    """The user re-ran as many of other people's results as the hour allows."""
+
+    def __init__(self, per_hour: int, retry_after: float) -> None:
+        super().__init__(texts.rerun_budget_spent(per_hour, retry_after))
+        self.retry_after = retry_after
+
+
 class JobCancelled(Exception):
     """The job was cancelled before it started, or stopped by a shutdown."""
 

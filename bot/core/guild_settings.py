@@ -36,8 +36,9 @@ class GuildSettings:
     channels: tuple[int, ...] = ()
     #: The largest size name allowed here (one of ``SIZE_NAMES``); None: every size the operator offers.
     max_size: str | None = None
-    #: ``anyone`` or ``requester``: who may re-run (or react to) someone else's result.
-    reruns: str = RERUN_ANYONE
+    #: ``anyone`` or ``requester``: who may re-run (or react to) someone else's result. The
+    #: requester by default: a result repaints their photo, and a server opts in to sharing that.
+    reruns: str = RERUN_REQUESTER
     #: Post every result (and its previews) as a spoiler.
     spoilers: bool = False
 
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id INTEGER PRIMARY KEY,
     channels TEXT NOT NULL DEFAULT '[]',
     max_size TEXT,
-    reruns TEXT NOT NULL DEFAULT 'anyone',
+    reruns TEXT NOT NULL DEFAULT 'requester',
     spoilers INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
     updated_by INTEGER

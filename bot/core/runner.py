@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import texts
+from .admission import RerunRule
 from .backend import PaintJob
 from .errors import JobRefused, RerunRefused, friendly_error
 from .inputs import InputImage, load_input
@@ -35,7 +36,7 @@ from .strength import Rerun, apply_rerun
 if TYPE_CHECKING:
     from nst_engine import Result
 
-    from .admission import Reservation
+    from .admission import RerunClaim, Reservation
     from .backend import Backend
     from .guild_settings import GuildSettingsStore
     from .settings import Settings
@@ -76,6 +77,32 @@ class Messenger(Protocol):
         """The user of ``record``'s job, in its channel (no interaction survives a restart)."""
 
 
+class RerunReservation:
+    """What a re-run holds from its request to its job's end: the result, marked as being re-run
+    (:class:`~bot.core.admission.RerunClaim`), and the user's place in the limits (``place``).
+
+    :meth:`JobRunner.rerun` releases it as soon as its job has ended (done, failed, cancelled);
+    use it as a context manager around that call too, so that leaving the block gives both back
+    on every other path (refused, expired, an error before the job was submitted). Releasing is
+    idempotent.
+    """
+
+    def __init__(self, claim: RerunClaim, place: Reservation) -> None:
+        self.claim = claim
+        self.place = place
+
+    def __enter__(self) -> RerunReservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        spent = not self.place.held  # a job was submitted with the place: the budget is spent
+        self.place.release()
+        self.claim.release(spent=spent)
+
+
 class JobRunner:
     """Starts, follows, re-runs, cancels, deletes and (after a restart) resumes jobs on one backend."""
 
@@ -97,6 +124,8 @@ class JobRunner:
         self.images = images
         #: Tasks following a job to its end (so ``close`` lets them say goodbye).
         self.active: set[asyncio.Task[None]] = set()
+        #: One re-run of a result at a time; each user's budget of re-runs of others' results.
+        self.reruns = RerunRule(per_hour=settings.others_reruns_per_hour)
 
     @property
     def max_side(self) -> int:
@@ -107,6 +136,16 @@ class JobRunner:
         """A place for a new job of ``user_id``, taken before its inputs are fetched; raises the
         :class:`JobRefused` it meets. Release it on every path (the job takes it over)."""
         return self.backend.reserve(user_id)
+
+    def reserve_rerun(self, record: JobRecord, user_id: int, *, channel_id: int | None) -> RerunReservation:
+        """A re-run of ``record`` by ``user_id`` (asked in ``channel_id``), admitted now or refused
+        with the :class:`JobRefused` it meets: :class:`~bot.core.errors.RerunInProgress` while
+        ``record`` is being re-run, :class:`~bot.core.errors.RerunBudgetSpent`, then the limits of
+        :meth:`reserve`. Nothing awaits in between, so of simultaneous requests one wins."""
+        self.reruns.check(record.job_id, record.user_id, user_id)
+        place = self.reserve(user_id)
+        claim = self.reruns.claim(record.job_id, record.user_id, user_id, channel_id)
+        return RerunReservation(claim, place)
 
     async def cancel(self, job_id: str) -> bool:
         return await self.backend.cancel(job_id)
@@ -122,11 +161,14 @@ class JobRunner:
         guild_id: int | None,
         channel_id: int | None,
         reservation: Reservation | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         """Store, enqueue and follow one job until its result (or failure) is posted.
 
         Inputs not stored yet are written (in a thread: a photo's file is written off the event
         loop); a re-run's are shared with its job. The job takes over ``reservation``.
+        ``on_end`` is called once the submitted job has ended (painted, failed or cancelled),
+        before its result is posted.
         """
         record = JobRecord(
             job_id=new_job_id(),
@@ -154,7 +196,14 @@ class JobRunner:
             preview_size=self.settings.preview_size,
         )
         life = self._life(talk, record, request, resumed=False)
-        await self._follow(life, lambda: self.backend.submit(job, life, reservation))
+
+        async def submit() -> asyncio.Future[Result]:
+            future = await self.backend.submit(job, life, reservation)
+            if on_end is not None:
+                future.add_done_callback(lambda _: on_end())
+            return future
+
+        await self._follow(life, submit)
 
     def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
         """The one way a job is built from its record, new, re-run or resumed."""
@@ -190,12 +239,16 @@ class JobRunner:
         )
 
     async def rerun(
-        self, record: JobRecord, request: JobRequest, talk: Talk, *, reservation: Reservation | None = None
+        self, record: JobRecord, request: JobRequest, talk: Talk, *, reservation: RerunReservation
     ) -> None:
-        """Paint ``record``'s inputs again as ``request`` (from :meth:`plan_rerun`).
+        """Paint ``record``'s inputs again as ``request`` (from :meth:`plan_rerun`), with the
+        ``reservation`` of :meth:`reserve_rerun`; returns when the new job ends.
 
         The new job shares ``record``'s stored inputs (they are decoded in a thread, never copied);
-        inputs gone since the plan raise :class:`RerunRefused`.
+        inputs gone since the plan raise :class:`RerunRefused`. ``reservation`` is released as soon
+        as the job has ended (before its result is posted, so a press on the result it came from
+        right after is a new re-run); the caller also releases it after this returns or raises (a
+        ``with`` block), for a job never submitted.
         """
         max_side = self.max_side
         content_path = record.content_path
@@ -215,7 +268,8 @@ class JobRunner:
             request,
             guild_id=record.guild_id,
             channel_id=record.channel_id,
-            reservation=reservation,
+            reservation=reservation.place,
+            on_end=reservation.release,
         )
 
     # ------------------------------------------------------------------ after a restart

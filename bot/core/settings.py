@@ -58,6 +58,9 @@ class Settings:
     queue_cap: int = 20
     per_user_limit: int = 1
     cooldown_seconds: float = 10.0
+    #: Re-runs (buttons or the reaction) of other people's results one user may start in any hour
+    #: (0: only their own); re-runs of their own results do not count.
+    others_reruns_per_hour: int = 5
     progress_interval: float = 5.0
     preview_count: int = 3
     preview_size: int = 256
@@ -124,6 +127,7 @@ class Settings:
         positive_int("concurrency", 0)
         positive_int("queue_cap")
         positive_int("per_user_limit")
+        positive_int("others_reruns_per_hour", 0)
         positive_int("preview_count", 0)
         positive_int("preview_size", MIN_SIZE)
         positive_int("max_attachment_bytes", 1024)

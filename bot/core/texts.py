@@ -9,6 +9,7 @@ here; command and option descriptions and button labels stay with their definiti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 # ---------------------------------------------------------------------------- refusals (admission)
@@ -204,6 +205,26 @@ def attachment_too_large(what: str, cap_bytes: int) -> str:
 EXPIRED_TEXT = "This job has expired (its images are no longer kept); run /stylize again."
 UNKNOWN_JOB = "I don't know that job any more."
 REQUESTER_ONLY_TEXT = "In this server only the person who asked for a picture can re-run it."
+
+
+def already_rerunning(channel_id: int | None) -> str:
+    """A re-run asked for while the same picture is already being painted again (one at a time)."""
+    where = "" if channel_id is None else f" in <#{channel_id}>"
+    return f"This picture is already being painted again{where}; its progress is there."
+
+
+def rerun_budget_spent(per_hour: int, retry_after: float) -> str:
+    """A member who re-ran others' pictures ``per_hour`` times in the last hour."""
+    if per_hour == 0:
+        return "Here you can re-run only your own pictures."
+    minutes = max(1, math.ceil(retry_after / 60))
+    noun = "picture" if per_hour == 1 else "pictures"
+    return (
+        f"You can re-run {per_hour} {noun} of other people per hour; "
+        f"try again in {minutes} min, or re-run your own."
+    )
+
+
 CANCEL_REFUSED_TEXT = "Only the person who asked (or a moderator) can cancel this."
 DELETE_REFUSED_TEXT = "Only the person who asked (or a moderator) can delete this."
 CANCELLING = "Cancelling\u2026"

@@ -205,3 +205,11 @@ async def crash_bot_mid_job(fake: FakeDiscord, environment: dict[str, str], log_
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
+
+
+async def let_anyone_rerun(fake: FakeDiscord) -> None:
+    """A server admin lets members re-run each other's pictures (``/nst-admin reruns``); by
+    default only the person who asked may."""
+    interaction = await fake.slash_command("nst-admin reruns", {"who": "anyone"}, user=fake.admin)
+    answer = await fake.wait_for(lambda: fake.original(interaction), timeout=30)
+    assert answer.content.startswith("Saved."), answer.content

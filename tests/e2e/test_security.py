@@ -12,7 +12,7 @@ from bot.chat.app import NSTBot
 from bot.core.records import JobStatus
 from bot.core.settings import Settings
 from nst_queue import protocol
-from tests.e2e.conftest import painting, photo, results, started
+from tests.e2e.conftest import let_anyone_rerun, painting, photo, results, started
 from tests.e2e.harness import files_under, mode_bits
 from tests.fakediscord import FakeDiscord
 from tests.helpers.planted import pickled_result, plant_result
@@ -21,6 +21,7 @@ from tests.helpers.redis_server import RedisServer
 
 async def test_rerun_by_someone_else_counts_against_them(fake_discord: FakeDiscord, make_settings) -> None:
     async with started(make_settings(iterations=4), fake_discord) as bot:
+        await let_anyone_rerun(fake_discord)
         await fake_discord.slash_command(
             "stylize",
             {"content": photo(fake_discord), "style": painting(fake_discord)},
@@ -43,6 +44,7 @@ async def test_rerun_while_busy_is_refused_for_the_reactor_only(
     fake_discord: FakeDiscord, make_settings
 ) -> None:
     async with started(make_settings(iterations=80), fake_discord) as bot:
+        await let_anyone_rerun(fake_discord)
         await fake_discord.slash_command(
             "stylize",
             {"content": photo(fake_discord), "style": painting(fake_discord)},

@@ -8,9 +8,10 @@ from unittest.mock import AsyncMock, MagicMock
 import discord
 
 from bot.chat.buttons import CancelButton, DeleteButton, RerunButton
+from bot.core.guild_settings import RERUN_ANYONE, GuildSettings
 from bot.core.records import JobStatus
 from bot.core.strength import Rerun
-from bot.core.texts import DELETE_REFUSED_TEXT, EXPIRED_TEXT
+from bot.core.texts import DELETE_REFUSED_TEXT, EXPIRED_TEXT, already_rerunning, rerun_budget_spent
 from tests.bot.conftest import (
     controls_of,
     decode_file,
@@ -24,8 +25,14 @@ from tests.bot.conftest import (
 )
 
 
+def anyone_may_rerun(bot) -> None:
+    """The server lets members re-run each other's pictures (not the default)."""
+    bot.guild_settings.save(1, 99, GuildSettings(reruns=RERUN_ANYONE))
+
+
 async def test_stronger_button_reruns_with_the_next_step(make_bot) -> None:
     bot = await make_bot()
+    anyone_may_rerun(bot)
     first = await run_stylize(bot)
     job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
     press = make_interaction(user_id=77)
@@ -70,12 +77,14 @@ async def dispatch_reaction(bot, payload) -> None:
 
 async def test_reaction_reruns_stronger_in_the_channel(make_bot) -> None:
     bot = await make_bot()
+    anyone_may_rerun(bot)
     channel = make_channel()
     first = await run_stylize(bot, make_interaction(channel=channel))
     result_id = bot.store.with_status(JobStatus.DONE)[0].result_message_id
     bot.get_channel = MagicMock(return_value=channel)
     payload = MagicMock(spec=discord.RawReactionActionEvent)
     payload.user_id, payload.message_id, payload.channel_id = 99, result_id, channel.id
+    payload.guild_id = 1  # the server that lets anyone re-run
     payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
     followups_before = first.followup.send.await_count
     await dispatch_reaction(bot, payload)
@@ -137,14 +146,15 @@ async def test_refused_reactions_post_at_most_one_notice_per_user(make_bot) -> N
         payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
         return payload
 
-    for user_id in (42, 77):  # 42 is cooling down; 77 may ask, but extreme is the strongest already
-        before = channel.send.await_count
-        for _ in range(10):
-            await dispatch_reaction(bot, reaction(user_id))
-        notices = texts(channel.send)[before:]
-        assert len(notices) == 1, notices
-        assert f"<@{user_id}>" in notices[0]
-    assert "wait" in texts(channel.send)[-2] and "strongest" in texts(channel.send)[-1]
+    anyone_may_rerun(bot)
+    before = channel.send.await_count
+    for _ in range(10):  # 42 is cooling down
+        await dispatch_reaction(bot, reaction(42))
+    notices = texts(channel.send)[before:]
+    assert len(notices) == 1 and "<@42>" in notices[0] and "wait" in notices[0], notices
+    for _ in range(10):  # 77 may ask, but extreme is the strongest already: that result had its notice
+        await dispatch_reaction(bot, reaction(77))
+    assert texts(channel.send)[before:] == notices
     assert not bot.queue.jobs()
 
 
@@ -229,3 +239,86 @@ async def test_a_store_failure_after_deleting_is_told_privately(make_bot, monkey
     [call] = requester.followup.send.call_args_list
     assert "picture is deleted" in call.args[0] and call.kwargs["ephemeral"] is True
     assert "No space" not in call.args[0]
+
+
+# ---------------------------------------------------------------------------- 💪 cannot flood
+def reaction_by(user_id: int, message_id: int, channel_id: int) -> MagicMock:
+    payload = MagicMock(spec=discord.RawReactionActionEvent)
+    payload.user_id, payload.message_id, payload.channel_id = user_id, message_id, channel_id
+    payload.guild_id = 1
+    payload.emoji = discord.PartialEmoji(name="\N{FLEXED BICEPS}")
+    return payload
+
+
+async def test_reactions_of_many_members_at_once_start_one_rerun_and_no_notice(make_bot) -> None:
+    bot = await make_bot()
+    anyone_may_rerun(bot)
+    channel = make_channel()
+    bot.get_channel = MagicMock(return_value=channel)
+    await run_stylize(bot, make_interaction(channel=channel))
+    result_id = bot.store.with_status(JobStatus.DONE)[0].result_message_id
+    await asyncio.gather(
+        *(dispatch_reaction(bot, reaction_by(100 + n, result_id, channel.id)) for n in range(12))
+    )
+    records = bot.store.with_status(*JobStatus)
+    assert len(records) == 2, "one re-run, not twelve"
+    assert len(sent_files(channel.send)) == 1
+    assert not [text for text in texts(channel.send) if text and text.startswith("<@")], "no notice"
+    assert not bot.runner.reruns.rerunning, "the result is free again once its re-run ended"
+    await dispatch_reaction(bot, reaction_by(100, result_id, channel.id))
+    assert len(bot.store.with_status(*JobStatus)) == 3
+
+
+async def test_a_press_while_the_result_is_being_rerun_is_told_where(make_bot) -> None:
+    bot = await make_bot()
+    anyone_may_rerun(bot)
+    first = await run_stylize(bot)
+    job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    record = bot.store.get(job_id)
+    with bot.runner.reserve_rerun(record, 5, channel_id=321):  # someone's re-run, reserved
+        press = make_interaction(user_id=77)
+        await controls_of(bot).rerun_pressed(press, job_id, Rerun.REROLL)
+        assert texts(press.response.send_message) == [already_rerunning(321)]
+        assert "<#321>" in already_rerunning(321)
+        assert press.response.send_message.call_args.kwargs["ephemeral"] is True
+        press.response.defer.assert_not_awaited()
+    again = make_interaction(user_id=77)  # given back unused: free again, and 5's budget too
+    await controls_of(bot).rerun_pressed(again, job_id, Rerun.REROLL)
+    again.response.defer.assert_awaited_once()
+    assert not bot.runner.reruns.rerunning and 5 not in bot.runner.reruns.spent
+
+
+async def test_a_failed_reaction_rerun_frees_its_result(make_bot) -> None:
+    bot = await make_bot()
+    anyone_may_rerun(bot)
+    channel = make_channel()
+    bot.get_channel = MagicMock(return_value=channel)
+    await run_stylize(bot, make_interaction(channel=channel))
+    result_id = bot.store.with_status(JobStatus.DONE)[0].result_message_id
+    assert bot.store.purge(-1) == 1  # its inputs expired: refused once reserved
+    await dispatch_reaction(bot, reaction_by(77, result_id, channel.id))
+    assert EXPIRED_TEXT in texts(channel.send)[-1]
+    assert not bot.runner.reruns.rerunning and 77 not in bot.runner.reruns.spent
+
+
+async def test_the_budget_counts_reruns_of_others_results_only(make_bot) -> None:
+    bot = await make_bot(others_reruns_per_hour=1)
+    anyone_may_rerun(bot)
+    first = await run_stylize(bot)  # user 42's
+    job_id = first.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
+    press = make_interaction(user_id=77)
+    await controls_of(bot).rerun_pressed(press, job_id, Rerun.STRONGER)
+    [own_id] = {
+        item.custom_id.split(":")[2]
+        for item in press.followup.send.call_args_list[-1].kwargs["view"].children
+    }
+    again = make_interaction(user_id=77)
+    await controls_of(bot).rerun_pressed(again, job_id, Rerun.REROLL)
+    assert texts(again.response.send_message) == [rerun_budget_spent(1, 3600)]
+    assert again.response.send_message.call_args.kwargs["ephemeral"] is True
+    own = make_interaction(user_id=77)  # the re-run is 77's own picture: not counted
+    await controls_of(bot).rerun_pressed(own, own_id, Rerun.REROLL)
+    own.response.defer.assert_awaited_once()
+    requester = make_interaction(user_id=42)  # 42's own picture, any number of times
+    await controls_of(bot).rerun_pressed(requester, job_id, Rerun.REROLL)
+    requester.response.defer.assert_awaited_once()

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.admission import Admission, Load
+from bot.core.admission import RERUN_BUDGET_WINDOW, Admission, Load, RerunRule
 from bot.core.arq_backend import ArqBackend
-from bot.core.errors import CoolingDown, QueueFull, ShuttingDown, TooManyJobs
+from bot.core.errors import (
+    CoolingDown,
+    QueueFull,
+    RerunBudgetSpent,
+    RerunInProgress,
+    ShuttingDown,
+    TooManyJobs,
+)
 from bot.core.local_backend import LocalBackend
 from tests.bot.conftest import tiny_settings
 
@@ -85,3 +92,53 @@ def test_both_backends_apply_the_same_rule(tmp_path) -> None:
         rule.reserve(1)
         with pytest.raises(TooManyJobs):
             rule.reserve(1)
+
+
+# ---------------------------------------------------------------------------- re-runs
+def test_one_rerun_of_a_result_at_a_time_until_its_claim_is_released() -> None:
+    rule = RerunRule(per_hour=5, clock=Clock())
+    claim = rule.claim("job-a", requester_id=1, user_id=2, channel_id=30)
+    for user_id in (1, 2, 3):  # the requester, the same member, anyone else
+        with pytest.raises(RerunInProgress) as refused:
+            rule.claim("job-a", requester_id=1, user_id=user_id, channel_id=31)
+        assert "<#30>" in str(refused.value), "the refusal says where the re-run is"
+    rule.claim("job-b", requester_id=1, user_id=3, channel_id=30)  # another result is free
+    claim.release(spent=True)
+    claim.release(spent=True)  # idempotent
+    rule.claim("job-a", requester_id=1, user_id=3, channel_id=30)
+
+
+def test_the_budget_counts_reruns_of_others_results_per_hour() -> None:
+    clock = Clock()
+    rule = RerunRule(per_hour=2, clock=clock)
+    for number in range(5):  # one's own results never count
+        rule.claim(f"own-{number}", requester_id=7, user_id=7, channel_id=None).release(spent=True)
+    rule.claim("a", requester_id=1, user_id=7, channel_id=None).release(spent=True)
+    clock.now += 600
+    rule.claim("b", requester_id=2, user_id=7, channel_id=None).release(spent=True)
+    with pytest.raises(RerunBudgetSpent) as refused:
+        rule.claim("c", requester_id=3, user_id=7, channel_id=None)
+    assert refused.value.retry_after == pytest.approx(RERUN_BUDGET_WINDOW - 600)
+    assert "2 pictures of other people per hour" in str(refused.value)
+    rule.claim("c", requester_id=3, user_id=8, channel_id=None)  # another member has their own
+    rule.claim("mine", requester_id=7, user_id=7, channel_id=None)  # and 7's own still work
+    clock.now += RERUN_BUDGET_WINDOW - 600  # the first one is an hour old
+    rule.claim("d", requester_id=3, user_id=7, channel_id=None)
+    with pytest.raises(RerunBudgetSpent):
+        rule.claim("e", requester_id=3, user_id=7, channel_id=None)
+
+
+def test_a_rerun_that_submitted_no_job_gives_its_budget_back() -> None:
+    rule = RerunRule(per_hour=1, clock=Clock())
+    rule.claim("a", requester_id=1, user_id=7, channel_id=None).release(spent=False)  # refused later
+    rule.claim("a", requester_id=1, user_id=7, channel_id=None).release(spent=True)
+    with pytest.raises(RerunBudgetSpent):
+        rule.claim("b", requester_id=1, user_id=7, channel_id=None)
+
+
+def test_a_budget_of_zero_allows_only_ones_own_results() -> None:
+    rule = RerunRule(per_hour=0, clock=Clock())
+    rule.claim("mine", requester_id=7, user_id=7, channel_id=None)
+    with pytest.raises(RerunBudgetSpent) as refused:
+        rule.claim("theirs", requester_id=1, user_id=7, channel_id=None)
+    assert str(refused.value) == "Here you can re-run only your own pictures."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.guild_settings import MAX_CHANNELS, RERUN_REQUESTER, GuildSettings, GuildSettingsStore
+from bot.core.guild_settings import MAX_CHANNELS, RERUN_ANYONE, GuildSettings, GuildSettingsStore
 from bot.core.settings import Settings
 
 
@@ -18,13 +18,14 @@ def test_a_server_never_configured_gets_the_defaults(tmp_path: Path) -> None:
         current = store.get(guild_id)
         assert current == GuildSettings()
         assert current.allows_channel(123) and current.allows_size("large") and not current.spoilers
+        assert current.allows_rerun(5, 5) and not current.allows_rerun(5, 6), "only the requester re-runs"
     store.close()
 
 
 def test_settings_survive_a_reopen_and_stay_per_server(tmp_path: Path) -> None:
     path = Settings(data_dir=tmp_path / "data").guild_settings_path
     store = GuildSettingsStore(path)
-    changed = GuildSettings(channels=(10, 11), max_size="medium", reruns=RERUN_REQUESTER, spoilers=True)
+    changed = GuildSettings(channels=(10, 11), max_size="medium", reruns=RERUN_ANYONE, spoilers=True)
     store.save(1, 99, changed)
     store.save(1, 99, dataclasses.replace(changed, channels=(11,)))
     store.close()

@@ -30,6 +30,7 @@ def test_example_file_gives_the_documented_defaults(config_dir: Path) -> None:
     assert settings.token is None
     assert settings.data_dir == config_dir.parent / "data"
     assert settings.proxy is None and settings.connect_timeout == 60.0
+    assert settings.others_reruns_per_hour == 5
 
 
 def test_proxy_and_connect_timeout_from_the_environment(config_dir: Path) -> None:
@@ -39,6 +40,13 @@ def test_proxy_and_connect_timeout_from_the_environment(config_dir: Path) -> Non
     )
     assert settings.proxy == "http://user:pw@proxy.example:3128" and settings.connect_timeout == 5.0
     assert ":pw@" not in repr(settings) and "user:***@proxy.example" in repr(settings)
+
+
+def test_the_rerun_budget_from_the_environment_may_be_zero(config_dir: Path) -> None:
+    assert (
+        load_settings({"NST_BOT_OTHERS_RERUNS_PER_HOUR": "0"}, config_dir=config_dir).others_reruns_per_hour
+        == 0
+    )
 
 
 def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:
@@ -68,6 +76,8 @@ def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Pat
         ({"NST_BOT_PROXY": "socks5://proxy.example:1080"}, "proxy"),
         ({"NST_BOT_CONNECT_TIMEOUT": "0"}, "connect_timeout"),
         ({"NST_BOT_CONNECT_TIMEOUT": "soon"}, "connect_timeout"),
+        ({"NST_BOT_OTHERS_RERUNS_PER_HOUR": "-1"}, "others_reruns_per_hour"),
+        ({"NST_BOT_OTHERS_RERUNS_PER_HOUR": "lots"}, "others_reruns_per_hour"),
     ],
 )
 def test_bad_values_name_the_key(config_dir: Path, env: dict[str, str], key: str) -> None:

@@ -207,7 +207,7 @@ async def test_a_spoiler_input_gives_a_spoiler_result_previews_and_reruns(make_b
     assert result.spoiler and result.filename.startswith("SPOILER_") and all(p.spoiler for p in previews)
     assert embed.image.url is None
     job_id = interaction.followup.send.call_args_list[-1].kwargs["view"].children[0].custom_id.split(":")[2]
-    press = make_interaction(user_id=77)
+    press = make_interaction(user_id=42)  # its requester (the server's default allows no one else)
     press.client = bot
     await RerunButton(Rerun.STRONGER, job_id).callback(press)
     [again] = sent_files(press.followup.send)

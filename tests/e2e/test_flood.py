@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bot.core.records import JobStatus
 from bot.core.settings import Settings
-from bot.core.texts import REQUESTER_ONLY_TEXT, already_rerunning
+from bot.core.texts import REQUESTER_ONLY_TEXT, already_rerunning, rerun_budget_spent
 from tests.e2e.conftest import let_anyone_rerun, painting, photo, results, started
 from tests.fakediscord import FakeDiscord, FakeMessage, FakeUser
 
@@ -85,3 +85,29 @@ async def test_many_reactions_on_one_result_start_one_rerun_and_one_notice_at_mo
         [progress] = await fake.wait_for(lambda: cancel_buttons(fake), timeout=30)
         await fake.click(progress, "Cancel", user=fake.bob)
         await fake.wait_for(lambda: not bot.queue.jobs(), timeout=60)
+
+
+async def test_the_budget_for_others_pictures_is_told_privately_on_a_press_and_once_on_a_reaction(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    fake = fake_discord
+    async with started(make_settings(others_reruns_per_hour=1), fake) as bot:
+        await let_anyone_rerun(fake)
+        await fake.slash_command(
+            "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
+        )
+        [first] = await fake.wait_for(lambda: results(fake), timeout=60)
+        await fake.click(first, "Stronger", user=fake.bob)  # bob's one re-run of others' this hour
+        await fake.wait_for(lambda: len(results(fake)) == 2 and not bot.queue.jobs(), timeout=60)
+        spent = rerun_budget_spent(1, 3600).split(";")[0]  # "...per hour" (the minutes left vary)
+        press = await fake.click(first, "Re-roll", user=fake.bob)
+        answer = await fake.wait_for(lambda: fake.original(press), timeout=30)
+        assert answer.ephemeral and answer.content.startswith(spent)
+        for _ in range(3):
+            await fake.react(first, "💪", user=fake.bob)
+        [notice] = await fake.wait_for(lambda: [m for m in public_messages(fake) if spent in m.content])
+        assert fake.bob.mention in notice.content
+        await fake.click(first, "Re-roll", user=fake.alice)  # alice's own picture: not counted
+        await fake.wait_for(lambda: len(results(fake)) == 3, timeout=60)
+        await asyncio.sleep(0.5)
+        assert len([m for m in public_messages(fake) if spent in m.content]) == 1

@@ -39,9 +39,10 @@ from .engine import (
     StyleImage,
     StyleTargetMemo,
     _Run,
+    checked_inputs,
     split_iterations,
 )
-from .errors import Cancelled, ParameterError
+from .errors import Cancelled
 from .flow import flicker, flow_between, flow_tensor, reliable_mask, temporal_loss, warp
 from .params import StyleParams
 from .tensors import image_to_tensor, luminance_as_rgb, resize, scaled_dimensions
@@ -95,14 +96,7 @@ def stylize_clip(
     """
     params = params or StyleParams()
     clip_params = clip_params or ClipParams()
-    style_images = [s.image if isinstance(s, StyleImage) else s for s in styles]
-    if not style_images:
-        raise ParameterError("styles", "at least one style image is needed")
-    for image in style_images:
-        if not isinstance(image, Image.Image):
-            raise ParameterError("images", f"expected PIL images, got {type(image).__name__}")
-    if preview_every < 0:
-        raise ParameterError("preview_every", "must be 0 (off) or a positive number of steps")
+    style_images = checked_inputs([], styles, preview_every)
     painter = _ClipPainter(
         clip=clip,
         styles=[s.convert("RGB") for s in style_images],

@@ -174,14 +174,7 @@ def stylize(
     most ``params.size``; otherwise :class:`~nst_engine.errors.ParameterError`.
     """
     params = params or StyleParams()
-    style_images = [s.image if isinstance(s, StyleImage) else s for s in styles]
-    if not style_images:
-        raise ParameterError("styles", "at least one style image is needed")
-    for image in [content, *style_images]:
-        if not isinstance(image, Image.Image):
-            raise ParameterError("images", f"expected PIL images, got {type(image).__name__}")
-    if preview_every < 0:
-        raise ParameterError("preview_every", "must be 0 (off) or a positive number of steps")
+    style_images = checked_inputs([content], styles, preview_every)
     blend = params.style_blend_for(len(style_images))
     if start_from is not None:
         check_start_from(content.size, start_from, params.size)
@@ -231,6 +224,22 @@ def continued_iterations(counts: Sequence[int]) -> list[int]:
     """Iterations of the levels a continued run paints: ``CONTINUE_SHARE`` of those they get in a
     run from scratch (``counts``), at least one each."""
     return [max(1, round(n * CONTINUE_SHARE)) for n in counts]
+
+
+def checked_inputs(
+    pictures: Sequence[Image.Image], styles: Sequence[Image.Image | StyleImage], preview_every: int
+) -> list[Image.Image]:
+    """The style pictures of a run (a still's or a clip's), after checking what the caller passed:
+    at least one style, PIL images only, and a preview cadence that is 0 or positive."""
+    style_images = [s.image if isinstance(s, StyleImage) else s for s in styles]
+    if not style_images:
+        raise ParameterError("styles", "at least one style image is needed")
+    for image in [*pictures, *style_images]:
+        if not isinstance(image, Image.Image):
+            raise ParameterError("images", f"expected PIL images, got {type(image).__name__}")
+    if preview_every < 0:
+        raise ParameterError("preview_every", "must be 0 (off) or a positive number of steps")
+    return style_images
 
 
 # ---------------------------------------------------------------------------- the run

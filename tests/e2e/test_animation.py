@@ -1,0 +1,94 @@
+"""Animated /stylize through the real bot and the fake Discord: a GIF in, an animation out with the
+same frames and timing; a clip over the limits refused privately before anything is painted;
+Stronger re-runs it as an animation."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from PIL import Image, ImageDraw
+
+from bot.core.records import JobStatus
+from bot.core.settings import Settings
+from tests.e2e.conftest import painting, result_file, results, started
+from tests.fakediscord import FakeAttachment, FakeDiscord
+
+
+def moving_square_gif(frames: int = 3, size: int = 40, duration_ms: int = 120) -> bytes:
+    """A square sliding right over a gradient, one frame per step: every frame differs."""
+    images = []
+    for index in range(frames):
+        image = Image.new("RGB", (size, size))
+        draw = ImageDraw.Draw(image)
+        for y in range(size):
+            draw.line([(0, y), (size, y)], fill=(60, 100 + 3 * y, 200 - 2 * y))
+        left = 4 + 5 * index
+        draw.rectangle([left, 12, left + 12, 24], fill=(230, 60, 30))
+        images.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def gif_attachment(fake: FakeDiscord, data: bytes) -> FakeAttachment:
+    return fake.make_attachment(data, "clip.gif", content_type="image/gif")
+
+
+def frames_and_durations(data: bytes) -> tuple[int, list[int]]:
+    with Image.open(io.BytesIO(data)) as image:
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            image.load()  # WebP sets a frame's duration when it is read
+            durations.append(int(image.info.get("duration", 0)))
+        return image.n_frames, durations
+
+
+async def test_a_gif_is_painted_as_an_animation_and_stronger_repaints_it(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(animation_frame_iterations=2)
+    async with started(settings, fake_discord) as bot:
+        interaction = await fake_discord.slash_command(
+            "stylize",
+            {"content": gif_attachment(fake_discord, moving_square_gif()), "style": painting(fake_discord)},
+        )
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=90)
+
+        progress = fake_discord.original(interaction)
+        assert progress is not None
+        shown = [r.content for r in progress.revisions if r.content]
+        assert shown[0].startswith("Animation: 3 frames to paint, about "), shown
+        assert any("frame 3 of 3" in text for text in shown), shown
+        posted = result_file(result)
+        assert posted.filename.endswith(".webp")  # the default animation_format
+        frames, durations = frames_and_durations(posted.data)
+        assert frames == 3 and durations == [120, 120, 120], (frames, durations)
+        assert {b["label"] for b in result.buttons()} == {"Stronger", "Weaker", "Re-roll", "Delete"}
+        record = bot.store.by_result_message(result.id)
+        assert record is not None and record.params["kind"] == "animate"
+        assert record.content_path is not None and record.content_path.endswith(".gif")
+
+        await fake_discord.click(result, "Stronger")
+        await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=90)
+        again = results(fake_discord)[-1]
+        assert frames_and_durations(result_file(again).data)[0] == 3, "a re-run paints the animation again"
+
+
+async def test_a_clip_over_the_length_limit_is_refused_privately_before_painting(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(animation_max_seconds=1.0)
+    async with started(settings, fake_discord) as bot:
+        too_long = gif_attachment(fake_discord, moving_square_gif(frames=4, duration_ms=500))
+        await fake_discord.slash_command(
+            "stylize", {"content": too_long, "style": painting(fake_discord)}, user=fake_discord.bob
+        )
+        [told] = await fake_discord.wait_for(
+            lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
+        )
+        assert told.visible_to == fake_discord.bob.id
+        assert "the limit is 1 seconds" in told.text(), told.text()
+        assert results(fake_discord) == []
+        assert bot.store.with_status(*JobStatus) == [], "nothing was stored or painted"

@@ -4,45 +4,18 @@ Stronger re-runs it as an animation."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-
-from PIL import Image, ImageDraw
 
 from bot.core.records import JobStatus
 from bot.core.settings import Settings
 from tests.e2e.conftest import painting, result_file, results, started
+from tests.e2e.harness import frames_and_durations
+from tests.e2e.inputs import moving_square_gif
 from tests.fakediscord import FakeAttachment, FakeDiscord
-
-
-def moving_square_gif(frames: int = 3, size: int = 40, duration_ms: int = 120) -> bytes:
-    """A square sliding right over a gradient, one frame per step: every frame differs."""
-    images = []
-    for index in range(frames):
-        image = Image.new("RGB", (size, size))
-        draw = ImageDraw.Draw(image)
-        for y in range(size):
-            draw.line([(0, y), (size, y)], fill=(60, 100 + 3 * y, 200 - 2 * y))
-        left = 4 + 5 * index
-        draw.rectangle([left, 12, left + 12, 24], fill=(230, 60, 30))
-        images.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
-    buffer = io.BytesIO()
-    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    return buffer.getvalue()
 
 
 def gif_attachment(fake: FakeDiscord, data: bytes) -> FakeAttachment:
     return fake.make_attachment(data, "clip.gif", content_type="image/gif")
-
-
-def frames_and_durations(data: bytes) -> tuple[int, list[int]]:
-    with Image.open(io.BytesIO(data)) as image:
-        durations = []
-        for index in range(image.n_frames):
-            image.seek(index)
-            image.load()  # WebP sets a frame's duration when it is read
-            durations.append(int(image.info.get("duration", 0)))
-        return image.n_frames, durations
 
 
 async def test_a_gif_is_painted_as_an_animation_and_stronger_repaints_it(

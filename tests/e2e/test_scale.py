@@ -33,7 +33,8 @@ from tests.e2e.conftest import (
     results,
     started,
 )
-from tests.e2e.harness import decode
+from tests.e2e.harness import decode, frames_and_durations
+from tests.e2e.inputs import moving_square_gif
 from tests.fakediscord import FakeDiscord
 from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, stripes_style
@@ -426,3 +427,33 @@ async def test_check_reports_redis_and_its_workers(tmp_path: Path) -> None:
     gone = await _queue_check(settings)
     assert gone.failure is not None and "did not answer" in gone.line
     assert all("check-secret" not in check.line for check in (idle, ready, gone))
+
+
+async def test_an_animation_on_the_workers(fake_discord: FakeDiscord, make_settings, queue_url: str) -> None:
+    """A GIF travels as its file, is painted frame by frame on a worker and comes back encoded;
+    a clip over the limits is refused privately by the bot before anything is queued."""
+    settings = make_settings(queue_url=queue_url, animation_frame_iterations=2, animation_max_seconds=1.0)
+    async with started(settings, fake_discord) as bot:
+        clip = fake_discord.make_attachment(moving_square_gif(frames=3), "clip.gif", content_type="image/gif")
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": clip, "style": painting(fake_discord)}
+        )
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=120)
+        assert frames_and_durations(result_file(result).data) == (3, [120, 120, 120])
+        progress = fake_discord.original(interaction)
+        assert progress is not None
+        assert any("frame 3 of 3" in r.content for r in progress.revisions), [
+            r.content for r in progress.revisions
+        ]
+
+        too_long = fake_discord.make_attachment(
+            moving_square_gif(frames=4, duration_ms=500), "long.gif", content_type="image/gif"
+        )
+        await fake_discord.slash_command(
+            "stylize", {"content": too_long, "style": painting(fake_discord)}, user=fake_discord.bob
+        )
+        [told] = await fake_discord.wait_for(
+            lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
+        )
+        assert told.visible_to == fake_discord.bob.id and "the limit is 1 seconds" in told.text()
+        assert len(bot.store.with_status(*JobStatus)) == 1, "the refused clip was never stored nor queued"

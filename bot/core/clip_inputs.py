@@ -27,13 +27,21 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nst_engine.clips import check_limits, decode_clip, encode_clip, probe_clip
+from nst_engine.clips import (
+    DEFAULT_FRAME_MS,
+    SHORTEST_FRAME_MS,
+    ClipInfo,
+    check_limits,
+    decode_clip,
+    encode_clip,
+    probe_clip,
+)
 from nst_engine.errors import InvalidImage
 
 from .inputs import InputImage
 
 if TYPE_CHECKING:
-    from nst_engine.clips import Clip, ClipInfo, ClipLimits
+    from nst_engine.clips import Clip, ClipLimits
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +64,45 @@ def early_refusal(prefix: bytes, limits: ClipLimits) -> str | None:
     video's header is complete once it has arrived), so a clip is never refused for bytes it has
     not sent. Blocks for a few milliseconds per megabyte: call it in a thread.
     """
+    partial_gif = prefix[:6] in (b"GIF87a", b"GIF89a")
     try:
-        info = probe_clip(prefix)
-    except InvalidImage:  # a still, or a header cut short: the whole file is decoded later anyway
-        return None
-    return _limit_refusal(info, limits)
+        info = _gif_prefix_info(prefix) if partial_gif else probe_clip(prefix)
+    except (InvalidImage, ValueError, IndexError, struct.error):  # a still, or a header cut short:
+        return None  # the whole file is checked as it is decoded anyway
+    refusal = _limit_refusal(info, limits)
+    if refusal is not None and partial_gif and info.seconds > limits.max_seconds:
+        # Only the length so far is known: the sentence the engine says of a clip it decodes.
+        return f"The clip is longer than the limit of {limits.max_seconds:g} seconds."
+    return refusal
+
+
+def _gif_prefix_info(prefix: bytes) -> ClipInfo:
+    """What the first bytes of a GIF say: its size, and the frames and length so far (Pillow's
+    reader, which :func:`probe_clip` uses, cannot walk a file cut short)."""
+    width, height = struct.unpack("<HH", prefix[6:10])
+    position = 13 + _colour_table_bytes(prefix[10])
+    frames = total_ms = 0
+    delay_ms: int | None = None
+    try:
+        while position < len(prefix) and prefix[position] != 0x3B:
+            introducer = prefix[position]
+            if introducer == 0x21:
+                if prefix[position + 1] == _GIF_GRAPHIC_CONTROL:
+                    delay_ms = 10 * int.from_bytes(prefix[position + 4 : position + 6], "little")
+                position = _gif_sub_blocks_end(prefix, position + 2)
+            elif introducer == 0x2C:  # a frame begins: it counts, with the delay its control block gave
+                frames += 1
+                total_ms += (
+                    delay_ms if delay_ms is not None and delay_ms >= SHORTEST_FRAME_MS else DEFAULT_FRAME_MS
+                )
+                delay_ms = None
+                position += 10 + _colour_table_bytes(prefix[position + 9]) + 1
+                position = _gif_sub_blocks_end(prefix, position)
+            else:
+                raise ValueError(f"unknown GIF block {introducer:#x}")
+    except IndexError:  # the prefix ends inside a block: what came before it counts
+        pass
+    return ClipInfo("gif", width, height, max(1, frames), total_ms / 1000)
 
 
 def _limit_refusal(info: ClipInfo, limits: ClipLimits) -> str | None:

@@ -106,22 +106,6 @@ def animated_gif() -> Upload:
     return Upload(data, "anim.gif", "image/gif")
 
 
-def moving_square_gif(frames: int = 3, size: int = 40, duration_ms: int = 120) -> bytes:
-    """A square sliding right over a gradient, one frame per step: every frame differs."""
-    images = []
-    for index in range(frames):
-        image = Image.new("RGB", (size, size))
-        draw = ImageDraw.Draw(image)
-        for y in range(size):
-            draw.line([(0, y), (size, y)], fill=(60, 100 + 3 * y, 200 - 2 * y))
-        left = 4 + 5 * index
-        draw.rectangle([left, 12, left + 12, 24], fill=(230, 60, 30))
-        images.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
-    buffer = io.BytesIO()
-    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    return buffer.getvalue()
-
-
 def cmyk_jpeg() -> Upload:
     return Upload(_save(content_image(48, 40).convert("CMYK"), "JPEG", quality=90), "print.jpg", "image/jpeg")
 

@@ -10,8 +10,8 @@ from bot.core.records import JobStatus
 from bot.core.settings import Settings
 from tests.e2e.conftest import painting, result_file, results, started
 from tests.e2e.harness import frames_and_durations
-from tests.e2e.inputs import moving_square_gif
 from tests.fakediscord import FakeAttachment, FakeDiscord
+from tests.helpers.images import moving_square_gif
 
 
 def gif_attachment(fake: FakeDiscord, data: bytes) -> FakeAttachment:
@@ -62,6 +62,6 @@ async def test_a_clip_over_the_length_limit_is_refused_privately_before_painting
             lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
         )
         assert told.visible_to == fake_discord.bob.id
-        assert "the limit is 1 seconds" in told.text(), told.text()
+        assert "the limit of 1 seconds" in told.text(), told.text()
         assert results(fake_discord) == []
         assert bot.store.with_status(*JobStatus) == [], "nothing was stored or painted"

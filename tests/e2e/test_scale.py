@@ -34,10 +34,9 @@ from tests.e2e.conftest import (
     started,
 )
 from tests.e2e.harness import decode, frames_and_durations
-from tests.e2e.inputs import moving_square_gif
 from tests.fakediscord import FakeDiscord
 from tests.helpers import REPO_ROOT
-from tests.helpers.images import content_image, stripes_style
+from tests.helpers.images import content_image, moving_square_gif, stripes_style
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.workers import WorkerProcess, wait_ready
 
@@ -455,5 +454,5 @@ async def test_an_animation_on_the_workers(fake_discord: FakeDiscord, make_setti
         [told] = await fake_discord.wait_for(
             lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
         )
-        assert told.visible_to == fake_discord.bob.id and "the limit is 1 seconds" in told.text()
+        assert told.visible_to == fake_discord.bob.id and "the limit of 1 seconds" in told.text()
         assert len(bot.store.with_status(*JobStatus)) == 1, "the refused clip was never stored nor queued"

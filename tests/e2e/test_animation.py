@@ -1,6 +1,6 @@
 """Animated /stylize through the real bot and the fake Discord: a GIF in, an animation out with the
 same frames and timing; a clip over the limits refused privately before anything is painted;
-Stronger re-runs it as an animation."""
+Stronger re-runs it as an animation; Cancel stops it mid-clip. (On the workers: test_scale.py.)"""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ async def test_a_gif_is_painted_as_an_animation_and_stronger_repaints_it(
         shown = [r.content for r in progress.revisions if r.content]
         assert shown[0].startswith("Animation: 3 frames to paint, about "), shown
         assert any("frame 3 of 3" in text for text in shown), shown
+        assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
         posted = result_file(result)
         assert posted.filename.endswith(".webp")  # the default animation_format
         frames, durations = frames_and_durations(posted.data)
@@ -65,3 +66,23 @@ async def test_a_clip_over_the_length_limit_is_refused_privately_before_painting
         assert "the limit of 1 seconds" in told.text(), told.text()
         assert results(fake_discord) == []
         assert bot.store.with_status(*JobStatus) == [], "nothing was stored or painted"
+
+
+async def test_cancel_stops_an_animation_mid_clip(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(animation_frame_iterations=5000, progress_interval=0.05)
+    async with started(settings, fake_discord) as bot:
+        interaction = await fake_discord.slash_command(
+            "stylize",
+            {"content": gif_attachment(fake_discord, moving_square_gif()), "style": painting(fake_discord)},
+        )
+        progress = await fake_discord.wait_for(
+            lambda: (m := fake_discord.original(interaction)) and "frame 2 of 3" in m.content and m,
+            timeout=60,
+        )
+        await fake_discord.click(progress, "Cancel")
+        await fake_discord.wait_for(lambda: "Cancelled" in progress.content, timeout=30)
+        await fake_discord.wait_for(lambda: bot.queue.running == 0, timeout=30)
+        assert results(fake_discord) == []
+        assert [r.status for r in bot.store.with_status(*JobStatus)] == [JobStatus.CANCELLED]

@@ -24,7 +24,7 @@ from nst_engine.imaging import encode_image
 from ..core import texts
 from ..core.animation import AnimatedResult, fit_animation
 from ..core.errors import Undeliverable
-from ..core.progress import EditThrottle
+from ..core.progress import EditThrottle, preview_due
 from .buttons import cancel_view, result_view
 from .conversation import Conversation, conversation_with
 
@@ -165,7 +165,10 @@ class JobMessages:
             await self._edit_locked(self._with_plan(texts.queued(position)))
 
     async def show_progress(self, progress: Progress) -> None:
-        if progress.preview is not None and self.previews_shown < self.settings.preview_count:
+        count = self.settings.preview_count
+        if progress.preview is not None and preview_due(
+            progress.frame, progress.frames, self.previews_shown, count
+        ):
             self.pending_preview = progress.preview
         final = progress.step >= progress.total
         if not self.message_ready.is_set() or not self.throttle.should_edit(final=final):

@@ -105,44 +105,54 @@ def _decoded(result: AnimatedResult) -> Clip:
 
 
 # ---------------------------------------------------------------------------- the estimate
-#: Seconds one iteration at full size costs per megapixel on a 2-core CPU, before this bot has
-#: painted a clip: docs/benchmarks.md measured 0.27 s an evaluation at 256 px (256x192), about 1.2
-#: evaluations an iteration, so 0.32 s for 0.049 megapixels.
-DEFAULT_SECONDS_PER_MEGAPIXEL_ITERATION = 6.6
+#: What one L-BFGS iteration costs on a 2-core CPU before this bot has painted a clip: a fixed part
+#: (per-operation overheads, which dominate small frames) and a part per megapixel. From
+#: docs/benchmarks.md: 0.27 s an evaluation at 256 px (256x192), about 1.2 evaluations an
+#: iteration, so 0.32 s; 0.07 s an evaluation at 128 px. A 96x54 clip painted by the bot on the
+#: same (busy) CPU took 0.16 s an iteration, frames' flow and set-up included.
+FIXED_SECONDS_PER_ITERATION = 0.08
+SECONDS_PER_MEGAPIXEL_ITERATION = 4.9
 
 
 class Pace:
-    """How long a clip will take, learnt from the clips painted so far (by this process)."""
+    """How long a clip will take: the cost model above, scaled by what the clips painted so far
+    (by this process) took against it."""
 
-    #: Weight of the newest clip in the running figure.
+    #: Weight of the newest clip in the running scale.
     SMOOTHING = 0.5
 
-    def __init__(
-        self, seconds_per_megapixel_iteration: float = DEFAULT_SECONDS_PER_MEGAPIXEL_ITERATION
-    ) -> None:
-        self.rate = seconds_per_megapixel_iteration
+    def __init__(self) -> None:
+        self.scale = 1.0
 
     def estimate(
         self, frames: int, size: tuple[int, int], params: StyleParams, clip_params: ClipParams
     ) -> float:
         """Seconds to paint ``frames`` frames of ``size`` (the clip's frames) with ``params``."""
-        return self.rate * self._work(frames, size, params, clip_params)
+        return self.scale * self._model(frames, size, params, clip_params)
 
     def learn(
         self, seconds: float, frames: int, size: tuple[int, int], params: StyleParams, clip_params: ClipParams
     ) -> None:
-        work = self._work(frames, size, params, clip_params)
-        if work > 0 and seconds > 0:
-            self.rate = (1 - self.SMOOTHING) * self.rate + self.SMOOTHING * seconds / work
+        modelled = self._model(frames, size, params, clip_params)
+        if modelled > 0 and seconds > 0:
+            self.scale = (1 - self.SMOOTHING) * self.scale + self.SMOOTHING * seconds / modelled
 
     @staticmethod
-    def _work(frames: int, size: tuple[int, int], params: StyleParams, clip_params: ClipParams) -> float:
-        """Megapixel-iterations at full size: the first frame's pyramid (each coarser level a
-        quarter of the pixels), then ``frame_iterations`` per later frame."""
-        from nst_engine.animation import pyramid_cost_in_top_iterations
+    def _model(frames: int, size: tuple[int, int], params: StyleParams, clip_params: ClipParams) -> float:
+        """The first frame's pyramid (each coarser level half the side), then ``frame_iterations``
+        per later frame at full size."""
+        from nst_engine.engine import split_iterations
         from nst_engine.tensors import scaled_dimensions
 
         width, height = scaled_dimensions(size[0], size[1], params.size)
+        megapixels = width * height / 1e6
         levels = max(1, min(params.scales, params.iterations))
-        first = pyramid_cost_in_top_iterations(params, levels)
-        return width * height / 1e6 * (first + (frames - 1) * clip_params.frame_iterations)
+        counts = split_iterations(params.iterations, levels)
+
+        def iteration(level_megapixels: float) -> float:
+            return FIXED_SECONDS_PER_ITERATION + SECONDS_PER_MEGAPIXEL_ITERATION * level_megapixels
+
+        first = sum(
+            count * iteration(megapixels * 0.25 ** (levels - 1 - k)) for k, count in enumerate(counts)
+        )
+        return first + (frames - 1) * clip_params.frame_iterations * iteration(megapixels)

@@ -37,6 +37,7 @@ async def test_a_gif_is_painted_as_an_animation_and_stronger_repaints_it(
         assert any(a.filename.startswith("preview-") for r in progress.revisions for a in r.attachments)
         posted = result_file(result)
         assert posted.filename.endswith(".webp")  # the default animation_format
+        assert result.embeds[0]["image"]["url"] == f"attachment://{posted.filename}", "it plays in the embed"
         frames, durations = frames_and_durations(posted.data)
         assert frames == 3 and durations == [120, 120, 120], (frames, durations)
         assert {b["label"] for b in result.buttons()} == {"Stronger", "Weaker", "Re-roll", "Delete"}

@@ -3,9 +3,11 @@
 An animated GIF, WebP or APNG, or an MP4, WebM or MOV video, given as /stylize's photo is painted
 as an animation (:attr:`~bot.core.requests.JobKind.ANIMATE`). Three things happen to it here:
 
-* :func:`early_refusal` reads the header of what has arrived so far (:func:`nst_engine.probe_clip`)
-  and refuses a clip over the operator's limits (frames, seconds, pixels) before the download has
-  finished: a GIF's frames and length are counted as they arrive, a video's header says them;
+* :func:`early_refusal` reads the header of what has arrived so far and refuses a clip over the
+  operator's limits (frames, seconds, pixels) before the download has finished: a GIF's frames
+  and length are counted from its blocks as they arrive (here: Pillow cannot walk a file cut
+  short), a WebP's and an APNG's from their chunks, a video's header says them
+  (:func:`nst_engine.probe_clip`);
 * :func:`prepare_clip_input` decodes it (checked again frame by frame, thinned and shrunk as the
   engine does) and chooses what is kept of it;
 * :func:`load_clip` reads a kept clip back for a re-run.
@@ -67,8 +69,8 @@ def early_refusal(prefix: bytes, limits: ClipLimits) -> str | None:
     partial_gif = prefix[:6] in (b"GIF87a", b"GIF89a")
     try:
         info = _gif_prefix_info(prefix) if partial_gif else probe_clip(prefix)
-    except (InvalidImage, ValueError, IndexError, struct.error):  # a still, or a header cut short:
-        return None  # the whole file is checked as it is decoded anyway
+    except Exception:  # a still, a header cut short, a parser tripped by a partial file: the
+        return None  # whole file is checked as it is decoded anyway, so nothing is let through
     refusal = _limit_refusal(info, limits)
     if refusal is not None and partial_gif and info.seconds > limits.max_seconds:
         # Only the length so far is known: the sentence the engine says of a clip it decodes.

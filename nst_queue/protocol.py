@@ -21,13 +21,17 @@ and refuses records over JOB_MAX_BYTES and RESULT_RECORD_MAX_BYTES.
 from __future__ import annotations
 
 import io
-from typing import Any, TypeGuard
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from PIL import Image
 
 from nst_engine import Progress, Result, RunStats
 from nst_engine.errors import Cancelled, InvalidImage, NSTError, is_out_of_memory
 from nst_engine.params import MAX_SIZE
+
+if TYPE_CHECKING:
+    from nst_engine.clips import ClipFormat, ClipLimits, ClipParams, EncodedClip
 
 #: The arq queue (a sorted set: the waiting line, oldest first) and the one function on it.
 QUEUE_NAME = "nst:queue"
@@ -50,9 +54,12 @@ RAW_MAX_BYTES = 2048 * 2048 * 3
 #: not compress at all is their bytes plus PNG's framing (a filter byte per row, block and chunk
 #: headers: well under the 1/64 of the pixel count allowed here).
 IMAGE_MAX_BYTES = MAX_SIZE * MAX_SIZE * 3 + MAX_SIZE * MAX_SIZE // 64
-#: The largest job record: a content and a style at the largest size, even incompressible, and
-#: room for the parameters. More styles fit as long as the pictures stay within it.
-JOB_MAX_BYTES = 2 * IMAGE_MAX_BYTES + 1024 * 1024
+#: The largest clip file a job may carry (an animation job's ``clip``: the kept GIF, WebP, APNG or
+#: MP4, decoded by the worker; its frames never travel raw).
+CLIP_MAX_BYTES = 32 * 1024 * 1024
+#: The largest job record: a content and a style at the largest size, even incompressible, a clip,
+#: and room for the parameters. More styles fit as long as the pictures stay within it.
+JOB_MAX_BYTES = 2 * IMAGE_MAX_BYTES + CLIP_MAX_BYTES + 1024 * 1024
 #: The largest result record: the painting (at most RESULT_MAX_BYTES) and room for its stats and
 #: arq's fields (a result keeps no copy of the job's inputs).
 RESULT_RECORD_MAX_BYTES = RESULT_MAX_BYTES + 1024 * 1024
@@ -161,8 +168,14 @@ def job_payload(
     *,
     preview_every: int = 0,
     preview_size: int = 256,
+    clip: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The one argument of a paint job. Inputs are shrunk to the job's size and packed losslessly."""
+    """The one argument of a paint job. Inputs are shrunk to the job's size and packed losslessly.
+
+    ``clip`` (:func:`clip_job`) makes it an animation: the worker paints the clip's frames with
+    :func:`nst_engine.stylize_clip` (``content`` is then its first frame) and sends the result
+    back encoded (:func:`success`'s ``clip``).
+    """
     size = int(params["size"])
     payload: dict[str, Any] = {
         "content": pack_image(shrink_to(content, size)),
@@ -171,6 +184,9 @@ def job_payload(
         "preview_every": preview_every,
         "preview_size": preview_size,
     }
+    if clip is not None:
+        check_clip_job(clip)
+        payload["clip"] = clip
     pictures = sum(len(packed["data"]) for packed in [payload["content"], *payload["styles"]])
     if pictures > JOB_MAX_BYTES - 1024 * 1024:
         raise NSTError(
@@ -207,13 +223,72 @@ def check_payload(payload: Any) -> None:
     every, size = payload["preview_every"], payload["preview_size"]
     if not (_is_int(every) and 0 <= every < 2**31 and _is_int(size) and 0 < size <= MAX_SIZE):
         raise ValueError(f"impossible preview settings {every!r} / {size!r}")
+    if "clip" in payload:
+        check_clip_job(payload["clip"])
+
+
+# ---------------------------------------------------------------------------- clips
+#: What a clip job says beyond its file: the limits it is decoded with (as the bot decoded it),
+#: the temporal loss's parameters, and the format the painted clip comes back in.
+_CLIP_LIMIT_KEYS = ("max_frames", "max_seconds", "max_source_frames", "max_pixels")
+_CLIP_FORMATS = ("mp4", "webp", "gif")
+#: The most frames a clip may say it has, in a job or a result (a sanity bound, not a setting).
+CLIP_MAX_FRAMES = 100_000
+
+
+def clip_job(data: bytes, limits: ClipLimits, clip_params: ClipParams, output_format: str) -> dict[str, Any]:
+    """A job payload's ``clip``: the clip's file (never its frames raw) and how to paint it."""
+    return {
+        "data": data,
+        "limits": {key: getattr(limits, key) for key in _CLIP_LIMIT_KEYS},
+        "temporal_weight": float(clip_params.temporal_weight),
+        "frame_iterations": clip_params.frame_iterations,
+        "format": output_format,
+    }
+
+
+def check_clip_job(clip: Any) -> None:
+    """ValueError unless ``clip`` is shaped like :func:`clip_job`'s (the values are checked by
+    ``ClipLimits`` and ``ClipParams`` when the worker builds them)."""
+    if not isinstance(clip, dict):
+        raise ValueError("a clip job is not a map")
+    data = clip.get("data")
+    if not isinstance(data, bytes) or not data:
+        raise ValueError("a clip job without its file")
+    if len(data) > CLIP_MAX_BYTES:
+        raise ValueError(f"a clip of {len(data)} bytes is over {CLIP_MAX_BYTES}")
+    limits = clip.get("limits")
+    if not isinstance(limits, dict) or set(limits) != set(_CLIP_LIMIT_KEYS):
+        raise ValueError("a clip job without its limits")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in limits.values()):
+        raise ValueError("a clip job's limits are not numbers")
+    weight, iterations = clip.get("temporal_weight"), clip.get("frame_iterations")
+    if not (isinstance(weight, float) and _is_int(iterations)):
+        raise ValueError("a clip job without its temporal weight and frame iterations")
+    if clip.get("format") not in _CLIP_FORMATS:
+        raise ValueError(f"unknown clip format {str(clip.get('format'))[:20]!r}")
+
+
+def unpack_clip_job(clip: Any) -> tuple[bytes, ClipLimits, ClipParams, ClipFormat]:
+    """The file, limits, parameters and output format of a checked clip job; the engine's
+    ParameterError for values it refuses."""
+    check_clip_job(clip)
+    from nst_engine.clips import ClipLimits, ClipParams
+
+    limits = ClipLimits(**clip["limits"])
+    params = ClipParams(temporal_weight=clip["temporal_weight"], frame_iterations=clip["frame_iterations"])
+    return clip["data"], limits, params, clip["format"]
 
 
 # ---------------------------------------------------------------------------- progress events
 _PROGRESS_FIELDS = (
     "step", "total", "level", "levels", "width", "height",
     "content_loss", "style_loss", "tv_loss", "total_loss", "elapsed", "eta", "time_fraction",
+    "frame", "frames",
 )  # fmt: skip
+#: Fields newer than the others: a worker of an older version leaves them out.
+_NEWER_PROGRESS_FIELDS = ("time_fraction", "frame", "frames")
+_INT_PROGRESS_FIELDS = ("step", "total", "level", "levels", "width", "height", "frame", "frames")
 
 
 def progress_event(progress: Progress) -> dict[str, bytes | str]:
@@ -250,14 +325,16 @@ def _read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
     if kind == "progress":
         values: dict[str, Any] = {}
         for name in _PROGRESS_FIELDS:
-            # time_fraction is newer than the other fields: a worker of an older version leaves it out
-            raw = (text.get(name, b"") if name == "time_fraction" else text[name]).decode()
+            raw = (text.get(name, b"") if name in _NEWER_PROGRESS_FIELDS else text[name]).decode()
             if raw == "":
-                values[name] = None
-            elif name in ("step", "total", "level", "levels", "width", "height"):
+                if name not in ("frame", "frames"):  # those keep their default: frame 1 of 1
+                    values[name] = None
+            elif name in _INT_PROGRESS_FIELDS:
                 values[name] = int(raw)
             else:
                 values[name] = float(raw)
+        if not 1 <= values.get("frame", 1) <= values.get("frames", 1) <= CLIP_MAX_FRAMES:
+            raise ValueError("impossible frame numbers")
         preview = text.get("preview")
         if preview is not None and len(preview) > RESULT_MAX_BYTES:
             raise ValueError(f"a preview of {len(preview)} bytes")
@@ -266,9 +343,16 @@ def _read_event(fields: dict[bytes, bytes]) -> tuple[str, Any]:
 
 
 # ---------------------------------------------------------------------------- outcomes
-def success(image: dict[str, Any], stats: RunStats) -> dict[str, Any]:
-    """A finished job: the painting packed by :func:`pack_image` (or a file that fits) and its stats."""
-    return {"ok": True, "image": image, "stats": stats.to_dict()}
+def success(image: dict[str, Any], stats: RunStats, clip: EncodedClip | None = None) -> dict[str, Any]:
+    """A finished job: the painting packed by :func:`pack_image` (or a file that fits) and its stats.
+
+    An animation's ``image`` is its first frame, its ``stats`` the whole clip's (iterations and
+    seconds), and ``clip`` the painted clip as a file (:func:`nst_engine.encode_clip`).
+    """
+    outcome: dict[str, Any] = {"ok": True, "image": image, "stats": stats.to_dict()}
+    if clip is not None:
+        outcome["clip"] = {"format": clip.extension, "data": clip.data, "frames": clip.frames}
+    return outcome
 
 
 def failure(error: BaseException) -> dict[str, Any]:
@@ -311,6 +395,32 @@ def check_outcome(outcome: Any) -> None:
         raise ValueError("a success without the engine's stats")
     if not all(isinstance(value, (int, float, str)) for value in stats.values()):
         raise ValueError("the stats are not plain values")
+    if "clip" in outcome:
+        clip = outcome["clip"]
+        if not isinstance(clip, dict) or clip.get("format") not in _CLIP_FORMATS:
+            raise ValueError("a painted clip without its format")
+        data, frames = clip.get("data"), clip.get("frames")
+        if not isinstance(data, bytes) or not data or len(data) > RESULT_MAX_BYTES:
+            raise ValueError("a painted clip without its file, or too large a one")
+        if not (_is_int(frames) and 1 <= frames <= CLIP_MAX_FRAMES):
+            raise ValueError(f"a painted clip of {frames!r} frames")
+
+
+@dataclass(frozen=True)
+class PaintedClip:
+    """An animation job's result as the workers sent it: the file and how many frames it has."""
+
+    data: bytes
+    clip_format: ClipFormat
+    frames: int
+
+
+def outcome_clip(outcome: Any) -> PaintedClip | None:
+    """The painted clip of a checked successful outcome (:func:`outcome_to_result`), or None."""
+    clip = outcome.get("clip") if isinstance(outcome, dict) else None
+    if clip is None:
+        return None
+    return PaintedClip(clip["data"], clip["format"], clip["frames"])
 
 
 class RemoteFailure(Exception):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -27,10 +28,12 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
+from PIL import Image
 from redis.exceptions import RedisError
 
-from nst_engine import Progress, StyleParams, preload, stylize
+from nst_engine import Progress, StyleParams, preload, stylize, stylize_clip
 from nst_engine.cache import StyleTargetCache
+from nst_engine.clips import decode_clip, encode_clip
 from nst_engine.imaging import encode_image
 
 from . import protocol, wire
@@ -109,6 +112,8 @@ class Painter:
             params = StyleParams.from_dict({**payload["params"], "device": self.device})
             content = protocol.unpack_image(payload["content"])
             styles = [protocol.unpack_image(packed) for packed in payload["styles"]]
+            if "clip" in payload:
+                return self._run_clip(payload, params, styles, report, cancel)
             result = stylize(
                 content,
                 styles,
@@ -128,6 +133,36 @@ class Painter:
             if not cancel.is_set():
                 log.exception("job failed")
             return protocol.failure(error)
+
+    def _run_clip(
+        self,
+        payload: dict[str, Any],
+        params: StyleParams,
+        styles: list[Image.Image],
+        report: Any,
+        cancel: threading.Event,
+    ) -> dict[str, Any]:
+        """An animation: the clip's file decoded as the bot decoded it, painted frame by frame, and
+        sent back encoded in the job's format (its first frame packed as the job's image)."""
+        data, limits, clip_params, clip_format = protocol.unpack_clip_job(payload["clip"])
+        clip = decode_clip(data, limits, max_side=params.size)
+        painted = stylize_clip(
+            clip,
+            styles,
+            params,
+            clip_params,
+            progress=report,
+            cancel=cancel,
+            preview_every=int(payload.get("preview_every", 0)),
+            preview_size=int(payload.get("preview_size", 256)),
+            style_cache=self.style_cache,
+        )
+        first = protocol.pack_image(painted.clip.frames[0])
+        room = protocol.RESULT_MAX_BYTES - len(first["data"])
+        encoded = encode_clip(painted.clip, clip_format, max_bytes=room)
+        stats = painted.stats
+        run = dataclasses.replace(stats.first_frame, iterations=stats.iterations, seconds=stats.seconds)
+        return protocol.success(first, run, clip=encoded)
 
     async def _event(
         self,

@@ -14,15 +14,17 @@ import asyncio
 import functools
 import io
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import discord
 
 from nst_engine.imaging import encode_image
 
 from ..core import texts
+from ..core.animation import AnimatedResult, fit_animation
 from ..core.errors import Undeliverable
-from ..core.progress import EditThrottle
+from ..core.progress import EditThrottle, preview_due
 from .buttons import cancel_view, result_view
 from .conversation import Conversation, conversation_with
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from nst_engine import Progress, Result, RunStats
+    from nst_engine.clips import ClipFormat
 
     from ..core.life import Talk
     from ..core.records import JobRecord
@@ -42,6 +45,15 @@ log = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3
 #: Never re-encode below this: a picture this small that is still refused means something else is wrong.
 MIN_UPLOAD_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """A result's file: its bytes, extension, and a note said with it (an animation made smaller)."""
+
+    data: bytes
+    extension: str
+    note: str | None = None
 
 
 class DiscordMessenger:
@@ -98,6 +110,8 @@ class JobMessages:
         self.previews_shown = 0
         self.painting = False
         self.last_position: int | None = None
+        #: An animation's first line (frames and the time expected), above every progress text.
+        self.plan: str | None = None
 
     def _position(self) -> int:
         return self.client.runner.backend.position(self.job_id)
@@ -109,9 +123,15 @@ class JobMessages:
         await self.conversation.send(texts.addressed(self.conversation.mention, text))
 
     # -- the progress message ------------------------------------------------------------------
+    def plan_animation(self, frames: int, eta_seconds: float) -> None:
+        self.plan = texts.animation_plan(frames, eta_seconds)
+
+    def _with_plan(self, text: str) -> str:
+        return text if self.plan is None else f"{self.plan}\n{text}"
+
     async def open(self) -> int | None:
         position = self._position()
-        text = texts.queued(position) if not self.painting else texts.PAINTING
+        text = self._with_plan(texts.queued(position) if not self.painting else texts.PAINTING)
         try:
             self.message = await self.conversation.send(text, view=cancel_view(self.job_id))
         except discord.HTTPException as error:
@@ -142,10 +162,13 @@ class JobMessages:
             if self.last_position is not None and position >= self.last_position:
                 return
             self.last_position = position
-            await self._edit_locked(texts.queued(position))
+            await self._edit_locked(self._with_plan(texts.queued(position)))
 
     async def show_progress(self, progress: Progress) -> None:
-        if progress.preview is not None and self.previews_shown < self.settings.preview_count:
+        count = self.settings.preview_count
+        if progress.preview is not None and preview_due(
+            progress.frame, progress.frames, self.previews_shown, count
+        ):
             self.pending_preview = progress.preview
         final = progress.step >= progress.total
         if not self.message_ready.is_set() or not self.throttle.should_edit(final=final):
@@ -153,8 +176,15 @@ class JobMessages:
         if self.edit_lock.locked() and not final:
             return
         content = texts.painting_progress(
-            progress.step, progress.total, progress.elapsed, progress.eta, fraction=progress.fraction
+            progress.step,
+            progress.total,
+            progress.elapsed,
+            progress.eta,
+            fraction=progress.fraction,
+            frame=progress.frame,
+            frames=progress.frames,
         )
+        content = self._with_plan(content)
         preview_file = None
         if self.pending_preview is not None:
             preview, self.pending_preview = self.pending_preview, None
@@ -210,23 +240,27 @@ class JobMessages:
         re-encoded smaller, up to ``UPLOAD_ATTEMPTS`` times in all.
         """
         embed = self._embed(result.stats)
+        if isinstance(result, AnimatedResult):
+            embed.add_field(name="Frames", value=str(result.frames))
         view = result_view(self.job_id)
         budget = self.conversation.filesize_limit - 4096  # room for the multipart envelope
         for _attempt in range(UPLOAD_ATTEMPTS):
             max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
-                encoded = await self.client.images.run(
-                    functools.partial(encode_image, result.image, max_bytes=max_bytes)
-                )
+                encoded = await self.client.images.run(functools.partial(self._encode, result, max_bytes))
             except ValueError as error:  # no encoding fits under max_bytes, even scaled down
                 raise Undeliverable(texts.RESULT_TOO_LARGE) from error
             name = f"stylized-{self.job_id}.{encoded.extension}"
             spoiler = self.request.spoiler
-            if not spoiler:  # an image inside an embed cannot be blurred: a spoiler stays outside
+            # An image inside an embed cannot be blurred: a spoiler stays outside; so does a video.
+            if not spoiler and encoded.extension != "mp4":
                 embed.set_image(url=f"attachment://{name}")
+            text = texts.done(self.conversation.mention)
+            if encoded.note is not None:
+                text = f"{text} {encoded.note}"
             try:
                 message = await self.conversation.send(
-                    texts.done(self.conversation.mention),
+                    text,
                     embeds=[embed],
                     files=[discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler)],
                     view=view,
@@ -246,6 +280,16 @@ class JobMessages:
                 return message.id
             break
         raise Undeliverable(texts.UPLOAD_FAILED)
+
+    def _encode(self, result: Result, max_bytes: int) -> _Upload:
+        """The file to post under ``max_bytes``: an animation in the ``animation_format`` setting
+        (:func:`~bot.core.animation.fit_animation`), a still as :func:`encode_image` chooses."""
+        if isinstance(result, AnimatedResult):
+            wanted = cast("ClipFormat", self.settings.animation_format)
+            posted = fit_animation(result, wanted, max_bytes)
+            return _Upload(posted.data, posted.extension, posted.note)
+        encoded = encode_image(result.image, max_bytes=max_bytes)
+        return _Upload(encoded.data, encoded.extension)
 
     async def finish(self, stats: RunStats) -> None:
         await self._edit(texts.finished_in(stats.seconds), final=True)

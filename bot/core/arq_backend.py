@@ -28,12 +28,13 @@ from nst_queue import protocol
 from nst_queue.client import QueueClient, Unavailable
 
 from .admission import Admission, Load, Reservation
+from .animation import AnimatedResult
 from .errors import Detached, ServiceUnavailable
 
 if TYPE_CHECKING:
     from nst_engine.presets import PresetResolver
 
-    from .backend import JobObserver, PaintJob
+    from .backend import ClipJob, JobObserver, PaintJob
     from .records import JobRecord
     from .settings import Settings
 
@@ -92,6 +93,7 @@ class ArqBackend:
         # Reserve the slot before the first await, so two quick requests cannot both pass the limit.
         remote = _Remote(job.job_id, job.user_id, observer, loop.create_future())
         self._jobs[job.job_id] = remote
+        animation = job.animation
         try:
             style = job.style
             if style is None:
@@ -105,6 +107,7 @@ class ArqBackend:
                     job.params.to_dict(),
                     preview_every=job.preview_every,
                     preview_size=job.preview_size,
+                    clip=None if animation is None else _clip_job(animation),
                 ),
             )
             await self.client.enqueue(job.job_id, payload)
@@ -152,9 +155,7 @@ class ArqBackend:
                     break
                 except Unavailable:
                     await asyncio.sleep(1.0)
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, protocol.outcome_to_result, outcome
-            )
+            result = await asyncio.get_running_loop().run_in_executor(None, _result, outcome)
         except asyncio.CancelledError:
             if not remote.future.done():
                 remote.future.set_exception(Detached())
@@ -215,3 +216,22 @@ class ArqBackend:
         with contextlib.suppress(Exception):
             await self.client.close()
         return len(tasks)
+
+
+def _clip_job(animation: ClipJob) -> dict[str, object]:
+    return protocol.clip_job(animation.data, animation.limits, animation.params, animation.output_format)
+
+
+def _result(outcome: object) -> Result:
+    """A job's outcome as the engine's result; an animation's with its painted file."""
+    result = protocol.outcome_to_result(outcome)
+    painted = protocol.outcome_clip(outcome)
+    if painted is None:
+        return result
+    return AnimatedResult(
+        image=result.image,
+        stats=result.stats,
+        frames=painted.frames,
+        file=painted.data,
+        file_format=painted.clip_format,
+    )

@@ -24,6 +24,8 @@ from nst_engine import Progress, Result, StyleParams
 if TYPE_CHECKING:
     from PIL import Image
 
+    from nst_engine.clips import Clip, ClipFormat, ClipLimits, ClipParams
+
     from .admission import Reservation
     from .records import JobRecord
 
@@ -40,6 +42,23 @@ class PaintJob:
     params: StyleParams
     preview_every: int
     preview_size: int
+    #: An animation (JobKind.ANIMATE): ``content`` is then its first frame.
+    animation: ClipJob | None = None
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """What an animation job paints beyond a still's inputs; its result is an
+    :class:`~bot.core.animation.AnimatedResult`."""
+
+    clip: Clip  #: the decoded frames (painted by this process)
+    #: The kept file (:mod:`bot.core.clip_inputs`): what travels to the workers, which decode it
+    #: with ``limits`` as the bot did.
+    data: bytes
+    limits: ClipLimits
+    params: ClipParams
+    #: What the workers encode the painted clip as (the ``animation_format`` setting).
+    output_format: ClipFormat
 
 
 class JobObserver(Protocol):

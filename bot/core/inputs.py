@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from nst_engine.imaging import decode_image
 from nst_engine.metadata import without_metadata
+
+if TYPE_CHECKING:
+    from nst_engine.clips import Clip
 
 
 @dataclass(eq=False)
@@ -31,6 +35,8 @@ class InputImage:
     data: bytes | None = None
     extension: str = "webp"
     path: str | None = None
+    #: An animation's frames (``image`` is then its first); see :mod:`bot.core.clip_inputs`.
+    clip: Clip | None = None
 
 
 def prepare_input(data: bytes, *, max_side: int, max_pixels: int, max_bytes: int) -> InputImage:

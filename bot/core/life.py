@@ -62,6 +62,10 @@ class JobMessages(Protocol):
 
     async def show_progress(self, progress: Progress) -> None: ...
 
+    def plan_animation(self, frames: int, eta_seconds: float) -> None:
+        """The job paints an animation: ``frames`` frames, in about ``eta_seconds`` once it starts
+        (said from the first message on)."""
+
     async def post_result(self, result: Result) -> int:
         """Post the finished picture; the result message's id. Raises :class:`Undeliverable`."""
 

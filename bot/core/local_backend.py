@@ -83,6 +83,23 @@ class LocalBackend:
         if style is None:
             assert self.resolver is not None and job.preset is not None
             style = self.resolver.resolve(job.preset, cancel=cancel)  # a download stops on Cancel
+        if job.animation is not None:
+            from nst_engine import stylize_clip
+
+            from .animation import AnimatedResult
+
+            painted = stylize_clip(
+                job.animation.clip,
+                [style],
+                params,
+                job.animation.params,
+                progress=report,
+                cancel=cancel,
+                preview_every=job.preview_every,
+                preview_size=job.preview_size,
+                style_cache=self.style_cache,
+            )
+            return AnimatedResult.painted(painted)
         return engine_stylize(
             job.content,
             [style],

@@ -33,3 +33,12 @@ def preview_every(total: int, count: int) -> int:
     if count <= 0 or total <= 1:
         return 0
     return max(1, total // (count + 1))
+
+
+def preview_due(frame: int, frames: int, shown: int, count: int) -> bool:
+    """Whether a preview of ``frame`` (of ``frames``) is worth showing when ``shown`` of ``count``
+    have been: a still shows its first ``count``; an animation spreads them over its frames (frame
+    1, then each a further share of the clip), so they are not all of its first frame."""
+    if shown >= count:
+        return False
+    return frames <= 1 or frame >= 1 + shown * frames / count

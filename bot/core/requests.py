@@ -14,7 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nst_engine import StyleParams
+    from nst_engine import ClipParams, StyleParams
 
     from .records import JobParams
     from .settings import Settings
@@ -25,6 +25,9 @@ class JobKind(str, Enum):
 
     #: A photo painted in the style of a painting (an uploaded image or a preset).
     PAINT = "paint"
+    #: An animation or short video painted frame by frame (nst_engine.stylize_clip); its stored
+    #: content is the clip, and its result is posted as an animation.
+    ANIMATE = "animate"
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,19 @@ class JobRequest:
 def style_params(settings: Settings, request: JobRequest) -> StyleParams:
     """The engine parameters of one request: the settings' base with size and strength applied."""
     base: StyleParams = settings.base_params()
+    size = settings.sizes[request.size]
+    if request.kind is JobKind.ANIMATE:  # every frame costs a still's later iterations: kept small
+        size = min(size, settings.animation_size)
     return base.replace(
-        size=settings.sizes[request.size],
+        size=size,
         style_strength=base.style_strength * settings.strength_steps[request.strength],
         preserve_color=request.preserve_color,
         seed=request.seed,
     )
+
+
+def clip_params(settings: Settings) -> ClipParams:
+    """What an animation needs beyond :func:`style_params`: the iterations of its later frames."""
+    from nst_engine.clips import ClipParams
+
+    return ClipParams(frame_iterations=settings.animation_frame_iterations)

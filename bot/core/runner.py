@@ -20,21 +20,24 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from . import texts
 from .admission import RerunRule
-from .backend import PaintJob
+from .animation import AnimatedResult, Pace
+from .backend import ClipJob, PaintJob
+from .clip_inputs import load_clip
 from .errors import JobRefused, RerunRefused, friendly_error
 from .inputs import InputImage, load_input
 from .life import JobLife, JobMessages, Talk
 from .progress import preview_every
 from .records import JobRecord, JobStatus, new_job_id
-from .requests import JobRequest, style_params
+from .requests import JobKind, JobRequest, clip_params, style_params
 from .strength import Rerun, apply_rerun
 
 if TYPE_CHECKING:
-    from nst_engine import Result
+    from nst_engine import Result, StyleParams
+    from nst_engine.clips import ClipFormat
 
     from .admission import RerunClaim, Reservation
     from .backend import Backend
@@ -126,6 +129,8 @@ class JobRunner:
         self.active: set[asyncio.Task[None]] = set()
         #: One re-run of a result at a time; each user's budget of re-runs of others' results.
         self.reruns = RerunRule(per_hour=settings.others_reruns_per_hour)
+        #: How long a clip takes here, learnt from the clips painted (the acknowledgement's ETA).
+        self.pace = Pace()
 
     @property
     def max_side(self) -> int:
@@ -179,12 +184,24 @@ class JobRunner:
         )
         try:
             await asyncio.to_thread(self.store.add_with_inputs, record, content, style)
+            clip_file = None
+            if content.clip is not None and content.path is not None:  # what travels to the workers
+                clip_file = await asyncio.to_thread(Path(content.path).read_bytes)
         except Exception as error:  # a full disk, a locked database: the user hears it at once
             if not isinstance(error, JobRefused):
                 log.error("could not store job %s", record.job_id, exc_info=error)
             await talk.tell(friendly_error(error))
             return
         params = style_params(self.settings, request)
+        animation = None
+        if content.clip is not None and clip_file is not None:
+            animation = ClipJob(
+                clip=content.clip,
+                data=clip_file,
+                limits=self.settings.clip_limits(),
+                params=clip_params(self.settings),
+                output_format=cast("ClipFormat", self.settings.animation_format),  # validated by Settings
+            )
         job = PaintJob(
             job_id=record.job_id,
             user_id=record.user_id,
@@ -194,16 +211,35 @@ class JobRunner:
             params=params,
             preview_every=preview_every(params.iterations, self.settings.preview_count),
             preview_size=self.settings.preview_size,
+            animation=animation,
         )
         life = self._life(talk, record, request, resumed=False)
+        if animation is not None:
+            life.messages.plan_animation(*self._clip_plan(animation, params))
 
         async def submit() -> asyncio.Future[Result]:
             future = await self.backend.submit(job, life, reservation)
+            if animation is not None:
+                future.add_done_callback(functools.partial(self._learn_pace, animation, params))
             if on_end is not None:
                 future.add_done_callback(lambda _: on_end())
             return future
 
         await self._follow(life, submit)
+
+    def _clip_plan(self, animation: ClipJob, params: StyleParams) -> tuple[int, float]:
+        """Frames to paint (a frame repeated in the clip is painted once) and the seconds expected."""
+        frames = len(animation.clip.without_repeats().frames)
+        return frames, self.pace.estimate(frames, animation.clip.size, params, animation.params)
+
+    def _learn_pace(self, animation: ClipJob, params: StyleParams, future: asyncio.Future[Result]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        result = future.result()
+        if isinstance(result, AnimatedResult):
+            self.pace.learn(
+                result.stats.seconds, result.frames, animation.clip.size, params, animation.params
+            )
 
     def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
         """The one way a job is built from its record, new, re-run or resumed."""
@@ -253,9 +289,15 @@ class JobRunner:
         max_side = self.max_side
         content_path = record.content_path
         style_path = None if request.preset else record.style_path
+        clip = None
+        if request.kind is JobKind.ANIMATE:  # the kept clip, decoded as its upload was
+            limits, clip_side = self.settings.clip_limits(), self.settings.animation_size
+            clip = await self.images.run(lambda: load_clip(content_path, limits=limits, max_side=clip_side))
         content, style = await self.images.run(
             lambda: (
-                load_input(content_path, max_side=max_side),
+                (clip.frames[0] if clip is not None else None)
+                if request.kind is JobKind.ANIMATE
+                else load_input(content_path, max_side=max_side),
                 None if style_path is None else load_input(style_path, max_side=max_side),
             )
         )
@@ -263,7 +305,7 @@ class JobRunner:
             raise RerunRefused(texts.EXPIRED_TEXT)
         await self.start(
             talk,
-            InputImage(content, path=content_path),
+            InputImage(content, path=content_path, clip=clip),
             None if style is None else InputImage(style, path=style_path),
             request,
             guild_id=record.guild_id,

@@ -16,10 +16,11 @@ import os
 import stat
 import sys
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nst_engine.clips import ClipLimits
 from nst_engine.params import MAX_SIZE, MIN_SIZE, StyleParams
 from nst_engine.presets import default_config_dir
 
@@ -32,6 +33,8 @@ ENV_PREFIX = "NST_BOT_"
 TOKEN_ENV = "DISCORD_TOKEN"
 STRENGTH_NAMES = ("subtle", "normal", "strong", "extreme")
 SIZE_NAMES = ("small", "medium", "large")
+#: What an animation is posted as (``animation_format``); see docs/bot.md, "Animations".
+ANIMATION_FORMATS = ("webp", "mp4", "gif")
 #: Interaction tokens live 15 minutes; a job switches to channel messages a minute early.
 INTERACTION_TOKEN_SECONDS = 14 * 60.0
 
@@ -93,6 +96,20 @@ class Settings:
     #: jobs through Redis to ``nst-worker`` processes.
     queue_url: str | None = None
     engine_params: Mapping[str, object] = field(default_factory=dict)
+    #: Animations (an animated GIF/WebP/APNG or an MP4/WebM/MOV as /stylize's photo): the file
+    #: format they are posted in, and the limits a clip must meet (nst_engine.clips.ClipLimits).
+    animation_format: str = "webp"
+    #: Frames painted; a longer clip (within animation_max_seconds) is thinned evenly in time.
+    animation_max_frames: int = 24
+    animation_max_seconds: float = 6.0
+    #: Frames in the file; more is refused from its header, before it is decoded.
+    animation_max_source_frames: int = 300
+    #: Pixels of one frame as sent.
+    animation_max_pixels: int = 1920 * 1080
+    #: Longest side an animation is painted at (whatever size was asked, never more).
+    animation_size: int = 256
+    #: Iterations of each frame after the first (which gets ``iterations``, as a still).
+    animation_frame_iterations: int = 20
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +152,7 @@ class Settings:
         positive_int("inputs_max_bytes", 1024)
         positive_int("iterations")
         positive_int("scales")
+        self._validate_animation(positive_int)
         for key in ("cooldown_seconds", "progress_interval", "retention_days", "interaction_token_seconds"):
             non_negative(key)
         if not isinstance(self.connect_timeout, (int, float)) or not self.connect_timeout > 0:
@@ -178,7 +196,32 @@ class Settings:
             key = parameter if parameter in {f.name for f in dataclasses.fields(self)} else "engine_params"
             raise SettingsError(key, str(error)) from None
 
+    def _validate_animation(self, positive_int: Callable[[str], None]) -> None:
+        if self.animation_format not in ANIMATION_FORMATS:
+            raise SettingsError("animation_format", f"must be one of {', '.join(ANIMATION_FORMATS)}")
+        for key in ("animation_max_frames", "animation_max_source_frames", "animation_frame_iterations"):
+            positive_int(key)
+        if not isinstance(self.animation_size, int) or not MIN_SIZE <= self.animation_size <= MAX_SIZE:
+            raise SettingsError(
+                "animation_size", f"must be {MIN_SIZE}-{MAX_SIZE} px, got {self.animation_size!r}"
+            )
+        try:
+            self.clip_limits()
+        except Exception as error:  # ParameterError names the ClipLimits field
+            parameter = getattr(error, "parameter", "max_frames")
+            raise SettingsError(f"animation_{parameter}", str(error)) from None
+
     # ------------------------------------------------------------------ derived values
+    def clip_limits(self) -> ClipLimits:
+        """The limits a clip must meet (frames, seconds, pixels): checked from its header before
+        the download ends, and again while it is decoded."""
+        return ClipLimits(
+            max_frames=self.animation_max_frames,
+            max_seconds=self.animation_max_seconds,
+            max_source_frames=self.animation_max_source_frames,
+            max_pixels=self.animation_max_pixels,
+        )
+
     def base_params(self) -> StyleParams:
         """The engine parameters every job starts from (size/strength are applied per job)."""
         values: dict[str, object] = {

@@ -102,6 +102,8 @@ def render_progress(
     width: int = 20,
     *,
     fraction: float | None = None,
+    frame: int = 1,
+    frames: int = 1,
 ) -> str:
     """The progress line users watch: bar, step/total, percent, elapsed and ETA.
 
@@ -111,16 +113,39 @@ def render_progress(
     """
     if fraction is None:
         fraction = step / total if total > 0 else 0.0
+    frame_text = f" \u00b7 frame {frame} of {frames}" if frames > 1 else ""
     return (
-        f"`{render_bar(fraction, width)}` {step}/{total} ({fraction:.0%})"
+        f"`{render_bar(fraction, width)}` {step}/{total} ({fraction:.0%}){frame_text}"
         f" \u00b7 elapsed {format_duration(elapsed)} \u00b7 ETA {format_duration(eta)}"
     )
 
 
 def painting_progress(
-    step: int, total: int, elapsed: float, eta: float | None, *, fraction: float | None = None
+    step: int,
+    total: int,
+    elapsed: float,
+    eta: float | None,
+    *,
+    fraction: float | None = None,
+    frame: int = 1,
+    frames: int = 1,
 ) -> str:
-    return f"{PAINTING} {render_progress(step, total, elapsed, eta, fraction=fraction)}"
+    line = render_progress(step, total, elapsed, eta, fraction=fraction, frame=frame, frames=frames)
+    return f"{PAINTING} {line}"
+
+
+def animation_plan(frames: int, eta_seconds: float) -> str:
+    """The first line of an animation's progress message, from its request to its end."""
+    noun = "frame" if frames == 1 else "frames"
+    return f"Animation: {frames} {noun} to paint, about {format_duration(eta_seconds)} once it starts."
+
+
+def animation_shrunk(width: int, height: int) -> str:
+    return f"(Made {width}\u00d7{height} to fit this channel's upload limit.)"
+
+
+def animation_other_format(extension: str) -> str:
+    return f"(Posted as {extension.upper()} to fit this channel's upload limit.)"
 
 
 def done(mention: str) -> str:

@@ -54,6 +54,16 @@ def decode(attachment: FakeAttachment) -> Image.Image:
         return image.convert("RGB")
 
 
+def frames_and_durations(data: bytes) -> tuple[int, list[int]]:
+    with Image.open(io.BytesIO(data)) as image:
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            image.load()  # WebP sets a frame's duration when it is read
+            durations.append(int(image.info.get("duration", 0)))
+        return image.n_frames, durations
+
+
 def image_attachments(message: FakeMessage) -> list[FakeAttachment]:
     return [a for a in message.attachments if a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp"))]
 

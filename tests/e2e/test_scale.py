@@ -21,7 +21,7 @@ from PIL import Image
 from redis import Redis
 
 from bot.core.records import JobStatus
-from nst_engine import StyleParams
+from nst_engine import StyleParams, decode_clip
 from nst_queue import protocol
 from nst_queue.client import QueueClient
 from tests.e2e.conftest import (
@@ -36,7 +36,7 @@ from tests.e2e.conftest import (
 from tests.e2e.harness import decode
 from tests.fakediscord import FakeDiscord
 from tests.helpers import REPO_ROOT
-from tests.helpers.images import content_image, stripes_style
+from tests.helpers.images import content_image, moving_square_gif, stripes_style
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.workers import WorkerProcess, wait_ready
 
@@ -426,3 +426,41 @@ async def test_check_reports_redis_and_its_workers(tmp_path: Path) -> None:
     gone = await _queue_check(settings)
     assert gone.failure is not None and "did not answer" in gone.line
     assert all("check-secret" not in check.line for check in (idle, ready, gone))
+
+
+async def test_an_animation_on_the_workers(fake_discord: FakeDiscord, make_settings, queue_url: str) -> None:
+    """A GIF travels as its file, is painted frame by frame on a worker and comes back encoded (here
+    as MP4, posted outside the embed); a clip over the limits is refused privately by the bot
+    before anything is queued."""
+    settings = make_settings(
+        queue_url=queue_url, animation_frame_iterations=2, animation_max_seconds=1.0, animation_format="mp4"
+    )
+    async with started(settings, fake_discord) as bot:
+        clip = fake_discord.make_attachment(moving_square_gif(frames=3), "clip.gif", content_type="image/gif")
+        interaction = await fake_discord.slash_command(
+            "stylize", {"content": clip, "style": painting(fake_discord)}
+        )
+        [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=120)
+        video = result_file(result)
+        assert video.filename.endswith(".mp4") and not result.embeds[0].get("image"), (
+            "a video is not an embed's image"
+        )
+        painted = decode_clip(video.data)
+        assert (len(painted.frames), painted.durations_ms) == (3, (120, 120, 120))
+        progress = fake_discord.original(interaction)
+        assert progress is not None
+        assert any("frame 3 of 3" in r.content for r in progress.revisions), [
+            r.content for r in progress.revisions
+        ]
+
+        too_long = fake_discord.make_attachment(
+            moving_square_gif(frames=4, duration_ms=500), "long.gif", content_type="image/gif"
+        )
+        await fake_discord.slash_command(
+            "stylize", {"content": too_long, "style": painting(fake_discord)}, user=fake_discord.bob
+        )
+        [told] = await fake_discord.wait_for(
+            lambda: fake_discord.find_messages("can't use", user=fake_discord.bob)
+        )
+        assert told.visible_to == fake_discord.bob.id and "the limit of 1 seconds" in told.text()
+        assert len(bot.store.with_status(*JobStatus)) == 1, "the refused clip was never stored nor queued"

@@ -39,6 +39,23 @@ def dots_style(
     return image
 
 
+def moving_square_gif(frames: int = 3, size: int = 40, duration_ms: int = 120) -> bytes:
+    """A square sliding right over a gradient (wrapping round), one frame per step: no frame is
+    its predecessor (Pillow would merge them)."""
+    images = []
+    for index in range(frames):
+        image = Image.new("RGB", (size, size))
+        draw = ImageDraw.Draw(image)
+        for y in range(size):
+            draw.line([(0, y), (size, y)], fill=(60, 100 + 3 * y, 200 - 2 * y))
+        left = 4 + 5 * index % (size - 16)  # wraps: consecutive frames always differ
+        draw.rectangle([left, 12, left + 12, 24], fill=(230, 60, 30))
+        images.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

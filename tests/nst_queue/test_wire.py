@@ -212,3 +212,84 @@ def test_a_progress_event_carries_the_time_fraction_and_an_older_one_reads_witho
     del fields[b"time_fraction"]  # what a worker of the version before it sends
     _, older = protocol.read_event(fields)
     assert older.time_fraction is None and older.fraction == 0.3
+
+
+def clip_payload(data: bytes = b"GIF89a clip bytes", **changes: Any) -> dict[str, Any]:
+    from nst_engine.clips import ClipLimits, ClipParams
+
+    clip = {
+        **protocol.clip_job(data, ClipLimits(max_frames=4), ClipParams(frame_iterations=2), "webp"),
+        **changes,
+    }
+    return {**payload(), "clip": clip}
+
+
+def test_an_animation_job_carries_its_clip_file_and_reads_back_the_engines_values() -> None:
+    sent = clip_payload()
+    data = serialize_job(protocol.PAINT_FUNCTION, (sent,), {}, None, now_ms(), serializer=wire.dump)
+    [received] = deserialize_job_raw(data, deserializer=wire.load_job)[1]
+    clip_file, limits, params, clip_format = protocol.unpack_clip_job(received["clip"])
+    assert clip_file == b"GIF89a clip bytes" and clip_format == "webp"
+    assert (limits.max_frames, params.frame_iterations) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"data": b""}, "without its file"),
+        ({"data": "text"}, "without its file"),
+        ({"limits": {"max_frames": 4}}, "without its limits"),
+        ({"format": "exe"}, "unknown clip format"),
+        ({"frame_iterations": "20"}, "without its temporal weight"),
+    ],
+)
+def test_a_malformed_clip_job_is_refused(changes: dict[str, Any], reason: str) -> None:
+    assert reason in refusal(wire.load_job, job_record(clip_payload(**changes)))
+
+
+def test_a_clip_over_its_own_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol, "CLIP_MAX_BYTES", 100)
+    assert "over 100" in refusal(wire.load_job, job_record(clip_payload(b"x" * 101)))
+    with pytest.raises(ValueError, match="over 100"):
+        protocol.job_payload(
+            content_image(40, 30),
+            [stripes_style(32, 32)],
+            {"size": 40},
+            clip=clip_payload(b"x" * 101)["clip"],
+        )
+
+
+def test_a_painted_clip_comes_back_with_its_result_and_a_malformed_one_is_refused() -> None:
+    from nst_engine.clips import EncodedClip
+    from nst_engine.engine import RunStats
+
+    stats = RunStats(
+        **{
+            name: 1 if name not in ("device", "precision") else "cpu"
+            for name in RunStats.__dataclass_fields__
+        }
+    )
+    encoded = EncodedClip(b"RIFF....WEBP", "webp", 40, 30, 3, (100, 100, 100))
+    outcome = protocol.success(protocol.pack_image(content_image(40, 30)), stats, clip=encoded)
+    info = deserialize_result(arq_result(outcome), deserializer=wire.load_result)
+    painted = protocol.outcome_clip(info.result)
+    assert painted == protocol.PaintedClip(b"RIFF....WEBP", "webp", 3)
+    for bad in ({"format": "webp", "data": b"x", "frames": 0}, {"format": "bmp", "data": b"x", "frames": 1}):
+        refusal(wire.load_result, result_record("j1", {**outcome, "clip": bad}))
+
+
+def test_progress_carries_the_frame_and_an_older_workers_reads_as_frame_1_of_1() -> None:
+    from nst_engine import Progress
+
+    progress = Progress(
+        step=3, total=10, level=1, levels=1, width=64, height=48, content_loss=1.0, style_loss=2.0,
+        tv_loss=0.5, total_loss=3.5, elapsed=4.0, eta=12.0, frame=2, frames=5,
+    )  # fmt: skip
+    fields = {key.encode(): str(value).encode() for key, value in protocol.progress_event(progress).items()}
+    _, read = protocol.read_event(fields)
+    assert (read.frame, read.frames) == (2, 5)
+    with pytest.raises(ValueError, match="malformed"):
+        protocol.read_event({**fields, b"frame": b"6"})
+    del fields[b"frame"], fields[b"frames"]
+    _, older = protocol.read_event(fields)
+    assert (older.frame, older.frames) == (1, 1)

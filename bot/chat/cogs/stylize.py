@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from ...core import texts
 from ...core.errors import JobRefused
-from ...core.requests import JobRequest
+from ...core.requests import JobKind, JobRequest
 from ...core.settings import SIZE_NAMES, STRENGTH_NAMES
 from ..attachments import UnusableAttachment, download_input, too_large
 from ..conversation import defer, interaction_conversation
@@ -181,7 +181,7 @@ class StylizeCog(commands.Cog):
                 interaction, token_seconds=self.settings.interaction_token_seconds
             )
             try:
-                content_input = await self._download(content, "photo")
+                content_input = await self._download(content, "photo", animated=True)
                 style_input = await self._download(style, "style image") if style is not None else None
             except UnusableAttachment as error:
                 await conversation.send(str(error), ephemeral=True)
@@ -192,6 +192,7 @@ class StylizeCog(commands.Cog):
                 preserve_color=preserve_colors,
                 preset=preset,
                 spoiler=server.spoilers or content.is_spoiler() or (style is not None and style.is_spoiler()),
+                kind=JobKind.PAINT if content_input.clip is None else JobKind.ANIMATE,
             )
             await runner.start(
                 conversation,
@@ -227,13 +228,16 @@ class StylizeCog(commands.Cog):
         largest = server.max_size or SIZE_NAMES[-1]
         return texts.size_not_allowed(largest, self.settings.sizes[largest])
 
-    async def _download(self, attachment: discord.Attachment, what: str) -> InputImage:
+    async def _download(
+        self, attachment: discord.Attachment, what: str, *, animated: bool = False
+    ) -> InputImage:
         return await download_input(
             attachment,
             what,
             settings=self.settings,
             max_side=self.bot.runner.max_side,
             images=self.bot.images,
+            animated=animated,
         )
 
     # ------------------------------------------------------------------ context menu

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.progress import EditThrottle, preview_every
+from bot.core.progress import EditThrottle, preview_due, preview_every
 
 
 def test_throttle_lets_one_edit_per_interval_and_always_the_final() -> None:
@@ -32,3 +32,12 @@ def test_preview_every_spreads_the_previews_and_zero_turns_them_off() -> None:
     assert preview_every(100, 3) == 25
     assert preview_every(100, 1) == 50
     assert preview_every(4, 0) == 0
+
+
+def test_an_animations_previews_are_spread_over_its_frames() -> None:
+    """Three previews of a 24-frame clip: from frame 1, from frame 9, from frame 17."""
+    assert preview_due(1, 24, 0, 3)
+    assert not preview_due(8, 24, 1, 3) and preview_due(9, 24, 1, 3)
+    assert not preview_due(16, 24, 2, 3) and preview_due(17, 24, 2, 3)
+    assert not preview_due(24, 24, 3, 3), "never more than the count"
+    assert preview_due(1, 1, 2, 3) and not preview_due(1, 1, 3, 3), "a still: its first previews"

@@ -49,6 +49,20 @@ def test_the_rerun_budget_from_the_environment_may_be_zero(config_dir: Path) -> 
     )
 
 
+def test_the_animation_settings_make_the_engines_clip_limits(config_dir: Path) -> None:
+    defaults = load_settings({}, config_dir=config_dir)
+    assert defaults.animation_format == "webp" and defaults.animation_size == 256
+    env = {
+        "NST_BOT_ANIMATION_MAX_SECONDS": "2.5",
+        "NST_BOT_ANIMATION_MAX_FRAMES": "8",
+        "NST_BOT_ANIMATION_FORMAT": "mp4",
+    }
+    settings = load_settings(env, config_dir=config_dir)
+    limits = settings.clip_limits()
+    assert (limits.max_seconds, limits.max_frames, limits.max_source_frames) == (2.5, 8, 300)
+    assert limits.max_pixels == 1920 * 1080 and settings.animation_format == "mp4"
+
+
 def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Path) -> None:
     (config_dir / "bot.toml").write_text("[bot]\nqueue_cap = 5\ncooldown_seconds = 1\n")
     settings = load_settings(
@@ -78,6 +92,12 @@ def test_operator_file_then_environment_override(config_dir: Path, tmp_path: Pat
         ({"NST_BOT_CONNECT_TIMEOUT": "soon"}, "connect_timeout"),
         ({"NST_BOT_OTHERS_RERUNS_PER_HOUR": "-1"}, "others_reruns_per_hour"),
         ({"NST_BOT_OTHERS_RERUNS_PER_HOUR": "lots"}, "others_reruns_per_hour"),
+        ({"NST_BOT_ANIMATION_FORMAT": "avi"}, "animation_format"),
+        ({"NST_BOT_ANIMATION_MAX_FRAMES": "0"}, "animation_max_frames"),
+        ({"NST_BOT_ANIMATION_MAX_SECONDS": "0"}, "animation_max_seconds"),
+        ({"NST_BOT_ANIMATION_MAX_SECONDS": "nan"}, "animation_max_seconds"),
+        ({"NST_BOT_ANIMATION_MAX_PIXELS": "100"}, "animation_max_pixels"),
+        ({"NST_BOT_ANIMATION_SIZE": "8"}, "animation_size"),
     ],
 )
 def test_bad_values_name_the_key(config_dir: Path, env: dict[str, str], key: str) -> None:

@@ -19,6 +19,12 @@ def test_the_bar_follows_the_share_of_time_not_of_iterations() -> None:
     assert line.count("\u2588") == 3
 
 
+def test_an_animations_progress_names_the_frame() -> None:
+    line = render_progress(45, 90, elapsed=30, eta=60, frame=3, frames=8)
+    assert "frame 3 of 8" in line and "45/90" in line
+    assert "frame" not in render_progress(45, 90, elapsed=30, eta=60), "a still has no frame number"
+
+
 def test_durations() -> None:
     assert format_duration(42) == "42s"
     assert format_duration(185) == "3m 05s"

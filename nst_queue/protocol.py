@@ -57,9 +57,10 @@ IMAGE_MAX_BYTES = MAX_SIZE * MAX_SIZE * 3 + MAX_SIZE * MAX_SIZE // 64
 #: The largest clip file a job may carry (an animation job's ``clip``: the kept GIF, WebP, APNG or
 #: MP4, decoded by the worker; its frames never travel raw).
 CLIP_MAX_BYTES = 32 * 1024 * 1024
-#: The largest job record: a content and a style at the largest size, even incompressible, a clip,
-#: and room for the parameters. More styles fit as long as the pictures stay within it.
-JOB_MAX_BYTES = 2 * IMAGE_MAX_BYTES + CLIP_MAX_BYTES + 1024 * 1024
+#: The largest job record: a content, a style and an upscale's starting picture at the largest
+#: size, even incompressible, a clip, and room for the parameters. More styles fit as long as the
+#: pictures stay within it.
+JOB_MAX_BYTES = 3 * IMAGE_MAX_BYTES + CLIP_MAX_BYTES + 1024 * 1024
 #: The largest result record: the painting (at most RESULT_MAX_BYTES) and room for its stats and
 #: arq's fields (a result keeps no copy of the job's inputs).
 RESULT_RECORD_MAX_BYTES = RESULT_MAX_BYTES + 1024 * 1024
@@ -169,12 +170,17 @@ def job_payload(
     preview_every: int = 0,
     preview_size: int = 256,
     clip: dict[str, Any] | None = None,
+    start_from: Image.Image | None = None,
 ) -> dict[str, Any]:
     """The one argument of a paint job. Inputs are shrunk to the job's size and packed losslessly.
 
     ``clip`` (:func:`clip_job`) makes it an animation: the worker paints the clip's frames with
     :func:`nst_engine.stylize_clip` (``content`` is then its first frame) and sends the result
     back encoded (:func:`success`'s ``clip``).
+
+    ``start_from`` (an earlier result to continue: the engine's ``start_from``) travels with the
+    pictures, packed the same way and under the same size checks, only when given (a worker of an
+    older version ignores the key and paints the upscale from scratch).
     """
     size = int(params["size"])
     payload: dict[str, Any] = {
@@ -187,7 +193,11 @@ def job_payload(
     if clip is not None:
         check_clip_job(clip)
         payload["clip"] = clip
-    pictures = sum(len(packed["data"]) for packed in [payload["content"], *payload["styles"]])
+    packed = [payload["content"], *payload["styles"]]
+    if start_from is not None:
+        payload["start_from"] = pack_image(shrink_to(start_from, size))
+        packed.append(payload["start_from"])
+    pictures = sum(len(image["data"]) for image in packed)
     if pictures > JOB_MAX_BYTES - 1024 * 1024:
         raise NSTError(
             f"the pictures make {pictures / 2**20:.1f} MiB, more than a queued job may carry "
@@ -213,6 +223,8 @@ def check_payload(payload: Any) -> None:
         raise ValueError("a paint payload without styles")
     for packed in styles:
         check_packed_image(packed)
+    if payload.get("start_from") is not None:  # optional: an upscale's starting picture
+        check_packed_image(payload["start_from"])
     params = payload["params"]
     if not isinstance(params, dict) or not all(
         isinstance(key, str) and _is_plain(value) for key, value in params.items()

@@ -7,6 +7,10 @@ pickle runs whatever code it names: anyone able to write to Redis could run code
 and in the bot. Here both are msgpack, which holds only data (maps, lists, text, numbers, bytes;
 pictures travel as bytes without base64), with no extension types.
 
+A job's payload may carry an upscale's starting picture (``start_from``), packed like the
+inputs and under the same checks (:func:`nst_queue.protocol.check_payload`); JOB_MAX_BYTES has
+room for it.
+
 Reading is strict. A record that is a pickle (written by a version before this format, or
 planted), is not msgpack, is larger than the protocol allows (checked before parsing), or is not
 shaped like what this version writes raises :class:`RefusedRecord`, which arq wraps in its

@@ -114,6 +114,8 @@ class Painter:
             styles = [protocol.unpack_image(packed) for packed in payload["styles"]]
             if "clip" in payload:
                 return self._run_clip(payload, params, styles, report, cancel)
+            packed_start = payload.get("start_from")
+            start_from = None if packed_start is None else protocol.unpack_image(packed_start)
             result = stylize(
                 content,
                 styles,
@@ -123,6 +125,7 @@ class Painter:
                 preview_every=int(payload.get("preview_every", 0)),
                 preview_size=int(payload.get("preview_size", 256)),
                 style_cache=self.style_cache,
+                start_from=start_from,
             )
             packed = protocol.pack_image(result.image)
             if len(packed["data"]) > protocol.RESULT_MAX_BYTES:  # a huge painting: the best file that fits

@@ -29,7 +29,7 @@ from ..core.guild_settings import GuildSettingsStore
 from ..core.local_backend import LocalBackend
 from ..core.runner import ImageThreads, JobRunner
 from ..core.store import JobStore
-from .buttons import CancelButton, DeleteButton, RerunButton
+from .buttons import CancelButton, DeleteButton, RerunButton, UpscaleButton
 from .client import PaintingClient
 from .cogs.admin import AdminCog
 from .cogs.presets import PresetsCog
@@ -107,7 +107,10 @@ class NSTBot(PaintingClient):
         self.resolver = resolver if resolver is not None else _make_resolver(self.catalog, cache_dir)
         self.style_cache = StyleTargetCache.under(cache_dir) if cache_dir is not None else None
         self.store = JobStore(
-            settings.database_path, settings.inputs_dir, max_input_bytes=settings.inputs_max_bytes
+            settings.database_path,
+            settings.inputs_dir,
+            max_input_bytes=settings.inputs_max_bytes,
+            results_dir=settings.results_dir,
         )
         self.guild_settings = GuildSettingsStore(settings.guild_settings_path)
         self.backend = self._make_backend()
@@ -145,7 +148,7 @@ class NSTBot(PaintingClient):
     async def load_commands(self) -> None:
         """Add the cogs (their app commands), the persistent buttons and the reaction listener;
         shared with ``nst-bot sync``."""
-        self.add_dynamic_items(RerunButton, CancelButton, DeleteButton)
+        self.add_dynamic_items(RerunButton, CancelButton, DeleteButton, UpscaleButton)
         self.add_listener(self.controls.on_reaction, "on_raw_reaction_add")
         for cog in (StylizeCog(self), PresetsCog(self), AdminCog(self)):
             await self.add_cog(cog)

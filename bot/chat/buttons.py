@@ -1,4 +1,5 @@
-"""The buttons on a job's messages: Cancel on a progress message, re-runs and Delete on a result.
+"""The buttons on a job's messages: Cancel on a progress message, re-runs, Upscale and Delete on a
+result.
 
 All are ``DynamicItem``\\s whose ``custom_id`` carries the job id, so they keep working after a
 restart. A press is handed to the bot's ``buttons`` (:class:`~bot.chat.client.ButtonActions`,
@@ -99,10 +100,38 @@ class DeleteButton(
         await painting_client(interaction).buttons.delete_pressed(interaction, self.job_id)
 
 
-def result_view(job_id: str) -> discord.ui.View:
+class UpscaleButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"nst:upscale:(?P<job_id>[0-9a-f]{8,32})",
+):
+    """Upscale on a result: paints it at twice its size (up to the server's largest upscale),
+    continuing from the picture; who may press it follows the re-run rules."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Upscale", style=discord.ButtonStyle.primary, custom_id=f"nst:upscale:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, _item: discord.ui.Item[discord.ui.View], match: re.Match[str]
+    ) -> UpscaleButton:
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await painting_client(interaction).buttons.upscale_pressed(interaction, self.job_id)
+
+
+def result_view(job_id: str, *, upscale: bool = False) -> discord.ui.View:
+    """A result's buttons; ``upscale``: with Upscale (the picture is under the largest upscale)."""
     view = discord.ui.View(timeout=None)
     for action in (Rerun.STRONGER, Rerun.WEAKER, Rerun.REROLL):
         view.add_item(RerunButton(action, job_id))
+    if upscale:
+        view.add_item(UpscaleButton(job_id))
     view.add_item(DeleteButton(job_id))
     return view
 

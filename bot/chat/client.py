@@ -32,6 +32,8 @@ class ButtonActions(Protocol):
 
     async def delete_pressed(self, interaction: discord.Interaction, job_id: str) -> None: ...
 
+    async def upscale_pressed(self, interaction: discord.Interaction, job_id: str) -> None: ...
+
 
 class PaintingClient(commands.Bot):
     """A ``commands.Bot`` with the painting bot's parts (set by ``NSTBot.__init__``)."""

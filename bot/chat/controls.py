@@ -1,4 +1,4 @@
-"""The controls on a job's messages: Stronger / Weaker / Re-roll, Cancel and Delete, and the
+"""The controls on a job's messages: Stronger / Weaker / Re-roll, Upscale, Cancel and Delete, and the
 reaction that re-runs a result one level stronger.
 
 The buttons (:mod:`bot.chat.buttons`) reach :class:`JobControls` through the bot's typed
@@ -94,6 +94,45 @@ class JobControls:
                 await runner.rerun(record, request, conversation, reservation=reservation)
             except Exception as error:
                 await answer_error(reply, error, what=f"a re-run of job {job_id}")
+
+    async def upscale_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Upscale on a result: the same rules as a re-run (the server's, one at a time per result,
+        the budget for others' results, the queue's limits); a result already at the server's
+        largest upscale is refused privately with the limit."""
+        reply = self._reply(interaction)
+        try:
+            record = await asyncio.to_thread(self.client.store.get, job_id)
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"the upscale button of job {job_id}")
+            return
+        if record is None:
+            await reply.say(texts.UNKNOWN_JOB)
+            return
+        refusal = self._rerun_refusal(
+            record,
+            interaction.guild_id,
+            interaction.channel_id,
+            getattr(interaction.channel, "parent_id", None),
+            interaction.user.id,
+        )
+        if refusal is not None:
+            await reply.say(refusal)
+            return
+        runner = self.client.runner
+        try:  # known before deferring: refused privately, in the response itself
+            message = interaction.message  # the result the button is on: the upscale replies to it
+            request = runner.plan_upscale(record, reply_to=None if message is None else message.id)
+            reservation = runner.reserve_rerun(record, interaction.user.id, channel_id=interaction.channel_id)
+        except JobRefused as refused:  # at the limit, already being painted again, expired...
+            await reply.say(str(refused))
+            return
+        with reservation:
+            await defer(interaction, ephemeral=False)
+            conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
+            try:
+                await runner.upscale(record, request, conversation, reservation=reservation)
+            except Exception as error:
+                await answer_error(reply, error, what=f"an upscale of job {job_id}")
 
     async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         """A reaction with the configured emoji on a result re-runs it one level stronger.

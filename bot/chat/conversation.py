@@ -82,12 +82,18 @@ class Conversation:
         embeds: Sequence[discord.Embed] = (),
         files: Sequence[discord.File] = (),
         view: discord.ui.View | None = None,
+        reply_to: int | None = None,
     ) -> discord.Message | None:
         """Post a message; returns it (or None when nowhere accepted it).
 
         Through the interaction it is a :class:`discord.WebhookMessage` (a followup) or a
         :class:`discord.InteractionMessage` (the original response); in the channel a plain
-        :class:`discord.Message`. Raises HTTPException on upload errors."""
+        :class:`discord.Message`. Raises HTTPException on upload errors.
+
+        ``reply_to``: a message of the channel this one answers (an upscale answers its result).
+        Only a channel message can reply (an interaction's followups cannot), so it is posted in
+        the channel; where the bot may not post there, it goes through the interaction instead.
+        """
         parts = _MessageParts()
         if embeds:
             parts["embeds"] = embeds
@@ -95,6 +101,22 @@ class Conversation:
             parts["files"] = files
         if view is not None:
             parts["view"] = view
+        channel_id = getattr(self.channel, "id", None)
+        if reply_to is not None and isinstance(channel_id, int) and not self.channel_unavailable:
+            assert self.channel is not None
+            reference = discord.MessageReference(
+                message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False
+            )
+            try:
+                return await self.channel.send(
+                    content, allowed_mentions=self.allowed_mentions(content), reference=reference, **parts
+                )
+            except discord.Forbidden:
+                log.info(
+                    "cannot reply in channel %s; answering through the interaction", reference.channel_id
+                )
+                for file in files:  # read once by the refused request
+                    file.reset(seek=True)
         if self.token_valid:
             assert self.interaction is not None
             try:

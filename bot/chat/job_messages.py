@@ -25,6 +25,7 @@ from ..core import texts
 from ..core.animation import AnimatedResult, fit_animation
 from ..core.errors import Undeliverable
 from ..core.progress import EditThrottle, preview_due
+from ..core.requests import JobKind
 from .buttons import cancel_view, result_view
 from .conversation import Conversation, conversation_with
 
@@ -49,10 +50,13 @@ MIN_UPLOAD_BYTES = 8 * 1024
 
 @dataclass(frozen=True)
 class _Upload:
-    """A result's file: its bytes, extension, and a note said with it (an animation made smaller)."""
+    """A result's file: its bytes, extension, a still's size as sent, and a note said with it
+    (an animation made smaller)."""
 
     data: bytes
     extension: str
+    width: int
+    height: int
     note: str | None = None
 
 
@@ -100,6 +104,7 @@ class JobMessages:
         self.conversation = conversation
         self.job_id = record.job_id
         self.user_id = record.user_id
+        self.guild_id = record.guild_id
         self.request = request
         self.throttle = EditThrottle(self.settings.progress_interval)
         self.message: discord.Message | None = None
@@ -234,22 +239,38 @@ class JobMessages:
             await self.conversation.tell(text)
 
     async def post_result(self, result: Result) -> int:
-        """The finished picture in an embed with the job's settings, re-run and Delete buttons.
+        """The finished picture in an embed with the job's settings, re-run, Upscale (while it is
+        under the server's largest upscale) and Delete buttons; an upscale replies to the result it
+        enlarges (``JobRequest.reply_to``).
 
-        Encoded under the upload limit; a 413 (Discord's real limit is lower than it said) is
+        Encoded under the upload limit: lossless PNG where it fits, else high-quality JPEG/WebP,
+        as the embed's "File" says; a 413 (Discord's real limit is lower than it said) is
         re-encoded smaller, up to ``UPLOAD_ATTEMPTS`` times in all.
         """
-        embed = self._embed(result.stats)
-        if isinstance(result, AnimatedResult):
-            embed.add_field(name="Frames", value=str(result.frames))
-        view = result_view(self.job_id)
-        budget = self.conversation.filesize_limit - 4096  # room for the multipart envelope
+        animated = isinstance(result, AnimatedResult)
+        # An animation is not upscaled (the engine continues stills only).
+        upscale = not animated and max(result.image.size) < self.client.runner.upscale_limit(self.guild_id)
+        view = result_view(self.job_id, upscale=upscale)
+        limit = self.conversation.filesize_limit
+        budget = limit - 4096  # room for the multipart envelope
         for _attempt in range(UPLOAD_ATTEMPTS):
             max_bytes = max(MIN_UPLOAD_BYTES, budget)
             try:
                 encoded = await self.client.images.run(functools.partial(self._encode, result, max_bytes))
             except ValueError as error:  # no encoding fits under max_bytes, even scaled down
                 raise Undeliverable(texts.RESULT_TOO_LARGE) from error
+            embed = self._embed(result.stats)
+            if isinstance(result, AnimatedResult):  # how it was sent is said in the text (``note``)
+                embed.add_field(name="Frames", value=str(result.frames))
+            else:
+                file_note = texts.result_file(
+                    encoded.extension,
+                    encoded.width,
+                    encoded.height,
+                    full=result.image.size,
+                    limit_bytes=limit,
+                )
+                embed.add_field(name="File", value=file_note)
             name = f"stylized-{self.job_id}.{encoded.extension}"
             spoiler = self.request.spoiler
             # An image inside an embed cannot be blurred: a spoiler stays outside; so does a video.
@@ -264,6 +285,7 @@ class JobMessages:
                     embeds=[embed],
                     files=[discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler)],
                     view=view,
+                    reply_to=self.request.reply_to,
                 )
             except discord.HTTPException as error:
                 if error.status != 413 or max_bytes <= MIN_UPLOAD_BYTES:
@@ -287,9 +309,9 @@ class JobMessages:
         if isinstance(result, AnimatedResult):
             wanted = cast("ClipFormat", self.settings.animation_format)
             posted = fit_animation(result, wanted, max_bytes)
-            return _Upload(posted.data, posted.extension, posted.note)
+            return _Upload(posted.data, posted.extension, *result.image.size, note=posted.note)
         encoded = encode_image(result.image, max_bytes=max_bytes)
-        return _Upload(encoded.data, encoded.extension)
+        return _Upload(encoded.data, encoded.extension, encoded.width, encoded.height)
 
     async def finish(self, stats: RunStats) -> None:
         await self._edit(texts.finished_in(stats.seconds), final=True)
@@ -302,7 +324,9 @@ class JobMessages:
 
     def _embed(self, stats: RunStats) -> discord.Embed:
         request = self.request
-        embed = discord.Embed(title=texts.RESULT_TITLE, description=texts.result_style(request.preset))
+        upscaled = request.kind is JobKind.UPSCALE
+        title = texts.RESULT_TITLE_UPSCALED if upscaled else texts.RESULT_TITLE
+        embed = discord.Embed(title=title, description=texts.result_style(request.preset))
         embed.add_field(name="Strength", value=request.strength)
         embed.add_field(name="Size", value=f"{stats.width}\u00d7{stats.height}")
         embed.add_field(name="Colours", value=texts.result_colours(request.preserve_color))

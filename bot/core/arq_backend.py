@@ -108,6 +108,7 @@ class ArqBackend:
                     preview_every=job.preview_every,
                     preview_size=job.preview_size,
                     clip=None if animation is None else _clip_job(animation),
+                    start_from=job.start_from,
                 ),
             )
             await self.client.enqueue(job.job_id, payload)

@@ -44,6 +44,8 @@ class PaintJob:
     preview_size: int
     #: An animation (JobKind.ANIMATE): ``content`` is then its first frame.
     animation: ClipJob | None = None
+    #: An upscale's starting picture (the result it enlarges); the engine's ``start_from``.
+    start_from: Image.Image | None = None
 
 
 @dataclass(frozen=True)

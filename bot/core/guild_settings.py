@@ -1,8 +1,8 @@
 """Per-server settings, changed by a server's admins with ``/nst-admin`` and kept in SQLite.
 
 The operator's settings (:mod:`bot.core.settings`) bound what any server gets; these narrow it for one
-server: where the bot may paint, the largest size, who may re-run someone else's picture, and
-whether results are spoilers. They live in their own database file next to the job records
+server: where the bot may paint, the largest size and upscale, who may re-run someone else's
+picture, and whether results are spoilers. They live in their own database file next to the job records
 (``Settings.guild_settings_path``), owner-only like it, and survive restarts. Reads come from a
 copy in memory (every command reads them, before anything else); a change is written through at
 once.
@@ -41,6 +41,8 @@ class GuildSettings:
     reruns: str = RERUN_REQUESTER
     #: Post every result (and its previews) as a spoiler.
     spoilers: bool = False
+    #: The longest side an Upscale may paint here, in px; None: the operator's ``max_upscale_side``.
+    max_upscale: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_size is not None and self.max_size not in SIZE_NAMES:
@@ -57,6 +59,13 @@ class GuildSettings:
     def allows_rerun(self, requester_id: int, user_id: int) -> bool:
         """Whether ``user_id`` may re-run (button or reaction) a result ``requester_id`` asked for."""
         return self.reruns != RERUN_REQUESTER or user_id == requester_id
+
+    def upscale_limit(self, operator_limit: int) -> int:
+        """The longest side an Upscale may paint here: this server's own limit, never above the
+        operator's ``max_upscale_side`` (``operator_limit``; 0: no upscales anywhere)."""
+        if self.max_upscale is None:
+            return operator_limit
+        return min(self.max_upscale, operator_limit)
 
     def allows_size(self, size: str) -> bool:
         return self.max_size is None or SIZE_NAMES.index(size) <= SIZE_NAMES.index(self.max_size)
@@ -76,7 +85,8 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     reruns TEXT NOT NULL DEFAULT 'requester',
     spoilers INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
-    updated_by INTEGER
+    updated_by INTEGER,
+    max_upscale INTEGER
 );
 """
 
@@ -89,13 +99,19 @@ class GuildSettingsStore:
         self._lock = threading.Lock()
         self._db = open_private_database(self.path, _SCHEMA)
         self._cache: dict[int, GuildSettings] = {}
-        rows = self._db.execute("SELECT guild_id, channels, max_size, reruns, spoilers FROM guild_settings")
-        for guild_id, channels, max_size, reruns, spoilers in rows.fetchall():
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(guild_settings)").fetchall()}
+        if "max_upscale" not in present:  # a database an older version made
+            self._db.execute("ALTER TABLE guild_settings ADD COLUMN max_upscale INTEGER")
+        rows = self._db.execute(
+            "SELECT guild_id, channels, max_size, reruns, spoilers, max_upscale FROM guild_settings"
+        )
+        for guild_id, channels, max_size, reruns, spoilers, max_upscale in rows.fetchall():
             self._cache[guild_id] = GuildSettings(
                 channels=tuple(int(c) for c in json.loads(channels)),
                 max_size=max_size,
                 reruns=reruns,
                 spoilers=bool(spoilers),
+                max_upscale=max_upscale,
             )
 
     def close(self) -> None:
@@ -127,10 +143,10 @@ class GuildSettingsStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO guild_settings (guild_id, channels, max_size, reruns, spoilers, updated_at,"
-                " updated_by) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(guild_id) DO UPDATE SET"
-                " channels = excluded.channels, max_size = excluded.max_size, reruns = excluded.reruns,"
+                " updated_by, max_upscale) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(guild_id) DO UPDATE"
+                " SET channels = excluded.channels, max_size = excluded.max_size, reruns = excluded.reruns,"
                 " spoilers = excluded.spoilers, updated_at = excluded.updated_at,"
-                " updated_by = excluded.updated_by",
+                " updated_by = excluded.updated_by, max_upscale = excluded.max_upscale",
                 (
                     guild_id,
                     json.dumps(list(changed.channels)),
@@ -139,6 +155,7 @@ class GuildSettingsStore:
                     int(changed.spoilers),
                     time.time(),
                     by,
+                    changed.max_upscale,
                 ),
             )
             self._cache[guild_id] = changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import sqlite3
 import time
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Protocol
 from nst_engine.errors import Cancelled
 
 from . import texts
-from .errors import Detached, JobCancelled, JobRefused, Undeliverable, friendly_error
+from .animation import AnimatedResult
+from .errors import Detached, JobCancelled, JobRefused, StorageFull, Undeliverable, friendly_error
 from .records import JobRecord, JobStatus, RecordChanges
 
 if TYPE_CHECKING:
+    from PIL import Image
     from typing_extensions import Unpack
 
     from nst_engine import Progress, Result, RunStats
@@ -93,8 +96,12 @@ class JobLife:
         store: JobStore,
         backend: Backend,
         resumed: bool = False,
+        keep_results_below: int = 0,
     ) -> None:
+        """``keep_results_below``: a delivered picture whose longest side is under this (the
+        operator's largest upscale; 0: none) is kept for its Upscale button."""
         self.record = record
+        self.keep_results_below = keep_results_below
         self.request = request
         self.messages = messages
         self.store = store
@@ -200,6 +207,13 @@ class JobLife:
         await self.messages.ended(text, stopped_by_shutdown=stopped_by_shutdown)
 
     async def deliver(self, result: Result) -> None:
+        # An animation is never upscaled, so its first frame is not kept.
+        if max(result.image.size) < self.keep_results_below and not isinstance(result, AnimatedResult):
+            # Kept before its Upscale button can be pressed: the picture and its size are recorded
+            # before the result is posted.
+            result_path = await asyncio.to_thread(self._keep_result, result.image)
+            self.record.result_path = result_path  # a failure below deletes it with the inputs
+            await self.save(result_path=result_path, stats=result.stats.to_dict())
         try:
             message_id = await self.messages.post_result(result)
         except Undeliverable as error:
@@ -213,3 +227,18 @@ class JobLife:
             finished_at=time.time(),
         )
         await self.messages.finish(result.stats)
+
+    def _keep_result(self, image: Image.Image) -> str | None:
+        """Store the painting as lossless WebP (a fresh encode: no metadata) for an upscale; its
+        path, or None when there is no room (its Upscale button then says it has expired).
+
+        Effort 2 of 6: a 768x530 photo took 119 ms and 518 KB on this 2-core CPU, against 51 ms
+        and 561 KB at 0 and 185 ms and 511 KB at 4 (PNG: 31 ms, 771 KB); it delays the result by
+        about that much."""
+        buffer = io.BytesIO()
+        image.save(buffer, format="WEBP", lossless=True, quality=50, method=2)
+        try:
+            return self.store.keep_result(self.job_id, buffer.getvalue())
+        except (StorageFull, OSError) as error:
+            log.warning("could not keep the result of job %s for upscaling: %s", self.job_id, error)
+            return None

@@ -109,6 +109,7 @@ class LocalBackend:
             preview_every=job.preview_every,
             preview_size=job.preview_size,
             style_cache=self.style_cache,
+            start_from=job.start_from,
         )
 
     async def resume(self, record: JobRecord, observer: JobObserver) -> asyncio.Future[Result] | None:

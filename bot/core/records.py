@@ -39,6 +39,8 @@ class JobParams(TypedDict, total=False):
     preset: str | None
     spoiler: bool
     kind: str
+    side: int | None
+    reply_to: int | None
 
 
 def job_params(stored: object) -> JobParams:
@@ -61,6 +63,8 @@ class RecordChanges(TypedDict, total=False):
     stats: dict[str, JsonValue] | None
     content_path: str | None
     style_path: str | None
+    start_path: str | None
+    result_path: str | None
     expired: bool
 
 
@@ -75,6 +79,11 @@ class JobRecord:
     params: JobParams
     content_path: str | None = None
     style_path: str | None = None
+    #: An upscale's starting picture: the result it enlarges (that job's ``result_path``, shared).
+    start_path: str | None = None
+    #: The delivered picture, kept (lossless, no metadata) for its Upscale button while it can be
+    #: upscaled; it expires with the inputs.
+    result_path: str | None = None
     status: JobStatus = JobStatus.QUEUED
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None

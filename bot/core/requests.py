@@ -28,6 +28,9 @@ class JobKind(str, Enum):
     #: An animation or short video painted frame by frame (nst_engine.stylize_clip); its stored
     #: content is the clip, and its result is posted as an animation.
     ANIMATE = "animate"
+    #: A result painted again at a larger size (its request's ``side``), continuing from the
+    #: result's picture: the engine paints only the new level, with the photo's detail added back.
+    UPSCALE = "upscale"
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,13 @@ class JobRequest:
     #: An input was marked as a spoiler: the previews and the result are too.
     spoiler: bool = False
     kind: JobKind = JobKind.PAINT
+    #: An upscale's longest side in pixels (None: the named ``size`` applies).
+    side: int | None = None
+    #: The message the result answers: an upscale replies to the result it enlarges.
+    reply_to: int | None = None
 
     def to_dict(self) -> JobParams:
-        return {
+        params: JobParams = {
             "strength": self.strength,
             "size": self.size,
             "preserve_color": self.preserve_color,
@@ -53,6 +60,11 @@ class JobRequest:
             "spoiler": self.spoiler,
             "kind": self.kind.value,
         }
+        if self.side is not None:
+            params["side"] = self.side
+        if self.reply_to is not None:
+            params["reply_to"] = self.reply_to
+        return params
 
     @classmethod
     def from_dict(cls, data: JobParams) -> JobRequest:
@@ -62,10 +74,19 @@ class JobRequest:
         return cls(**fields, kind=JobKind(kind))  # type: ignore[arg-type]  # JobParams' keys are fields
 
 
+def upscale_side(result_side: int, limit: int) -> int | None:
+    """The longest side an Upscale of a result ``result_side`` px long paints: twice it, capped at
+    ``limit`` (the server's largest upscale); None when the result is already that large."""
+    if result_side >= limit:
+        return None
+    return min(2 * result_side, limit)
+
+
 def style_params(settings: Settings, request: JobRequest) -> StyleParams:
-    """The engine parameters of one request: the settings' base with size and strength applied."""
+    """The engine parameters of one request: the settings' base with size and strength applied
+    (an upscale's size is its ``side``)."""
     base: StyleParams = settings.base_params()
-    size = settings.sizes[request.size]
+    size = settings.sizes[request.size] if request.side is None else request.side
     if request.kind is JobKind.ANIMATE:  # every frame costs a still's later iterations: kept small
         size = min(size, settings.animation_size)
     return base.replace(

@@ -12,6 +12,7 @@ Discord: the user is a :class:`~bot.core.life.Talk`, and a job's messages come f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -32,7 +33,7 @@ from .inputs import InputImage, load_input
 from .life import JobLife, JobMessages, Talk
 from .progress import preview_every
 from .records import JobRecord, JobStatus, new_job_id
-from .requests import JobKind, JobRequest, clip_params, style_params
+from .requests import JobKind, JobRequest, clip_params, style_params, upscale_side
 from .strength import Rerun, apply_rerun
 
 if TYPE_CHECKING:
@@ -134,8 +135,9 @@ class JobRunner:
 
     @property
     def max_side(self) -> int:
-        """The longest side any job (or re-run) can paint: inputs are decoded and kept no larger."""
-        return max(self.settings.sizes.values())
+        """The longest side any job (a re-run, an upscale) can paint: inputs are decoded and kept no
+        larger, and no smaller either, so that an upscale paints the photo's own detail."""
+        return self.settings.largest_side
 
     def reserve(self, user_id: int) -> Reservation:
         """A place for a new job of ``user_id``, taken before its inputs are fetched; raises the
@@ -167,13 +169,15 @@ class JobRunner:
         channel_id: int | None,
         reservation: Reservation | None = None,
         on_end: Callable[[], None] | None = None,
+        start_from: InputImage | None = None,
     ) -> None:
         """Store, enqueue and follow one job until its result (or failure) is posted.
 
         Inputs not stored yet are written (in a thread: a photo's file is written off the event
         loop); a re-run's are shared with its job. The job takes over ``reservation``.
         ``on_end`` is called once the submitted job has ended (painted, failed or cancelled),
-        before its result is posted.
+        before its result is posted. ``start_from`` (an upscale's starting picture, already stored
+        as another job's result) is shared with that job like a re-run's inputs.
         """
         record = JobRecord(
             job_id=new_job_id(),
@@ -181,6 +185,7 @@ class JobRunner:
             guild_id=guild_id,
             channel_id=channel_id,
             params=request.to_dict(),
+            start_path=None if start_from is None else start_from.path,
         )
         try:
             await asyncio.to_thread(self.store.add_with_inputs, record, content, style)
@@ -212,6 +217,7 @@ class JobRunner:
             preview_every=preview_every(params.iterations, self.settings.preview_count),
             preview_size=self.settings.preview_size,
             animation=animation,
+            start_from=None if start_from is None else start_from.image,
         )
         life = self._life(talk, record, request, resumed=False)
         if animation is not None:
@@ -244,24 +250,77 @@ class JobRunner:
     def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
         """The one way a job is built from its record, new, re-run or resumed."""
         messages = self.messenger.job_messages(talk, record, request, resumed=resumed)
-        return JobLife(record, request, messages, store=self.store, backend=self.backend, resumed=resumed)
+        return JobLife(
+            record,
+            request,
+            messages,
+            store=self.store,
+            backend=self.backend,
+            resumed=resumed,
+            keep_results_below=self.settings.max_upscale_side,
+        )
 
     # ------------------------------------------------------------------ re-runs
-    def plan_rerun(self, record: JobRecord, action: Rerun) -> JobRequest:
-        """The request that paints ``record`` again, changed by ``action`` (as the server is set
-        now); raises :class:`RerunRefused` when it cannot, as far as is known without loading the
-        inputs (already at the end of the levels, or the inputs expired)."""
+    @staticmethod
+    def _stored_request(record: JobRecord) -> JobRequest:
+        """``record``'s request, or :class:`RerunRefused` for one this version cannot read."""
         try:
-            request = JobRequest.from_dict(record.params)
+            return JobRequest.from_dict(record.params)
         except ValueError as error:  # a kind of job a newer version wrote
             log.warning("cannot re-run job %s, which this version cannot read: %s", record.job_id, error)
             raise RerunRefused(texts.UNKNOWN_JOB) from None
+
+    @staticmethod
+    def _check_kept(record: JobRecord, request: JobRequest, *more: str | None) -> None:
+        """:class:`RerunRefused` (expired) unless ``record``'s inputs (and ``more`` files) are kept."""
+        paths = [record.content_path] if request.preset else [record.content_path, record.style_path]
+        if request.kind is JobKind.UPSCALE:
+            paths.append(record.start_path)
+        paths.extend(more)
+        if record.expired or not all(path and Path(path).is_file() for path in paths):
+            raise RerunRefused(texts.EXPIRED_TEXT)
+
+    def upscale_limit(self, guild_id: int | None) -> int:
+        """The longest side an Upscale may paint in ``guild_id`` now (0: no upscales)."""
+        return self.guild_settings.get(guild_id).upscale_limit(self.settings.max_upscale_side)
+
+    def plan_upscale(self, record: JobRecord, *, reply_to: int | None = None) -> JobRequest:
+        """The request that paints ``record``'s result at twice its size (up to the server's
+        largest upscale), continuing from that picture, replying to ``reply_to`` (the result's
+        message; by default the one recorded); raises :class:`RerunRefused` when it cannot: the
+        result is already at the limit (the sentence says the limit), or its picture or inputs
+        expired."""
+        request = self._stored_request(record)
+        if request.kind is JobKind.ANIMATE:  # the engine continues stills only
+            raise RerunRefused(texts.UPSCALE_NOT_FOR_ANIMATIONS)
+        limit = self.upscale_limit(record.guild_id)
+        stats = record.stats or {}
+        width, height = stats.get("width"), stats.get("height")
+        if not isinstance(width, int) or not isinstance(height, int):
+            raise RerunRefused(texts.EXPIRED_TEXT)
+        side = upscale_side(max(width, height), limit)
+        if side is None:
+            raise RerunRefused(texts.upscale_at_limit(limit))
+        self._check_kept(record, request, record.result_path)
+        server = self.guild_settings.get(record.guild_id)
+        return dataclasses.replace(
+            request,
+            kind=JobKind.UPSCALE,
+            side=side,
+            spoiler=request.spoiler or server.spoilers,
+            reply_to=reply_to if reply_to is not None else record.result_message_id,
+        )
+
+    def plan_rerun(self, record: JobRecord, action: Rerun) -> JobRequest:
+        """The request that paints ``record`` again, changed by ``action`` (as the server is set
+        now); raises :class:`RerunRefused` when it cannot, as far as is known without loading the
+        inputs (already at the end of the levels, or the inputs expired). A re-run of an upscale is
+        an upscale of the same picture, to the same size."""
+        request = self._stored_request(record)
         changed = apply_rerun(request.strength, request.seed, action)
         if changed is None:
             raise RerunRefused(texts.already_at_end(action is Rerun.STRONGER))
-        paths = [record.content_path] if request.preset else [record.content_path, record.style_path]
-        if record.expired or not all(path and Path(path).is_file() for path in paths):
-            raise RerunRefused(texts.EXPIRED_TEXT)
+        self._check_kept(record, request)
         strength, seed = changed
         server = self.guild_settings.get(record.guild_id)
         return JobRequest(
@@ -272,6 +331,8 @@ class JobRunner:
             preset=request.preset,
             spoiler=request.spoiler or server.spoilers,
             kind=request.kind,
+            side=request.side,
+            reply_to=request.reply_to,
         )
 
     async def rerun(
@@ -286,6 +347,25 @@ class JobRunner:
         right after is a new re-run); the caller also releases it after this returns or raises (a
         ``with`` block), for a job never submitted.
         """
+        start_path = record.start_path if request.kind is JobKind.UPSCALE else None
+        await self._paint_again(record, request, talk, reservation=reservation, start_path=start_path)
+
+    async def upscale(
+        self, record: JobRecord, request: JobRequest, talk: Talk, *, reservation: RerunReservation
+    ) -> None:
+        """Paint ``record``'s result larger as ``request`` (from :meth:`plan_upscale`), starting
+        from its kept picture; otherwise as :meth:`rerun` (the same reservation, the same rules)."""
+        await self._paint_again(record, request, talk, reservation=reservation, start_path=record.result_path)
+
+    async def _paint_again(
+        self,
+        record: JobRecord,
+        request: JobRequest,
+        talk: Talk,
+        *,
+        reservation: RerunReservation,
+        start_path: str | None,
+    ) -> None:
         max_side = self.max_side
         content_path = record.content_path
         style_path = None if request.preset else record.style_path
@@ -293,15 +373,16 @@ class JobRunner:
         if request.kind is JobKind.ANIMATE:  # the kept clip, decoded as its upload was
             limits, clip_side = self.settings.clip_limits(), self.settings.animation_size
             clip = await self.images.run(lambda: load_clip(content_path, limits=limits, max_side=clip_side))
-        content, style = await self.images.run(
+        content, style, start = await self.images.run(
             lambda: (
                 (clip.frames[0] if clip is not None else None)
                 if request.kind is JobKind.ANIMATE
                 else load_input(content_path, max_side=max_side),
                 None if style_path is None else load_input(style_path, max_side=max_side),
+                None if start_path is None else load_input(start_path, max_side=max_side),
             )
         )
-        if content is None or (style is None and not request.preset):
+        if content is None or (style is None and not request.preset) or (start is None and start_path):
             raise RerunRefused(texts.EXPIRED_TEXT)
         await self.start(
             talk,
@@ -312,6 +393,7 @@ class JobRunner:
             channel_id=record.channel_id,
             reservation=reservation.place,
             on_end=reservation.release,
+            start_from=None if start is None else InputImage(start, path=start_path),
         )
 
     # ------------------------------------------------------------------ after a restart

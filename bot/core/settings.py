@@ -83,6 +83,16 @@ class Settings:
     device: str = "auto"
     precision: str = "auto"
     weights: str = "caffe"
+    #: The longest side an Upscale may paint (each press doubles a result, up to this; a server's
+    #: ``/nst-admin max-upscale`` may lower it). 0: no Upscale button. 1024 suits a CPU host (about
+    #: two minutes a press on two cores); a GPU host can offer 2048.
+    max_upscale_side: int = 1024
+    #: GiB a painting may use (the engine paints a larger picture in tiles to stay within it).
+    #: 0: the engine's safe share of the memory free when a job starts.
+    memory_budget: float = 0.0
+    #: Seconds a painting may take (the engine plans its iterations to end within it, which
+    #: replaces ``iterations``). 0: no limit.
+    time_budget: float = 0.0
     reaction_emoji: str = "\N{FLEXED BICEPS}"
     interaction_token_seconds: float = INTERACTION_TOKEN_SECONDS
     log_level: str = "INFO"
@@ -153,6 +163,14 @@ class Settings:
         positive_int("iterations")
         positive_int("scales")
         self._validate_animation(positive_int)
+        positive_int("max_upscale_side", 0)
+        if self.max_upscale_side and not MIN_SIZE <= self.max_upscale_side <= MAX_SIZE:
+            raise SettingsError(
+                "max_upscale_side",
+                f"must be 0 (no Upscale) or {MIN_SIZE}-{MAX_SIZE} px, got {self.max_upscale_side}",
+            )
+        for key in ("memory_budget", "time_budget"):
+            non_negative(key)
         for key in ("cooldown_seconds", "progress_interval", "retention_days", "interaction_token_seconds"):
             non_negative(key)
         if not isinstance(self.connect_timeout, (int, float)) or not self.connect_timeout > 0:
@@ -232,6 +250,10 @@ class Settings:
             "precision": self.precision,
             "weights": self.weights,
         }
+        if self.memory_budget:
+            values["memory_budget"] = float(self.memory_budget)
+        if self.time_budget:
+            values["time_budget"] = float(self.time_budget)
         values.update(self.engine_params)
         return StyleParams.from_dict(values)
 
@@ -246,12 +268,22 @@ class Settings:
         return 1
 
     @property
+    def largest_side(self) -> int:
+        """The longest side any job paints (a size, or an upscale): inputs are kept no larger."""
+        return max(*self.sizes.values(), self.max_upscale_side)
+
+    @property
     def database_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
 
     @property
     def inputs_dir(self) -> Path:
         return self.data_dir / "inputs"
+
+    @property
+    def results_dir(self) -> Path:
+        """Results kept for their Upscale button (lossless, no metadata), expiring with the inputs."""
+        return self.data_dir / "results"
 
     @property
     def guild_settings_path(self) -> Path:

@@ -53,12 +53,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_message_id INTEGER,
     stats TEXT,
     error TEXT,
-    expired INTEGER NOT NULL DEFAULT 0
+    expired INTEGER NOT NULL DEFAULT 0,
+    start_path TEXT,
+    result_path TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_result_message ON jobs(result_message_id);
 CREATE INDEX IF NOT EXISTS jobs_content_path ON jobs(content_path);
 CREATE INDEX IF NOT EXISTS jobs_style_path ON jobs(style_path);
 """
+#: Columns added since the first schema, each ``ALTER TABLE``d into an older database at open.
+_ADDED_COLUMNS = {"start_path": "TEXT", "result_path": "TEXT"}
+#: The columns naming stored files (:meth:`JobStore._discard` deletes a file when none names it).
+_PATH_COLUMNS = ("content_path", "style_path", "start_path", "result_path")
 _COLUMNS = [
     "job_id",
     "user_id",
@@ -75,6 +81,8 @@ _COLUMNS = [
     "stats",
     "error",
     "expired",
+    "start_path",
+    "result_path",
 ]
 
 
@@ -97,11 +105,23 @@ def open_private_database(path: Path, schema: str) -> sqlite3.Connection:
 class JobStore:
     """SQLite-backed job records plus the stored input images (``Settings.inputs_dir``)."""
 
-    def __init__(self, database_path: Path, inputs_dir: Path, *, max_input_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        database_path: Path,
+        inputs_dir: Path,
+        *,
+        max_input_bytes: int | None = None,
+        results_dir: Path | None = None,
+    ) -> None:
         """``database_path`` and ``inputs_dir`` come from the settings (both under ``data_dir``);
-        ``max_input_bytes`` (``inputs_max_bytes``) caps the stored inputs, None: no cap."""
+        ``max_input_bytes`` (``inputs_max_bytes``) caps the stored inputs and kept results, None:
+        no cap. ``results_dir`` (default: ``results`` next to ``inputs_dir``) holds the results
+        kept for their Upscale button, made when the first is kept."""
         self.path = Path(database_path)
         self.inputs_dir = Path(inputs_dir)
+        self.results_dir = (
+            Path(results_dir) if results_dir is not None else self.inputs_dir.parent / "results"
+        )
         self.max_input_bytes = max_input_bytes
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.inputs_dir, 0o700)
@@ -110,8 +130,15 @@ class JobStore:
         self._files_lock = threading.Lock()
         self._db = open_private_database(self.path, _SCHEMA)
         self._db.row_factory = sqlite3.Row  # rows read by column name (see _record)
-        for leftover in self.inputs_dir.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
-            leftover.unlink(missing_ok=True)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:  # a database an older version made
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for column in ("start_path", "result_path"):
+            self._db.execute(f"CREATE INDEX IF NOT EXISTS jobs_{column} ON jobs({column})")
+        for directory in (self.inputs_dir, self.results_dir):
+            for leftover in directory.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
+                leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
@@ -149,6 +176,18 @@ class JobStore:
                 path.unlink(missing_ok=True)
             raise
 
+    def keep_result(self, job_id: str, data: bytes) -> str:
+        """Store a delivered picture (``data``: lossless WebP, no metadata) for its Upscale button
+        and return its path; the caller records it as the job's ``result_path``. Counted in the
+        byte cap and expired with the job's inputs. Raises :class:`StorageFull` like inputs."""
+        with self._files_lock:
+            self._make_room(len(data))
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.results_dir, 0o700)
+            path = self.results_dir / f"{job_id}-{uuid.uuid4().hex[:8]}.webp"
+            write_atomically(path, data)
+        return str(path)
+
     def _make_room(self, needed: int) -> None:
         """Free space for ``needed`` more bytes of inputs, or raise :class:`StorageFull`."""
         if shutil.disk_usage(self.inputs_dir).free - needed < MIN_FREE_BYTES:
@@ -163,7 +202,8 @@ class JobStore:
             with self._lock:
                 row = self._db.execute(
                     "SELECT * FROM jobs WHERE expired = 0 AND status NOT IN (?, ?) "
-                    "AND (content_path IS NOT NULL OR style_path IS NOT NULL) ORDER BY created_at LIMIT 1",
+                    "AND (content_path IS NOT NULL OR style_path IS NOT NULL OR result_path IS NOT NULL) "
+                    "ORDER BY created_at LIMIT 1",
                     (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
                 ).fetchone()
             if row is None:  # every stored input belongs to a job in flight
@@ -171,12 +211,15 @@ class JobStore:
             total -= self._discard(self._record(row))
 
     def stored_bytes(self) -> int:
-        """Bytes of all stored inputs (and writes in progress)."""
+        """Bytes of all stored inputs and kept results (and writes in progress)."""
         total = 0
-        with os.scandir(self.inputs_dir) as entries:
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):
-                    total += entry.stat().st_size
+        for directory in (self.inputs_dir, self.results_dir):
+            if not directory.is_dir():
+                continue
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
         return total
 
     def purge(self, retention_seconds: float, now: float | None = None) -> int:
@@ -205,19 +248,25 @@ class JobStore:
 
     def _discard(self, record: JobRecord, *, everywhere: bool = False) -> int:
         """``discard_inputs`` with the files lock held; returns the bytes freed."""
-        paths = {path for path in (record.content_path, record.style_path) if path}
-        record.expired, record.content_path, record.style_path = True, None, None
-        self.update(record.job_id, expired=True, content_path=None, style_path=None)
+        paths = {getattr(record, column) for column in _PATH_COLUMNS} - {None}
+        record.expired = True
+        record.content_path = record.style_path = record.start_path = record.result_path = None
+        self.update(
+            record.job_id, expired=True, content_path=None, style_path=None, start_path=None, result_path=None
+        )
         freed = 0
         for path in paths:
             with self._lock:
                 if everywhere:
-                    for column in ("content_path", "style_path"):
+                    for column in _PATH_COLUMNS:
                         self._db.execute(
                             f"UPDATE jobs SET expired = 1, {column} = NULL WHERE {column} = ?", (path,)
                         )
                 shared = self._db.execute(
-                    "SELECT 1 FROM jobs WHERE content_path = ? OR style_path = ? LIMIT 1", (path, path)
+                    "SELECT 1 FROM jobs WHERE "
+                    + " OR ".join(f"{column} = ?" for column in _PATH_COLUMNS)
+                    + " LIMIT 1",
+                    (path,) * len(_PATH_COLUMNS),
                 ).fetchone()
             if shared is None:
                 with contextlib.suppress(FileNotFoundError):
@@ -290,6 +339,8 @@ class JobStore:
             None if record.stats is None else json.dumps(record.stats),
             record.error,
             int(record.expired),
+            record.start_path,
+            record.result_path,
         ]
 
     @staticmethod
@@ -310,4 +361,6 @@ class JobStore:
             stats=None if row["stats"] is None else json.loads(row["stats"]),
             error=row["error"],
             expired=bool(row["expired"]),
+            start_path=row["start_path"],
+            result_path=row["result_path"],
         )

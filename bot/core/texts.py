@@ -177,6 +177,41 @@ def result_time(seconds: float, device: str, precision: str) -> str:
     return f"{seconds:.1f} s on {device} ({precision})"
 
 
+RESULT_TITLE_UPSCALED = "Your painting, upscaled"
+
+
+def result_file(extension: str, width: int, height: int, *, full: tuple[int, int], limit_bytes: int) -> str:
+    """How the picture was sent: lossless PNG, or (over the channel's upload limit) a
+    high-quality JPEG/WebP, shrunk to ``width`` x ``height`` when even that did not fit ``full``."""
+    if extension == "png":
+        return "PNG (lossless)"
+    kind = "JPEG" if extension == "jpg" else "WebP"
+    if limit_bytes >= 1024 * 1024:
+        limit = f"{limit_bytes / (1024 * 1024):.0f} MB"
+    else:
+        limit = f"{limit_bytes // 1024} KB" if limit_bytes >= 1024 else f"{limit_bytes} bytes"
+    shrunk = "" if (width, height) == full else f" at {width}\u00d7{height}"
+    return f"high-quality {kind}{shrunk}: the lossless PNG is over this channel's {limit} upload limit"
+
+
+#: An Upscale asked of an animation (the engine continues stills only).
+UPSCALE_NOT_FOR_ANIMATIONS = "Animations can't be upscaled; Stronger, Weaker and Re-roll work on them."
+
+
+def upscale_at_limit(limit: int) -> str:
+    """An Upscale of a result already as large as upscales go in this server (``limit`` px)."""
+    if limit <= 0:
+        return "Upscaling is turned off here."
+    return f"This picture is already as large as upscales go here ({limit} px on its longest side)."
+
+
+def upscale_over_operator(limit: int) -> str:
+    """``/nst-admin max-upscale`` above what the bot's operator allows (0: no upscales)."""
+    if limit <= 0:
+        return "Upscaling is turned off on this bot."
+    return f"This bot upscales to at most {limit} px; choose {limit} or less."
+
+
 def result_footer(reaction_emoji: str, job_id: str) -> str:
     return f"React {reaction_emoji} for stronger \u00b7 job {job_id}"
 
@@ -295,19 +330,32 @@ def cannot_post_note(channel_id: int, missing: Iterable[str]) -> str:
 
 
 def server_settings(
-    *, channels: tuple[int, ...], largest: str, pixels: int, requester_only: bool, spoilers: bool, group: str
+    *,
+    channels: tuple[int, ...],
+    largest: str,
+    pixels: int,
+    requester_only: bool,
+    spoilers: bool,
+    group: str,
+    upscale: int | None = None,
 ) -> str:
-    """A server's settings as a member reads them, with the commands that change them."""
+    """A server's settings as a member reads them, with the commands that change them;
+    ``upscale``: the largest upscale in px (0: off), None: not shown."""
     where = ", ".join(f"<#{c}>" for c in channels) if channels else "every channel"
     who = "only the person who asked" if requester_only else "anyone"
+    upscales = []
+    if upscale is not None:
+        upscales.append(f"\N{BULLET} Largest upscale: {upscale} px" if upscale else "\N{BULLET} Upscale: off")
     return "\n".join(
         [
             "**Settings for this server**",
             f"\N{BULLET} Channels I paint in: {where}",
             f"\N{BULLET} Largest size: {largest} ({pixels} px)",
+            *upscales,
             f"\N{BULLET} Who may re-run someone else's picture: {who}",
             f"\N{BULLET} Results as spoilers: {'on' if spoilers else 'off'}",
             f"Change them with `/{group} channels add|remove|clear`, `/{group} max-size`, "
-            f"`/{group} reruns`, `/{group} spoilers`.",
+            f"`/{group} reruns`, `/{group} spoilers`"
+            + ("." if upscale is None else f", `/{group} max-upscale`."),
         ]
     )

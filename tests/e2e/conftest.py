@@ -105,6 +105,7 @@ def make_settings(tmp_path: Path, config_dir: Path, fake_discord: FakeDiscord) -
             preview_count=1,
             preview_size=32,
             sizes=TEST_SIZES,
+            max_upscale_side=2 * TEST_SIZES["large"],
             iterations=4,
             scales=1,
             device="cpu",

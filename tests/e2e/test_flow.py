@@ -41,7 +41,7 @@ async def test_stylize_with_two_attachments(
     assert max(image.size) == settings.sizes[settings.default_size]
     assert mean_difference(image, content_image(48, 40)) > 2, "the result must not be the photo"
     assert fake_discord.alice.mention in result.text()
-    assert {b["label"] for b in result.buttons()} == {"Stronger", "Weaker", "Re-roll", "Delete"}
+    assert {b["label"] for b in result.buttons()} == {"Stronger", "Weaker", "Re-roll", "Upscale", "Delete"}
     await fake_discord.wait_for(lambda: fake_discord.bot_user.id in result.reactions.get("💪", []))
 
     progress = fake_discord.original(interaction)

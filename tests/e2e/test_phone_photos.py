@@ -115,10 +115,10 @@ async def test_a_phone_photo_is_painted_stored_small_and_shared_by_its_rerun(
     fake_discord: FakeDiscord, make_settings: Callable[..., Settings], phone_photo_bytes: bytes
 ) -> None:
     """A real 12 MP JPEG end to end: the result comes back; the stored input is one file no larger
-    than the largest size option, smaller than the upload; the Stronger re-run paints from that
-    same file and stores nothing new."""
+    than the largest side a job paints (an upscale's included), smaller than the upload; the
+    Stronger re-run paints from that same file and stores nothing new."""
     settings = make_settings(iterations=2)
-    largest = max(settings.sizes.values())
+    largest = settings.largest_side
     async with started(settings, fake_discord) as bot:
         upload = fake_discord.make_attachment(phone_photo_bytes, "IMG_0001.jpg", content_type="image/jpeg")
         await fake_discord.slash_command(

@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     started,
 )
 from tests.e2e.harness import decode
+from tests.e2e.test_upscale import LARGEST, cancel_an_upscale, continued, field, first_result, upscaled
 from tests.fakediscord import FakeDiscord
 from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, moving_square_gif, stripes_style
@@ -464,3 +465,32 @@ async def test_an_animation_on_the_workers(fake_discord: FakeDiscord, make_setti
         )
         assert told.visible_to == fake_discord.bob.id and "the limit of 1 seconds" in told.text()
         assert len(bot.store.with_status(*JobStatus)) == 1, "the refused clip was never stored nor queued"
+
+
+async def test_upscale_on_the_workers_fits_the_upload_limit_and_cancels(
+    fake_discord: FakeDiscord, make_settings, queue_url: str
+) -> None:
+    """Upscale with ``queue_url``: the job carries its starting picture to a worker; the upscaled
+    picture, over the channel's upload limit as PNG, comes back as a high-quality JPEG/WebP that
+    says so; Cancel stops an upscale on its worker."""
+    fake = fake_discord
+    async with started(make_settings(max_upscale_side=LARGEST, queue_url=queue_url), fake) as bot:
+        first = await first_result(fake)
+        await fake.wait_for(lambda: not bot.runner.active, timeout=30)
+        fake.upload_limit = 4096 + 8192
+        second = await upscaled(fake, first)
+        assert second.reply_to == first.id and field(second, "Size") == "80\u00d767"
+        assert result_file(second).filename.endswith((".jpg", ".webp"))
+        assert "over this channel's 12 KB upload limit" in field(second, "File")
+        assert decode(result_file(second)).size == (80, 67)
+        kept = bot.store.by_result_message(second.id)
+        assert kept is not None and continued(kept.stats), "the worker was given the picture"
+        await fake.wait_for(lambda: not bot.runner.active, timeout=30)
+
+    # An upscale that paints until cancelled: Cancel stops it on the worker.
+    fake.upload_limit = 10 * 1024 * 1024
+    settings = make_settings(max_upscale_side=LARGEST, queue_url=queue_url, iterations=100_000)
+    async with started(settings, fake) as bot:
+        await cancel_an_upscale(fake, first)
+        await fake.wait_for(lambda: not bot.runner.active, timeout=30)
+        assert len(results(fake)) == 2

@@ -173,6 +173,8 @@ class FakeMessage:
     interaction_id: int | None = None
     #: The user an ephemeral message is shown to.
     visible_to: int | None = None
+    #: The message this one replies to (its ``message_reference``), if any.
+    reply_to: int | None = None
     deleted: bool = False
     created_at: float = field(default_factory=time.monotonic)
     revisions: list[MessageRevision] = field(default_factory=list)

@@ -1684,6 +1684,9 @@ class FakeDiscord:
             message.embeds = [body["embed"]] if body["embed"] else []
         if "components" in body:
             message.components = limits.assign_component_ids(list(body["components"] or []))
+        reference = body.get("message_reference")
+        if creating and isinstance(reference, dict) and reference.get("message_id") is not None:
+            message.reply_to = int(reference["message_id"])
         if creating or "content" in body:
             message.mentions = self._resolve_mentions(message.content, body.get("allowed_mentions"))
             if creating:

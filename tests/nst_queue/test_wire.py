@@ -293,3 +293,19 @@ def test_progress_carries_the_frame_and_an_older_workers_reads_as_frame_1_of_1()
     del fields[b"frame"], fields[b"frames"]
     _, older = protocol.read_event(fields)
     assert (older.frame, older.frames) == (1, 1)
+
+
+def test_an_upscales_starting_picture_travels_checked_like_the_others() -> None:
+    """The optional ``start_from`` of an upscale: packed and read back like the inputs; a malformed
+    one (over the size a picture may have, or not a picture) refuses the whole job."""
+    start = content_image(20, 15)
+    sent = protocol.job_payload(
+        content_image(40, 30), [stripes_style(32, 32)], {"size": 40, "seed": 3}, start_from=start
+    )
+    data = serialize_job(protocol.PAINT_FUNCTION, (sent,), {}, None, now_ms(), serializer=wire.dump)
+    [received] = deserialize_job_raw(data, deserializer=wire.load_job)[1]
+    assert protocol.unpack_image(received["start_from"]).tobytes() == start.tobytes()
+    assert "start_from" not in payload(), "only an upscale carries one"
+    too_large = {"format": "file", "data": bytes(protocol.IMAGE_MAX_BYTES + 1)}
+    assert "over" in refusal(wire.load_job, job_record({**payload(), "start_from": too_large}))
+    assert "not a map" in refusal(wire.load_job, job_record({**payload(), "start_from": "x"}))

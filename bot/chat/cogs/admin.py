@@ -16,6 +16,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from nst_engine.params import MAX_SIZE, MIN_SIZE
+
 from ...core import texts
 from ...core.guild_settings import MAX_CHANNELS, RERUN_ANYONE, RERUN_REQUESTER, GuildSettings
 from ...core.settings import SIZE_NAMES
@@ -79,6 +81,12 @@ class AdminCog(commands.Cog):
             chosen = None if size == largest else size
             await cog.handle_change(interaction, lambda s: dataclasses.replace(s, max_size=chosen))
 
+        @app_commands.describe(side="The longest side in px an Upscale may paint here")
+        async def max_upscale(
+            interaction: discord.Interaction, side: app_commands.Range[int, MIN_SIZE, MAX_SIZE]
+        ) -> None:
+            await cog.handle_max_upscale(interaction, side)
+
         @app_commands.describe(who="Who may re-run (or react to) a picture someone else asked for")
         @app_commands.choices(
             who=[
@@ -96,6 +104,7 @@ class AdminCog(commands.Cog):
         for name, description, callback, parent in (
             ("show", "Show this server's settings", show, group),
             ("max-size", "The largest size allowed in this server", max_size, group),
+            ("max-upscale", "The largest picture Upscale may paint in this server", max_upscale, group),
             ("reruns", "Who may re-run someone else's picture", reruns, group),
             ("spoilers", "Post results as spoilers", spoilers, group),
             ("add", "Let me paint in a channel", add, channels),
@@ -162,6 +171,15 @@ class AdminCog(commands.Cog):
             return ""
         return texts.cannot_post_note(channel.id, missing)
 
+    async def handle_max_upscale(self, interaction: discord.Interaction, side: int) -> None:
+        """Set this server's largest upscale; above the operator's ``max_upscale_side`` is refused."""
+        operator = self.bot.settings.max_upscale_side
+        if self.refusal(interaction) is None and side > operator:
+            await interaction.response.send_message(texts.upscale_over_operator(operator), ephemeral=True)
+            return
+        chosen = None if side == operator else side
+        await self.handle_change(interaction, lambda s: dataclasses.replace(s, max_upscale=chosen))
+
     async def handle_change(
         self,
         interaction: discord.Interaction,
@@ -194,4 +212,5 @@ class AdminCog(commands.Cog):
             requester_only=current.reruns == RERUN_REQUESTER,
             spoilers=current.spoilers,
             group=GROUP_NAME,
+            upscale=current.upscale_limit(self.bot.settings.max_upscale_side),
         )

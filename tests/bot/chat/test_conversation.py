@@ -158,3 +158,26 @@ async def test_a_message_pings_the_user_where_it_names_them_and_no_one_else() ->
         interaction.channel.send.call_args.kwargs["allowed_mentions"],
     ):
         assert mentions.to_dict() == {"parse": [], "users": [42]}
+
+
+async def test_a_reply_goes_in_the_channel_and_through_the_interaction_where_it_may_not() -> None:
+    """An upscale replies to its result: only a channel message can; where the bot may not post
+    in the channel, it answers through the interaction with the whole file."""
+    interaction = make_interaction()
+    conversation = Conversation(interaction=interaction, channel=interaction.channel, user_id=42)
+    await conversation.send("done", reply_to=777)
+    reference = interaction.channel.send.call_args.kwargs["reference"]
+    assert (reference.message_id, reference.channel_id) == (777, interaction.channel.id)
+    interaction.followup.send.assert_not_awaited()
+
+    response = MagicMock(status=403, reason="Forbidden")
+    sent: list[bytes] = []
+
+    async def refuse(*_args: object, files: list[discord.File], **_kwargs: object) -> None:
+        sent.append(files[0].fp.read())  # the refused request read the file
+        raise discord.Forbidden(response, "Missing Permissions")
+
+    interaction.channel.send = AsyncMock(side_effect=refuse)
+    await conversation.send("done", files=[discord.File(io.BytesIO(b"picture"), "a.png")], reply_to=777)
+    [file] = interaction.followup.send.call_args.kwargs["files"]
+    assert sent == [b"picture"] and file.fp.read() == b"picture"

@@ -45,7 +45,7 @@ async def test_stylize_defers_reports_progress_and_posts_a_png(make_bot) -> None
     fields = {field.name: field.value for field in embed.fields}
     assert fields["Strength"] == "strong" and "cpu" in fields["Time"] and "42" in fields["Requested by"]
     custom_ids = {item.custom_id for item in result_call.kwargs["view"].children}
-    assert {cid.split(":")[1] for cid in custom_ids} == {"stronger", "weaker", "reroll", "delete"}
+    assert {cid.split(":")[1] for cid in custom_ids} == {"stronger", "weaker", "reroll", "upscale", "delete"}
     record = bot.store.get(custom_ids.pop().split(":")[2])
     assert record.status is JobStatus.DONE and record.stats["iterations"] == 4
     # The first followup is the progress message: edited with a bar, then with the final line.

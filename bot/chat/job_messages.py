@@ -98,6 +98,8 @@ class JobMessages:
         self.previews_shown = 0
         self.painting = False
         self.last_position: int | None = None
+        #: A line above the position and progress (a job painted again after a restart says so).
+        self.note = ""
 
     def _position(self) -> int:
         return self.client.runner.backend.position(self.job_id)
@@ -111,7 +113,7 @@ class JobMessages:
     # -- the progress message ------------------------------------------------------------------
     async def open(self) -> int | None:
         position = self._position()
-        text = texts.queued(position) if not self.painting else texts.PAINTING
+        text = self._noted(texts.queued(position) if not self.painting else texts.PAINTING)
         try:
             self.message = await self.conversation.send(text, view=cancel_view(self.job_id))
         except discord.HTTPException as error:
@@ -125,6 +127,51 @@ class JobMessages:
 
     def resume(self) -> None:
         self.message_ready.set()  # the old progress message belongs to an expired interaction
+
+    async def reopen(self, message_id: int | None) -> int | None:
+        """The old progress message (its interaction is gone, so through the channel) becomes this
+        one: it says the job is painted again and gets its Cancel back (the same job id, now alive
+        again). Where it cannot be edited (deleted, or no channel), a new one is posted."""
+        self.note = texts.PAINTING_AGAIN
+        old = self._old_message(message_id)
+        if old is not None:
+            position = self._position()
+            try:
+                self.message = await old.edit(
+                    content=self._noted(texts.queued(position) if not self.painting else texts.PAINTING),
+                    view=cancel_view(self.job_id),
+                    attachments=[],
+                    allowed_mentions=self.conversation.allowed_mentions(None),
+                )
+            except discord.HTTPException as error:
+                log.info("cannot take up the old progress message of job %s: %s", self.job_id, error.status)
+            else:
+                self.last_position = position
+                self.message_ready.set()
+                return self.message.id
+        self.note = texts.addressed(self.conversation.mention, texts.PAINTING_AGAIN)
+        return await self.open()
+
+    async def close_old(self, message_id: int | None, text: str) -> None:
+        old = self._old_message(message_id)
+        if old is None:
+            return
+        try:
+            await old.edit(content=text, view=None, attachments=[])
+        except discord.HTTPException as error:
+            log.info("cannot close the old progress message of job %s: %s", self.job_id, error.status)
+
+    def _old_message(self, message_id: int | None) -> discord.PartialMessage | None:
+        """The progress message ``message_id`` of a previous process, to edit through the channel."""
+        channel = self.conversation.channel
+        if message_id is None or not isinstance(
+            channel, (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
+        ):
+            return None
+        return channel.get_partial_message(message_id)
+
+    def _noted(self, content: str) -> str:
+        return f"{self.note}\n{content}" if self.note else content
 
     def started(self) -> None:
         self.painting = True
@@ -142,7 +189,7 @@ class JobMessages:
             if self.last_position is not None and position >= self.last_position:
                 return
             self.last_position = position
-            await self._edit_locked(texts.queued(position))
+            await self._edit_locked(self._noted(texts.queued(position)))
 
     async def show_progress(self, progress: Progress) -> None:
         if progress.preview is not None and self.previews_shown < self.settings.preview_count:
@@ -152,8 +199,10 @@ class JobMessages:
             return
         if self.edit_lock.locked() and not final:
             return
-        content = texts.painting_progress(
-            progress.step, progress.total, progress.elapsed, progress.eta, fraction=progress.fraction
+        content = self._noted(
+            texts.painting_progress(
+                progress.step, progress.total, progress.elapsed, progress.eta, fraction=progress.fraction
+            )
         )
         preview_file = None
         if self.pending_preview is not None:

@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 IMAGE_THREADS = min(4, os.cpu_count() or 1)
 
 T = TypeVar("T")
+
+#: A job whose bot process died is painted again from its stored inputs at most this many times
+#: (local backend): a job that keeps crashing the bot must not crash it forever.
+MAX_RESUMES = 1
 
 
 class ImageThreads:
@@ -126,6 +131,10 @@ class JobRunner:
         self.active: set[asyncio.Task[None]] = set()
         #: One re-run of a result at a time; each user's budget of re-runs of others' results.
         self.reruns = RerunRule(per_hour=settings.others_reruns_per_hour)
+        #: This process, in the records of the jobs it follows: a job queued or running under
+        #: another id is a previous process's leftover (:meth:`recover`), never one of ours, even
+        #: when recovery runs after the first interactions were accepted.
+        self.boot_id = uuid.uuid4().hex
 
     @property
     def max_side(self) -> int:
@@ -176,6 +185,7 @@ class JobRunner:
             guild_id=guild_id,
             channel_id=channel_id,
             params=request.to_dict(),
+            boot_id=self.boot_id,
         )
         try:
             await asyncio.to_thread(self.store.add_with_inputs, record, content, style)
@@ -184,17 +194,7 @@ class JobRunner:
                 log.error("could not store job %s", record.job_id, exc_info=error)
             await talk.tell(friendly_error(error))
             return
-        params = style_params(self.settings, request)
-        job = PaintJob(
-            job_id=record.job_id,
-            user_id=record.user_id,
-            content=content.image,
-            style=None if style is None else style.image,
-            preset=request.preset,
-            params=params,
-            preview_every=preview_every(params.iterations, self.settings.preview_count),
-            preview_size=self.settings.preview_size,
-        )
+        job = self._paint_job(record, request, content, style)
         life = self._life(talk, record, request, resumed=False)
 
         async def submit() -> asyncio.Future[Result]:
@@ -205,10 +205,54 @@ class JobRunner:
 
         await self._follow(life, submit)
 
-    def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
+    def _paint_job(
+        self, record: JobRecord, request: JobRequest, content: InputImage, style: InputImage | None
+    ) -> PaintJob:
+        params = style_params(self.settings, request)
+        return PaintJob(
+            job_id=record.job_id,
+            user_id=record.user_id,
+            content=content.image,
+            style=None if style is None else style.image,
+            preset=request.preset,
+            params=params,
+            preview_every=preview_every(params.iterations, self.settings.preview_count),
+            preview_size=self.settings.preview_size,
+        )
+
+    def _life(
+        self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool, repainted: bool = False
+    ) -> JobLife:
         """The one way a job is built from its record, new, re-run or resumed."""
         messages = self.messenger.job_messages(talk, record, request, resumed=resumed)
-        return JobLife(record, request, messages, store=self.store, backend=self.backend, resumed=resumed)
+        return JobLife(
+            record,
+            request,
+            messages,
+            store=self.store,
+            backend=self.backend,
+            resumed=resumed,
+            repainted=repainted,
+        )
+
+    async def _load_inputs(
+        self, record: JobRecord, request: JobRequest
+    ) -> tuple[InputImage, InputImage | None] | None:
+        """``record``'s stored inputs, decoded in a thread (never copied); None when gone."""
+        max_side = self.max_side
+        content_path = record.content_path
+        style_path = None if request.preset else record.style_path
+        content, style = await self.images.run(
+            lambda: (
+                load_input(content_path, max_side=max_side),
+                None if style_path is None else load_input(style_path, max_side=max_side),
+            )
+        )
+        if content is None or (style is None and not request.preset):
+            return None
+        return InputImage(content, path=content_path), None if style is None else InputImage(
+            style, path=style_path
+        )
 
     # ------------------------------------------------------------------ re-runs
     def plan_rerun(self, record: JobRecord, action: Rerun) -> JobRequest:
@@ -220,6 +264,8 @@ class JobRunner:
         except ValueError as error:  # a kind of job a newer version wrote
             log.warning("cannot re-run job %s, which this version cannot read: %s", record.job_id, error)
             raise RerunRefused(texts.UNKNOWN_JOB) from None
+        if self.store.deliveries.is_unrecorded(record.job_id):  # delivered, its record unwritten
+            raise RerunRefused(texts.CANNOT_RERUN_NOW)
         changed = apply_rerun(request.strength, request.seed, action)
         if changed is None:
             raise RerunRefused(texts.already_at_end(action is Rerun.STRONGER))
@@ -250,21 +296,14 @@ class JobRunner:
         right after is a new re-run); the caller also releases it after this returns or raises (a
         ``with`` block), for a job never submitted.
         """
-        max_side = self.max_side
-        content_path = record.content_path
-        style_path = None if request.preset else record.style_path
-        content, style = await self.images.run(
-            lambda: (
-                load_input(content_path, max_side=max_side),
-                None if style_path is None else load_input(style_path, max_side=max_side),
-            )
-        )
-        if content is None or (style is None and not request.preset):
+        inputs = await self._load_inputs(record, request)
+        if inputs is None:
             raise RerunRefused(texts.EXPIRED_TEXT)
+        content, style = inputs
         await self.start(
             talk,
-            InputImage(content, path=content_path),
-            None if style is None else InputImage(style, path=style_path),
+            content,
+            style,
             request,
             guild_id=record.guild_id,
             channel_id=record.channel_id,
@@ -274,17 +313,28 @@ class JobRunner:
 
     # ------------------------------------------------------------------ after a restart
     async def recover(self) -> None:
-        """After a restart: follow again the jobs the backend still has, tell the others' users.
+        """After a restart: follow again or paint again the jobs a previous process left.
 
-        A job painted in the old process (the local backend) is lost: its user is asked to run
-        /stylize again. A job on remote workers goes on; its result is delivered to its channel.
+        Only jobs of another process (:attr:`boot_id`) are touched, so a job this process took
+        before recovery ran is never taken for a leftover. First the journal's delivered results
+        are recorded (their jobs were never lost). A job the backend still has (remote workers)
+        goes on and its result is delivered to its channel. A job painted in the old process (the
+        local backend) is painted again from its stored inputs, once (:data:`MAX_RESUMES`); after
+        a second interruption, or when its inputs are gone, its user is told and it ends.
         """
         try:
-            records = await asyncio.to_thread(self.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
-        except sqlite3.Error as error:
+            pending = await asyncio.to_thread(self.store.replay_deliveries)
+            records = await asyncio.to_thread(self.store.leftovers, self.boot_id)
+        except (sqlite3.Error, OSError) as error:
             log.error("cannot read the jobs left by the previous run: %s", error)
             return
+        delivered = {delivery.job_id for delivery in pending}
         for record in records:
+            if record.job_id in delivered:  # its picture was posted; the record is written later
+                log.info(
+                    "job %s was delivered before the restart; its record is not written yet", record.job_id
+                )
+                continue
             try:
                 request = JobRequest.from_dict(record.params)
             except ValueError as error:  # a kind of job a newer version wrote: left for it
@@ -293,19 +343,57 @@ class JobRunner:
             talk = await self.messenger.reach(record)
             life = self._life(talk, record, request, resumed=True)
             future = await self.backend.resume(record, life)
-            if future is None:
-                await life.save(
-                    status=JobStatus.FAILED,
-                    error="the bot restarted while this job ran",
-                    finished_at=time.time(),
-                )
-                await life.discard_inputs()
-                await life.messages.announce(texts.RESTARTED)
+            if future is not None:
+                log.info("following job %s again after a restart", record.job_id)
+                await life.save(boot_id=self.boot_id)
+                self._follow_in_background(life, functools.partial(_ready, future))
                 continue
-            log.info("following job %s again after a restart", record.job_id)
-            task = asyncio.create_task(self._follow(life, functools.partial(_ready, future)))
-            self.active.add(task)
-            task.add_done_callback(self.active.discard)
+            if await self._paint_again(record, request, talk):
+                continue
+            await life.save(
+                status=JobStatus.FAILED,
+                error="the bot restarted while this job ran",
+                finished_at=time.time(),
+                boot_id=self.boot_id,
+            )
+            await life.discard_inputs()
+            await life.messages.close_old(record.progress_message_id, texts.RESTARTED_STOPPED)
+            await life.messages.announce(texts.RESTARTED)
+
+    async def _paint_again(self, record: JobRecord, request: JobRequest, talk: Talk) -> bool:
+        """Paint a job the previous process was painting again, from its stored inputs, unless it
+        was painted again once already or its inputs are gone; whether it was."""
+        if record.resumes >= MAX_RESUMES:
+            log.warning("job %s was interrupted again after it was painted again; it ends", record.job_id)
+            return False
+        try:
+            inputs = await self._load_inputs(record, request)
+        except Exception as error:  # an unreadable file: told like a lost job
+            log.error("cannot read the stored inputs of job %s: %s", record.job_id, error)
+            inputs = None
+        if inputs is None:
+            return False
+        record.resumes += 1
+        record.boot_id = self.boot_id
+        record.status = JobStatus.QUEUED
+        life = self._life(talk, record, request, resumed=True, repainted=True)
+        if not await life.save(status=JobStatus.QUEUED, boot_id=self.boot_id, resumes=record.resumes):
+            return False  # not counted: painting it again could go on forever
+        job = self._paint_job(record, request, *inputs)
+        log.info("painting job %s again after a restart", record.job_id)
+
+        async def submit() -> asyncio.Future[Result]:
+            return await self.backend.submit(job, life)
+
+        self._follow_in_background(life, submit)
+        return True
+
+    def _follow_in_background(
+        self, life: JobLife, submit: Callable[[], Awaitable[asyncio.Future[Result]]]
+    ) -> None:
+        task = asyncio.create_task(self._follow(life, submit))
+        self.active.add(task)
+        task.add_done_callback(self.active.discard)
 
     async def _follow(self, life: JobLife, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
         task = asyncio.current_task()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from nst_engine.files import TEMPORARY_SUFFIX, write_atomically
 
+from .deliveries import Delivery, DeliveryJournal
 from .errors import StorageFull
 from .records import JobRecord, JobStatus, RecordChanges, job_params
 
@@ -53,7 +54,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_message_id INTEGER,
     stats TEXT,
     error TEXT,
-    expired INTEGER NOT NULL DEFAULT 0
+    expired INTEGER NOT NULL DEFAULT 0,
+    boot_id TEXT,
+    resumes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_result_message ON jobs(result_message_id);
 CREATE INDEX IF NOT EXISTS jobs_content_path ON jobs(content_path);
@@ -75,7 +78,13 @@ _COLUMNS = [
     "stats",
     "error",
     "expired",
+    "boot_id",
+    "resumes",
 ]
+#: Columns added since the first release, with their definitions: added to an older database.
+_ADDED_COLUMNS = {"boot_id": "TEXT", "resumes": "INTEGER NOT NULL DEFAULT 0"}
+#: The journal of delivered results whose record could not be written (next to the database).
+DELIVERIES_FILE_NAME = "deliveries.jsonl"
 
 
 def open_private_database(path: Path, schema: str) -> sqlite3.Connection:
@@ -110,6 +119,12 @@ class JobStore:
         self._files_lock = threading.Lock()
         self._db = open_private_database(self.path, _SCHEMA)
         self._db.row_factory = sqlite3.Row  # rows read by column name (see _record)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in present:  # a database an older version wrote
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+        #: Results posted whose record could not be written yet (see :mod:`bot.core.deliveries`).
+        self.deliveries = DeliveryJournal(self.path.parent / DELIVERIES_FILE_NAME)
         for leftover in self.inputs_dir.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
             leftover.unlink(missing_ok=True)
 
@@ -255,7 +270,46 @@ class JobStore:
         return self._one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
 
     def by_result_message(self, message_id: int) -> JobRecord | None:
-        return self._one("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
+        """The job whose result is ``message_id``; also while its record does not say so yet (its
+        last write in progress, or failed: :mod:`bot.core.deliveries`)."""
+        record = self._one("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
+        if record is not None:
+            return record
+        job_id = self.deliveries.job_for(message_id)
+        record = None if job_id is None else self.get(job_id)
+        if record is not None:
+            record.result_message_id = message_id
+        return record
+
+    def leftovers(self, boot_id: str) -> list[JobRecord]:
+        """Jobs queued or running under another bot process than ``boot_id`` (a previous one, which
+        stopped or crashed), oldest first; never a job of this process, whenever this is asked."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE status IN (?, ?) AND (boot_id IS NULL OR boot_id != ?) "
+                "ORDER BY created_at",
+                (JobStatus.QUEUED.value, JobStatus.RUNNING.value, boot_id),
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def replay_deliveries(self) -> list[Delivery]:
+        """Write the records of the delivered results the journal keeps (their last write failed
+        before); returns the deliveries still unrecorded (the database still fails)."""
+        recorded: set[str] = set()
+        for delivery in self.deliveries.unrecorded():
+            try:
+                self.update(
+                    delivery.job_id,
+                    status=JobStatus.DONE,
+                    result_message_id=delivery.result_message_id,
+                    stats=delivery.stats,
+                    finished_at=delivery.finished_at,
+                )
+            except sqlite3.Error:
+                break  # still failing: the rest waits for the next start too
+            recorded.add(delivery.job_id)
+        self.deliveries.forget(recorded)
+        return self.deliveries.unrecorded()
 
     def with_status(self, *statuses: JobStatus) -> list[JobRecord]:
         marks = ", ".join("?" * len(statuses))
@@ -290,6 +344,8 @@ class JobStore:
             None if record.stats is None else json.dumps(record.stats),
             record.error,
             int(record.expired),
+            record.boot_id,
+            record.resumes,
         ]
 
     @staticmethod
@@ -310,4 +366,6 @@ class JobStore:
             stats=None if row["stats"] is None else json.loads(row["stats"]),
             error=row["error"],
             expired=bool(row["expired"]),
+            boot_id=row["boot_id"],
+            resumes=row["resumes"],
         )

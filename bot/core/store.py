@@ -117,6 +117,11 @@ class JobStore:
         self._lock = threading.Lock()
         #: Held while inputs are written or deleted, so the byte cap is counted consistently.
         self._files_lock = threading.Lock()
+        #: Each thread reads through its own connection (:meth:`_reader`): a read waiting for a
+        #: locked database (up to the busy timeout) holds up neither the writes nor other reads,
+        #: so every button pressed meanwhile is answered when the timeout ends, not one by one.
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
         self._db = open_private_database(self.path, _SCHEMA)
         self._db.row_factory = sqlite3.Row  # rows read by column name (see _record)
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
@@ -131,6 +136,21 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for reader in self._reader_connections:
+                reader.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection for reads (opened on its first read, closed by :meth:`close`)."""
+        reader: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if reader is None:
+            reader = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+            )
+            reader.row_factory = sqlite3.Row
+            self._readers.connection = reader
+            with self._lock:
+                self._reader_connections.append(reader)
+        return reader
 
     # ------------------------------------------------------------------ inputs
     def add_with_inputs(self, record: JobRecord, content: InputImage, style: InputImage | None) -> None:
@@ -284,12 +304,15 @@ class JobStore:
     def leftovers(self, boot_id: str) -> list[JobRecord]:
         """Jobs queued or running under another bot process than ``boot_id`` (a previous one, which
         stopped or crashed), oldest first; never a job of this process, whenever this is asked."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = (
+            self._reader()
+            .execute(
                 "SELECT * FROM jobs WHERE status IN (?, ?) AND (boot_id IS NULL OR boot_id != ?) "
                 "ORDER BY created_at",
                 (JobStatus.QUEUED.value, JobStatus.RUNNING.value, boot_id),
-            ).fetchall()
+            )
+            .fetchall()
+        )
         return [self._record(row) for row in rows]
 
     def replay_deliveries(self) -> list[Delivery]:
@@ -313,17 +336,19 @@ class JobStore:
 
     def with_status(self, *statuses: JobStatus) -> list[JobRecord]:
         marks = ", ".join("?" * len(statuses))
-        with self._lock:
-            rows = self._db.execute(
+        rows = (
+            self._reader()
+            .execute(
                 f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at",
                 [s.value for s in statuses],
-            ).fetchall()
+            )
+            .fetchall()
+        )
         return [self._record(row) for row in rows]
 
     # ------------------------------------------------------------------ encoding
     def _one(self, sql: str, args: tuple[object, ...]) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute(sql, args).fetchone()
+        row = self._reader().execute(sql, args).fetchone()
         return None if row is None else self._record(row)
 
     @staticmethod

@@ -10,7 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from bot.chat.app import NSTBot
 from bot.core.settings import Settings
 from tests.e2e.harness import running_bot
-from tests.fakediscord import FakeAttachment, FakeDiscord, FakeMessage
+from tests.fakediscord import FakeAttachment, FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakediscord.policy import mention_policy_breaches, refused_bodies
 from tests.helpers import REPO_ROOT
 from tests.helpers.images import content_image, phone_photo_jpeg, png_bytes, stripes_style
@@ -88,10 +88,7 @@ def config_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_settings(tmp_path: Path, config_dir: Path, fake_discord: FakeDiscord) -> Callable[..., Settings]:
-    # Discord's 3 s acknowledgement deadline, loosened for two shared CPU cores where a busy machine
-    # can stall any process; test_flow still asserts the defer came within 3 s on the main path.
-    fake_discord.ack_deadline = 10.0
-
+    # The fake keeps Discord's real 3 s acknowledgement deadline (FakeDiscord.ack_deadline).
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
             data_dir=tmp_path / "data",
@@ -182,10 +179,30 @@ def bot_environment(fake: FakeDiscord, config_dir: Path, data_dir: Path, cache_d
     }
 
 
-async def crash_bot_mid_job(fake: FakeDiscord, environment: dict[str, str], log_path: Path) -> None:
+async def crash_bot_mid_job(
+    fake: FakeDiscord, environment: dict[str, str], log_path: Path
+) -> FakeInteraction:
     """Run the real bot in a child process (``tests.e2e.bot_process``), have Alice ask it for a
     painting, and SIGKILL it once the job shows progress: a crash, no shutdown hook. The child's
-    stderr is written to ``log_path``."""
+    stderr is written to ``log_path``. Returns Alice's /stylize."""
+    asked: list[FakeInteraction] = []
+
+    async def ask_for_a_painting() -> None:
+        interaction = await fake.slash_command(
+            "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
+        )
+        asked.append(interaction)
+        await fake.wait_for(lambda: (m := fake.original(interaction)) and "%)" in m.content, timeout=90)
+
+    await crash_bot_after(fake, environment, log_path, ask_for_a_painting)
+    return asked[0]
+
+
+async def crash_bot_after(
+    fake: FakeDiscord, environment: dict[str, str], log_path: Path, until: Callable[[], Awaitable[None]]
+) -> None:
+    """Run the real bot in a child process until ``until()`` returns, then SIGKILL it (a crash, no
+    shutdown hook); its stderr is written to ``log_path``."""
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on the fake
             [sys.executable, "-m", "tests.e2e.bot_process"],
@@ -198,10 +215,7 @@ async def crash_bot_mid_job(fake: FakeDiscord, environment: dict[str, str], log_
             await fake.wait_for(lambda: fake.connected or process.poll() is not None, timeout=90)
             # The log is read only to explain a failed start.
             assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]  # noqa: ASYNC240
-            interaction = await fake.slash_command(
-                "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
-            )
-            await fake.wait_for(lambda: (m := fake.original(interaction)) and "%)" in m.content, timeout=90)
+            await until()
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)

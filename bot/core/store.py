@@ -304,16 +304,8 @@ class JobStore:
     def leftovers(self, boot_id: str) -> list[JobRecord]:
         """Jobs queued or running under another bot process than ``boot_id`` (a previous one, which
         stopped or crashed), oldest first; never a job of this process, whenever this is asked."""
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT * FROM jobs WHERE status IN (?, ?) AND (boot_id IS NULL OR boot_id != ?) "
-                "ORDER BY created_at",
-                (JobStatus.QUEUED.value, JobStatus.RUNNING.value, boot_id),
-            )
-            .fetchall()
-        )
-        return [self._record(row) for row in rows]
+        in_flight = self.with_status(JobStatus.QUEUED, JobStatus.RUNNING)
+        return [record for record in in_flight if record.boot_id != boot_id]
 
     def replay_deliveries(self) -> list[Delivery]:
         """Write the records of the delivered results the journal keeps (their last write failed

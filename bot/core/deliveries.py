@@ -6,7 +6,7 @@ read-only. :class:`~bot.core.life.JobLife` retries it a few times; when it still
 delivery is written here, in a small file next to the database (one JSON line per result), so
 that the next start does not take the job for one a crash interrupted (it would say "lost" and
 paint it again), and writes the record then (:meth:`bot.core.store.JobStore.replay_deliveries`).
-While the record is missing, this process still knows the result (:meth:`DeliveryJournal.job_for`):
+While the record is missing, this process still knows the result (:meth:`DeliveryJournal.delivery_of`):
 its buttons and the re-run reaction answer that it cannot be re-run right now, never nothing.
 """
 
@@ -48,11 +48,11 @@ class DeliveryJournal:
         self._lock = threading.Lock()
         #: Deliveries whose record could not be written, by job id (as in the file).
         self._unrecorded: dict[str, Delivery] = {}
-        #: Result message id -> job id, for those and for the writes in progress.
-        self._by_message: dict[int, str] = {}
+        #: Result message id -> its delivery, for those and for the writes in progress.
+        self._by_message: dict[int, Delivery] = {}
         for delivery in self._read():
             self._unrecorded[delivery.job_id] = delivery
-            self._by_message[delivery.result_message_id] = delivery.job_id
+            self._by_message[delivery.result_message_id] = delivery
 
     def _read(self) -> list[Delivery]:
         try:
@@ -79,23 +79,23 @@ class DeliveryJournal:
                 log.warning("skipping an unreadable line of %s", self.path.name)
         return deliveries
 
-    def posting(self, job_id: str, result_message_id: int) -> None:
-        """``job_id``'s result was posted as ``result_message_id``; its record is being written."""
+    def posting(self, delivery: Delivery) -> None:
+        """``delivery``'s result was posted; its record is being written."""
         with self._lock:
-            self._by_message[result_message_id] = job_id
+            self._by_message[delivery.result_message_id] = delivery
 
-    def recorded(self, job_id: str, result_message_id: int) -> None:
-        """The record of ``job_id`` now says it is done: nothing to keep."""
+    def recorded(self, delivery: Delivery) -> None:
+        """The record of ``delivery``'s job now says it is done: nothing to keep."""
         with self._lock:
-            if self._by_message.get(result_message_id) == job_id:
-                del self._by_message[result_message_id]
+            if self._by_message.get(delivery.result_message_id) == delivery:
+                del self._by_message[delivery.result_message_id]
 
     def add(self, delivery: Delivery) -> None:
         """Keep ``delivery`` (its record could not be written): in memory at once, then appended
         to the file and synced; raises ``OSError`` when the file cannot be written."""
         with self._lock:
             self._unrecorded[delivery.job_id] = delivery
-            self._by_message[delivery.result_message_id] = delivery.job_id
+            self._by_message[delivery.result_message_id] = delivery
             line = json.dumps(asdict(delivery), separators=(",", ":")) + "\n"
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -113,8 +113,8 @@ class DeliveryJournal:
         with self._lock:
             return job_id in self._unrecorded
 
-    def job_for(self, result_message_id: int) -> str | None:
-        """The job whose result is ``result_message_id``, while its record does not say so."""
+    def delivery_of(self, result_message_id: int) -> Delivery | None:
+        """The delivery of result ``result_message_id``, while its job's record does not say so."""
         with self._lock:
             return self._by_message.get(result_message_id)
 
@@ -125,7 +125,7 @@ class DeliveryJournal:
         with self._lock:
             for job_id in job_ids:
                 delivery = self._unrecorded.pop(job_id, None)
-                if delivery is not None and self._by_message.get(delivery.result_message_id) == job_id:
+                if delivery is not None and self._by_message.get(delivery.result_message_id) == delivery:
                     del self._by_message[delivery.result_message_id]
             remaining = "".join(
                 json.dumps(asdict(d), separators=(",", ":")) + "\n" for d in self._unrecorded.values()

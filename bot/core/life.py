@@ -249,7 +249,7 @@ class JobLife:
         start after this one reports the picture lost. A reaction on the result finds its job
         from now on, while the write waits and after it failed."""
         journal = self.store.deliveries
-        journal.posting(self.job_id, delivery.result_message_id)
+        journal.posting(delivery)
         changes = RecordChanges(
             status=JobStatus.DONE,
             result_message_id=delivery.result_message_id,
@@ -260,7 +260,7 @@ class JobLife:
             if attempt:
                 await asyncio.sleep(DELIVERY_WRITE_BACKOFF[min(attempt, len(DELIVERY_WRITE_BACKOFF)) - 1])
             if await self._save_in_order(changes):
-                journal.recorded(self.job_id, delivery.result_message_id)
+                journal.recorded(delivery)
                 return
         try:
             await asyncio.to_thread(journal.add, delivery)

@@ -295,10 +295,13 @@ class JobStore:
         record = self._one("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
         if record is not None:
             return record
-        job_id = self.deliveries.job_for(message_id)
-        record = None if job_id is None else self.get(job_id)
-        if record is not None:
+        delivery = self.deliveries.delivery_of(message_id)
+        record = None if delivery is None else self.get(delivery.job_id)
+        if record is not None and delivery is not None:  # the record as it is being written
+            record.status = JobStatus.DONE
             record.result_message_id = message_id
+            record.stats = delivery.stats
+            record.finished_at = delivery.finished_at
         return record
 
     def leftovers(self, boot_id: str) -> list[JobRecord]:

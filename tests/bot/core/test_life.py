@@ -64,7 +64,7 @@ async def test_the_last_write_is_retried_then_journaled(tmp_path: Path, monkeypa
     await life.record_delivery(Delivery(life.job_id, 99, finished_at=1.0))
     assert len(calls) == life_module.DELIVERY_WRITE_ATTEMPTS
     assert life.store.deliveries.is_unrecorded(life.job_id)
-    assert life.store.deliveries.job_for(99) == life.job_id
+    assert life.store.deliveries.delivery_of(99).job_id == life.job_id
     assert life.store.deliveries.path.read_text().count(life.job_id) == 1
 
 

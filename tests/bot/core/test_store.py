@@ -235,7 +235,7 @@ def test_a_journaled_delivery_is_found_and_recorded_at_the_next_start(tmp_path: 
     record = make_record(store, status=JobStatus.RUNNING)
     store.deliveries.add(Delivery(record.job_id, 777, finished_at=1.0, stats={"seconds": 2.0}))
     found = store.by_result_message(777)
-    assert found is not None and found.job_id == record.job_id and found.status is JobStatus.RUNNING
+    assert found is not None and found.job_id == record.job_id and found.stats == {"seconds": 2.0}
     store.close()
     again = open_store(tmp_path / "data")  # the next start reads the journal
     assert again.deliveries.is_unrecorded(record.job_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,37 @@ async def test_a_delivered_picture_whose_record_cannot_be_written_is_never_repor
         press = await fake.click(result, "Stronger", user=fake.alice)  # re-runs work again
         await fake.wait_for(lambda: len(results(fake)) == 2, timeout=60)
     assert not fake.find_messages(RESTARTED) and not fake.find_messages("lost")
+
+
+async def test_a_job_taken_before_the_bot_is_ready_is_not_taken_for_a_crash_leftover(
+    fake_discord: FakeDiscord, make_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interactions arrive from the gateway's first moments, while discord.py still waits up to
+    2 s for the servers before it is ready and recovery runs: a /stylize taken then is this
+    process's own job, never failed as a leftover of the previous one."""
+    fake = fake_discord
+    bot = NSTBot(make_settings(), guild_ready_timeout=2.0)  # discord.py's own default
+    real = backends_module.engine_stylize
+
+    def after_recovery(*args: Any, **kwargs: Any) -> Any:  # still painting when recovery runs
+        while not bot.is_ready():
+            time.sleep(0.05)
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backends_module, "engine_stylize", after_recovery)
+    running = asyncio.create_task(bot.start(fake.token))
+    try:
+        await fake.wait_for(lambda: fake.connected, timeout=60)
+        await fake.slash_command(
+            "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
+        )
+        await fake.wait_for(lambda: bot.store.with_status(JobStatus.QUEUED, JobStatus.RUNNING), timeout=30)
+        assert not bot.is_ready(), "the job must be stored before recovery runs"
+        [result] = await fake.wait_for(lambda: results(fake), timeout=60)
+        [record] = await fake.wait_for(lambda: bot.store.with_status(JobStatus.DONE), timeout=10)
+        assert record.result_message_id == result.id and not record.expired
+    finally:
+        await bot.close()
+        await asyncio.wait_for(running, timeout=30)
+    assert not fake.find_messages(RESTARTED)

@@ -10,7 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,24 +185,6 @@ async def crash_bot_mid_job(
     """Run the real bot in a child process (``tests.e2e.bot_process``), have Alice ask it for a
     painting, and SIGKILL it once the job shows progress: a crash, no shutdown hook. The child's
     stderr is written to ``log_path``. Returns Alice's /stylize."""
-    asked: list[FakeInteraction] = []
-
-    async def ask_for_a_painting() -> None:
-        interaction = await fake.slash_command(
-            "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
-        )
-        asked.append(interaction)
-        await fake.wait_for(lambda: (m := fake.original(interaction)) and "%)" in m.content, timeout=90)
-
-    await crash_bot_after(fake, environment, log_path, ask_for_a_painting)
-    return asked[0]
-
-
-async def crash_bot_after(
-    fake: FakeDiscord, environment: dict[str, str], log_path: Path, until: Callable[[], Awaitable[None]]
-) -> None:
-    """Run the real bot in a child process until ``until()`` returns, then SIGKILL it (a crash, no
-    shutdown hook); its stderr is written to ``log_path``."""
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on the fake
             [sys.executable, "-m", "tests.e2e.bot_process"],
@@ -215,10 +197,14 @@ async def crash_bot_after(
             await fake.wait_for(lambda: fake.connected or process.poll() is not None, timeout=90)
             # The log is read only to explain a failed start.
             assert process.poll() is None, log_path.read_text(errors="replace")[-2000:]  # noqa: ASYNC240
-            await until()
+            interaction = await fake.slash_command(
+                "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.alice
+            )
+            await fake.wait_for(lambda: (m := fake.original(interaction)) and "%)" in m.content, timeout=90)
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
+    return interaction
 
 
 async def let_anyone_rerun(fake: FakeDiscord) -> None:

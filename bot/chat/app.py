@@ -222,8 +222,9 @@ class NSTBot(PaintingClient):
             task.cancel()
         await super().close()
         self.images.close()
-        self.store.close()
-        self.guild_settings.close()
+        # In a thread: closing waits for a write that waits for a locked database.
+        await asyncio.to_thread(self.store.close)
+        await asyncio.to_thread(self.guild_settings.close)
 
 
 def _load_catalog(settings: Settings) -> PresetCatalog | None:

@@ -20,7 +20,7 @@ from ..core import texts
 from ..core.errors import JobRefused, RerunInProgress
 from ..core.records import JobRecord, may_control
 from ..core.strength import Rerun
-from .conversation import conversation_with, defer, interaction_conversation
+from .conversation import conversation_with, defer, defer_update, in_time, interaction_conversation
 from .replies import InteractionReply, ReactionNotices, ReactionReply, answer_error
 
 if TYPE_CHECKING:
@@ -62,8 +62,12 @@ class JobControls:
     # ------------------------------------------------------------------ re-runs
     async def rerun_pressed(self, interaction: discord.Interaction, job_id: str, action: Rerun) -> None:
         reply = self._reply(interaction)
-        try:
-            record = await asyncio.to_thread(self.client.store.get, job_id)
+        try:  # a slow database: acknowledged as the re-run would be, then answered
+            record = await in_time(
+                interaction,
+                asyncio.to_thread(self.client.store.get, job_id),
+                acknowledge=lambda: defer(interaction, ephemeral=False),
+            )
         except Exception as error:  # a locked database: answered, never left unanswered
             await answer_error(reply, error, what=f"the {action.value} button of job {job_id}")
             return
@@ -88,7 +92,8 @@ class JobControls:
             await reply.say(str(refused))
             return
         with reservation:
-            await defer(interaction, ephemeral=False)
+            if not interaction.response.is_done():
+                await defer(interaction, ephemeral=False)
             conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
             try:
                 await runner.rerun(record, request, conversation, reservation=reservation)
@@ -100,8 +105,12 @@ class JobControls:
         the budget for others' results, the queue's limits); a result already at the server's
         largest upscale is refused privately with the limit."""
         reply = self._reply(interaction)
-        try:
-            record = await asyncio.to_thread(self.client.store.get, job_id)
+        try:  # a slow database: acknowledged as the upscale would be, then answered
+            record = await in_time(
+                interaction,
+                asyncio.to_thread(self.client.store.get, job_id),
+                acknowledge=lambda: defer(interaction, ephemeral=False),
+            )
         except Exception as error:  # a locked database: answered, never left unanswered
             await answer_error(reply, error, what=f"the upscale button of job {job_id}")
             return
@@ -127,7 +136,8 @@ class JobControls:
             await reply.say(str(refused))
             return
         with reservation:
-            await defer(interaction, ephemeral=False)
+            if not interaction.response.is_done():
+                await defer(interaction, ephemeral=False)
             conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
             try:
                 await runner.upscale(record, request, conversation, reservation=reservation)
@@ -191,7 +201,15 @@ class JobControls:
     # ------------------------------------------------------------------ Cancel
     async def cancel_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
         reply = self._reply(interaction)
-        record = self.client.store.get(job_id)
+        try:  # a slow database: acknowledged privately, then answered
+            record = await in_time(
+                interaction,
+                asyncio.to_thread(self.client.store.get, job_id),
+                acknowledge=lambda: defer(interaction, ephemeral=True),
+            )
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"the Cancel button of job {job_id}")
+            return
         if record is None or not self._may_control(interaction, record):
             await reply.say(texts.CANCEL_REFUSED_TEXT)
             return
@@ -215,11 +233,20 @@ class JobControls:
         answer); a failure to delete is told privately.
         """
         reply = self._reply(interaction)
-        record = self.client.store.get(job_id)
+        try:  # a slow database: acknowledged silently, then answered (privately, if at all)
+            record = await in_time(
+                interaction,
+                asyncio.to_thread(self.client.store.get, job_id),
+                acknowledge=lambda: defer_update(interaction),
+            )
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"the Delete button of job {job_id}")
+            return
         if record is None or not self._may_control(interaction, record):
             await reply.say(texts.UNKNOWN_JOB if record is None else texts.DELETE_REFUSED_TEXT)
             return
-        await interaction.response.defer()  # a silent acknowledgement (deferred update)
+        if not interaction.response.is_done():
+            await defer_update(interaction)  # a silent acknowledgement (deferred update)
         told_after_defer = interaction_conversation(interaction, token_seconds=self.token_seconds)
         message = interaction.message
         try:

@@ -7,9 +7,10 @@ plainly (in the log, and to the user where it still can) when the bot may not po
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypedDict, TypeVar
 
 import discord
@@ -266,6 +267,39 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool) -> None:
     """Acknowledge with "thinking…" (public or private) and remember which, for :class:`Conversation`."""
     await interaction.response.defer(thinking=True, ephemeral=ephemeral)
     _set_original_state(interaction, PRIVATE if ephemeral else PUBLIC)
+
+
+#: Discord drops an interaction not acknowledged within 3 s of its sending. A handler that waits
+#: for the database (a thread, which a locked database holds up to its 5 s busy timeout) answers
+#: in the response when the answer comes within this many seconds, else acknowledges first and
+#: answers after (:func:`in_time`); the rest of the 3 s is for the event's and the defer's trips.
+ANSWER_WITHIN_SECONDS = 1.0
+
+
+async def in_time(
+    interaction: discord.Interaction,
+    work: Awaitable[T],
+    *,
+    acknowledge: Callable[[], Awaitable[None]],
+) -> T:
+    """``work``'s result (a database call in a thread); when it takes longer than
+    ``ANSWER_WITHIN_SECONDS``, ``interaction`` is acknowledged with ``acknowledge`` (a defer of
+    the kind its answer needs) while ``work`` goes on, so Discord's 3 s deadline is met whatever
+    the database does. A refusal known in time is still the response itself, privately."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=ANSWER_WITHIN_SECONDS)
+    if not done and not interaction.response.is_done():
+        log.info("the database is slow; acknowledging interaction %s first", interaction.id)
+        try:
+            await acknowledge()
+        except discord.HTTPException as error:
+            log.warning("could not acknowledge interaction %s: %s", interaction.id, error.status)
+    return await task
+
+
+async def defer_update(interaction: discord.Interaction) -> None:
+    """Acknowledge a button press without a message (the answer, if any, is a private followup)."""
+    await interaction.response.defer()
 
 
 def original_loading(interaction: discord.Interaction) -> str | None:

@@ -117,6 +117,8 @@ class JobMessages:
         self.last_position: int | None = None
         #: An animation's first line (frames and the time expected), above every progress text.
         self.plan: str | None = None
+        #: A line above the position and progress (a job painted again after a restart says so).
+        self.note = ""
 
     def _position(self) -> int:
         return self.client.runner.backend.position(self.job_id)
@@ -131,12 +133,9 @@ class JobMessages:
     def plan_animation(self, frames: int, eta_seconds: float) -> None:
         self.plan = texts.animation_plan(frames, eta_seconds)
 
-    def _with_plan(self, text: str) -> str:
-        return text if self.plan is None else f"{self.plan}\n{text}"
-
     async def open(self) -> int | None:
         position = self._position()
-        text = self._with_plan(texts.queued(position) if not self.painting else texts.PAINTING)
+        text = self._noted(texts.queued(position) if not self.painting else texts.PAINTING)
         try:
             self.message = await self.conversation.send(text, view=cancel_view(self.job_id))
         except discord.HTTPException as error:
@@ -150,6 +149,54 @@ class JobMessages:
 
     def resume(self) -> None:
         self.message_ready.set()  # the old progress message belongs to an expired interaction
+
+    async def reopen(self, message_id: int | None) -> int | None:
+        """The old progress message (its interaction is gone, so through the channel) becomes this
+        one: it says the job is painted again and gets its Cancel back (the same job id, now alive
+        again). Where it cannot be edited (deleted, or no channel), a new one is posted."""
+        self.note = texts.PAINTING_AGAIN
+        old = self._old_message(message_id)
+        if old is not None:
+            position = self._position()
+            try:
+                self.message = await old.edit(
+                    content=self._noted(texts.queued(position) if not self.painting else texts.PAINTING),
+                    view=cancel_view(self.job_id),
+                    attachments=[],
+                    allowed_mentions=self.conversation.allowed_mentions(None),
+                )
+            except discord.HTTPException as error:
+                log.info("cannot take up the old progress message of job %s: %s", self.job_id, error.status)
+            else:
+                self.last_position = position
+                self.message_ready.set()
+                return self.message.id
+        self.note = texts.addressed(self.conversation.mention, texts.PAINTING_AGAIN)
+        return await self.open()
+
+    async def close_old(self, message_id: int | None, text: str) -> None:
+        old = self._old_message(message_id)
+        if old is None:
+            return
+        try:
+            await old.edit(content=text, view=None, attachments=[])
+        except discord.HTTPException as error:
+            log.info("cannot close the old progress message of job %s: %s", self.job_id, error.status)
+
+    def _old_message(self, message_id: int | None) -> discord.PartialMessage | None:
+        """The progress message ``message_id`` of a previous process, to edit through the channel."""
+        channel = self.conversation.channel
+        if message_id is None or not isinstance(
+            channel, (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
+        ):
+            return None
+        return channel.get_partial_message(message_id)
+
+    def _noted(self, content: str) -> str:
+        """``content`` under the lines said above it: painted again after a restart, an
+        animation's frames and time."""
+        lines = [line for line in (self.note, self.plan) if line]
+        return "\n".join([*lines, content])
 
     def started(self) -> None:
         self.painting = True
@@ -167,7 +214,7 @@ class JobMessages:
             if self.last_position is not None and position >= self.last_position:
                 return
             self.last_position = position
-            await self._edit_locked(self._with_plan(texts.queued(position)))
+            await self._edit_locked(self._noted(texts.queued(position)))
 
     async def show_progress(self, progress: Progress) -> None:
         count = self.settings.preview_count
@@ -180,16 +227,17 @@ class JobMessages:
             return
         if self.edit_lock.locked() and not final:
             return
-        content = texts.painting_progress(
-            progress.step,
-            progress.total,
-            progress.elapsed,
-            progress.eta,
-            fraction=progress.fraction,
-            frame=progress.frame,
-            frames=progress.frames,
+        content = self._noted(
+            texts.painting_progress(
+                progress.step,
+                progress.total,
+                progress.elapsed,
+                progress.eta,
+                fraction=progress.fraction,
+                frame=progress.frame,
+                frames=progress.frames,
+            )
         )
-        content = self._with_plan(content)
         preview_file = None
         if self.pending_preview is not None:
             preview, self.pending_preview = self.pending_preview, None

@@ -18,9 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from nst_engine.errors import Cancelled
+from nst_queue.protocol import RemoteFailure
 
 from . import texts
 from .animation import AnimatedResult
+from .deliveries import Delivery
 from .errors import Detached, JobCancelled, JobRefused, StorageFull, Undeliverable, friendly_error
 from .records import JobRecord, JobStatus, RecordChanges
 
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
     from .store import JobStore
 
 log = logging.getLogger(__name__)
+
+#: The last record write of a delivered job (status ``done``, its result message) is tried this
+#: many times, waiting this long (seconds) before each retry, before the delivery goes to the
+#: journal (:mod:`bot.core.deliveries`); each try may also wait out the database's busy timeout.
+DELIVERY_WRITE_ATTEMPTS = 3
+DELIVERY_WRITE_BACKOFF = (0.2, 1.0)
 
 
 class Talk(Protocol):
@@ -56,6 +64,15 @@ class JobMessages(Protocol):
 
     def resume(self) -> None:
         """The job is followed again after a restart: its old progress message is not ours."""
+
+    async def reopen(self, message_id: int | None) -> int | None:
+        """The job is painted again after a restart: its old progress message ``message_id``
+        (left with a dead Cancel button) becomes the new progress message, or a new one is posted
+        in the channel where it cannot be edited; the message's id, or None when neither worked."""
+
+    async def close_old(self, message_id: int | None, text: str) -> None:
+        """The job ended while no process followed it: its old progress message ``message_id``
+        says ``text`` and loses its Cancel button (quietly nothing when it cannot be edited)."""
 
     def started(self) -> None:
         """The job left the queue and is being painted."""
@@ -97,8 +114,11 @@ class JobLife:
         backend: Backend,
         resumed: bool = False,
         keep_results_below: int = 0,
+        repainted: bool = False,
     ) -> None:
-        """``keep_results_below``: a delivered picture whose longest side is under this (the
+        """``resumed``: followed again after a restart (no interaction left); ``repainted``: also
+        painted again from its stored inputs (its old progress message is taken up again).
+        ``keep_results_below``: a delivered picture whose longest side is under this (the
         operator's largest upscale; 0: none) is kept for its Upscale button."""
         self.record = record
         self.keep_results_below = keep_results_below
@@ -107,6 +127,10 @@ class JobLife:
         self.store = store
         self.backend = backend
         self.resumed = resumed
+        self.repainted = repainted
+        #: The last record write asked for: each write waits for the one before it, so they land
+        #: in the order they were asked for although each runs in a thread.
+        self._last_write: asyncio.Task[bool] | None = None
 
     @property
     def job_id(self) -> str:
@@ -121,10 +145,13 @@ class JobLife:
             await self.discard_inputs()
             await self.messages.tell(str(refusal))
             return
-        if self.resumed:
+        if self.resumed and not self.repainted:
             self.messages.resume()
         else:
-            message_id = await self.messages.open()
+            if self.repainted:
+                message_id = await self.messages.reopen(self.record.progress_message_id)
+            else:
+                message_id = await self.messages.open()
             if message_id is None:
                 await self._stop_unseen(future)
                 return
@@ -154,21 +181,29 @@ class JobLife:
         await self.messages.tell(texts.PROGRESS_NOT_POSTED)  # quietly: it may well fail too
 
     # -- the record ----------------------------------------------------------------------------
-    async def save(self, **changes: Unpack[RecordChanges]) -> None:
-        """Update the job's record (in a thread: a locked database waits there, not on the loop);
-        a database that fails (locked, full) is logged, and the job goes on to tell its user how
-        it ended all the same."""
+    async def save(self, **changes: Unpack[RecordChanges]) -> bool:
+        """Update the job's record (in a thread: a locked database waits there, never on the
+        loop), after the writes asked for before; whether it was written. A database that fails
+        (locked, full) is logged, and the job goes on to tell its user how it ended all the same."""
+        return await self._save_in_order(changes)
+
+    def _save_in_order(self, changes: RecordChanges) -> asyncio.Task[bool]:
+        """Start the write of ``changes`` behind the ones asked for before (no await in between,
+        so a write asked for from a plain callback keeps its place too)."""
+        previous = self._last_write
+        task = asyncio.create_task(self._write(previous, changes))
+        self._last_write = task
+        return task
+
+    async def _write(self, previous: asyncio.Task[bool] | None, changes: RecordChanges) -> bool:
+        if previous is not None:
+            await asyncio.wait({previous})
         try:
             await asyncio.to_thread(self.store.update, self.job_id, **changes)
         except (sqlite3.Error, OSError) as error:
             log.error("could not record %s for job %s: %s", sorted(changes), self.job_id, error)
-
-    def save_now(self, **changes: Unpack[RecordChanges]) -> None:
-        """:meth:`save` on the loop, for a change that must be visible before the next await."""
-        try:
-            self.store.update(self.job_id, **changes)
-        except (sqlite3.Error, OSError) as error:
-            log.error("could not record %s for job %s: %s", sorted(changes), self.job_id, error)
+            return False
+        return True
 
     async def discard_inputs(self) -> None:
         """Let go of the job's stored inputs (it failed or was cancelled: nothing can re-run it)."""
@@ -184,7 +219,7 @@ class JobLife:
 
     def on_start(self) -> None:
         self.messages.started()
-        self.save_now(status=JobStatus.RUNNING)
+        self._save_in_order({"status": JobStatus.RUNNING})
 
     async def on_progress(self, progress: Progress) -> None:
         await self.messages.show_progress(progress)
@@ -196,7 +231,9 @@ class JobLife:
             text = texts.SHUTDOWN_TEXT
         else:
             text = friendly_error(error, preset=self.request.preset)
-        if not cancelled:
+        if isinstance(error, RemoteFailure):  # a worker's failure, told over the queue: its words
+            log.error("job %s failed on the workers: %s", self.job_id, error)
+        elif not cancelled:
             log.error("job %s failed", self.job_id, exc_info=error)
         await self.save(
             status=JobStatus.CANCELLED if cancelled and not stopped_by_shutdown else JobStatus.FAILED,
@@ -219,12 +256,8 @@ class JobLife:
         except Undeliverable as error:
             await self.failed(error, stopped_by_shutdown=False)
             return
-        # At once, on the loop: a reaction or a button on the result needs its record from now on.
-        self.save_now(
-            status=JobStatus.DONE,
-            result_message_id=message_id,
-            stats=result.stats.to_dict(),
-            finished_at=time.time(),
+        await self.record_delivery(
+            Delivery(self.job_id, message_id, finished_at=time.time(), stats=result.stats.to_dict())
         )
         await self.messages.finish(result.stats)
 
@@ -242,3 +275,33 @@ class JobLife:
         except (StorageFull, OSError) as error:
             log.warning("could not keep the result of job %s for upscaling: %s", self.job_id, error)
             return None
+
+    async def record_delivery(self, delivery: Delivery) -> None:
+        """Write the delivered job's record (done, its result message), retried a few times; when
+        it still fails, keep the delivery in the journal (:mod:`bot.core.deliveries`), so that no
+        start after this one reports the picture lost. A reaction on the result finds its job
+        from now on, while the write waits and after it failed."""
+        journal = self.store.deliveries
+        journal.posting(delivery)
+        changes = RecordChanges(
+            status=JobStatus.DONE,
+            result_message_id=delivery.result_message_id,
+            stats=delivery.stats,
+            finished_at=delivery.finished_at,
+        )
+        for attempt in range(DELIVERY_WRITE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(DELIVERY_WRITE_BACKOFF[min(attempt, len(DELIVERY_WRITE_BACKOFF)) - 1])
+            if await self._save_in_order(changes):
+                journal.recorded(delivery)
+                return
+        try:
+            await asyncio.to_thread(journal.add, delivery)
+        except OSError as error:
+            log.error(
+                "job %s was delivered, but neither its record nor the journal could say so: %s",
+                self.job_id,
+                error,
+            )
+            return
+        log.warning("job %s was delivered; its record is written at the next start", self.job_id)

@@ -113,7 +113,9 @@ class LocalBackend:
         )
 
     async def resume(self, record: JobRecord, observer: JobObserver) -> asyncio.Future[Result] | None:
-        return None  # a job painted in this process died with the previous one
+        # A job painted in this process died with the previous one; the runner paints it again
+        # from its stored inputs (JobRunner.recover).
+        return None
 
     def position(self, job_id: str) -> int:
         return self.queue.position(job_id)

@@ -66,6 +66,8 @@ class RecordChanges(TypedDict, total=False):
     start_path: str | None
     result_path: str | None
     expired: bool
+    boot_id: str | None
+    resumes: int
 
 
 @dataclass
@@ -92,6 +94,11 @@ class JobRecord:
     stats: dict[str, JsonValue] | None = None
     error: str | None = None
     expired: bool = False
+    #: The bot process that follows the job (:attr:`bot.core.runner.JobRunner.boot_id`): a job
+    #: queued or running under another id was left by a previous process, never one of ours.
+    boot_id: str | None = None
+    #: How many times the job was painted again after its process died (at most ``MAX_RESUMES``).
+    resumes: int = 0
 
 
 def new_job_id() -> str:

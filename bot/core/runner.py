@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 IMAGE_THREADS = min(4, os.cpu_count() or 1)
 
 T = TypeVar("T")
+
+#: A job whose bot process died is painted again from its stored inputs at most this many times
+#: (local backend): a job that keeps crashing the bot must not crash it forever.
+MAX_RESUMES = 1
 
 
 class ImageThreads:
@@ -132,6 +137,10 @@ class JobRunner:
         self.reruns = RerunRule(per_hour=settings.others_reruns_per_hour)
         #: How long a clip takes here, learnt from the clips painted (the acknowledgement's ETA).
         self.pace = Pace()
+        #: This process, in the records of the jobs it follows: a job queued or running under
+        #: another id is a previous process's leftover (:meth:`recover`), never one of ours, even
+        #: when recovery runs after the first interactions were accepted.
+        self.boot_id = uuid.uuid4().hex
 
     @property
     def max_side(self) -> int:
@@ -186,47 +195,25 @@ class JobRunner:
             channel_id=channel_id,
             params=request.to_dict(),
             start_path=None if start_from is None else start_from.path,
+            boot_id=self.boot_id,
         )
         try:
             await asyncio.to_thread(self.store.add_with_inputs, record, content, style)
-            clip_file = None
-            if content.clip is not None and content.path is not None:  # what travels to the workers
-                clip_file = await asyncio.to_thread(Path(content.path).read_bytes)
+            job = await self._paint_job(record, request, content, style, start_from)
         except Exception as error:  # a full disk, a locked database: the user hears it at once
             if not isinstance(error, JobRefused):
                 log.error("could not store job %s", record.job_id, exc_info=error)
             await talk.tell(friendly_error(error))
             return
-        params = style_params(self.settings, request)
-        animation = None
-        if content.clip is not None and clip_file is not None:
-            animation = ClipJob(
-                clip=content.clip,
-                data=clip_file,
-                limits=self.settings.clip_limits(),
-                params=clip_params(self.settings),
-                output_format=cast("ClipFormat", self.settings.animation_format),  # validated by Settings
-            )
-        job = PaintJob(
-            job_id=record.job_id,
-            user_id=record.user_id,
-            content=content.image,
-            style=None if style is None else style.image,
-            preset=request.preset,
-            params=params,
-            preview_every=preview_every(params.iterations, self.settings.preview_count),
-            preview_size=self.settings.preview_size,
-            animation=animation,
-            start_from=None if start_from is None else start_from.image,
-        )
         life = self._life(talk, record, request, resumed=False)
+        animation = job.animation
         if animation is not None:
-            life.messages.plan_animation(*self._clip_plan(animation, params))
+            life.messages.plan_animation(*self._clip_plan(animation, job.params))
 
         async def submit() -> asyncio.Future[Result]:
             future = await self.backend.submit(job, life, reservation)
             if animation is not None:
-                future.add_done_callback(functools.partial(self._learn_pace, animation, params))
+                future.add_done_callback(functools.partial(self._learn_pace, animation, job.params))
             if on_end is not None:
                 future.add_done_callback(lambda _: on_end())
             return future
@@ -247,7 +234,43 @@ class JobRunner:
                 result.stats.seconds, result.frames, animation.clip.size, params, animation.params
             )
 
-    def _life(self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool) -> JobLife:
+    async def _paint_job(
+        self,
+        record: JobRecord,
+        request: JobRequest,
+        content: InputImage,
+        style: InputImage | None,
+        start_from: InputImage | None = None,
+    ) -> PaintJob:
+        """What the backend paints for ``record``: its decoded inputs, the engine's parameters, an
+        animation's clip (whose kept file is what travels to the workers), an upscale's start."""
+        params = style_params(self.settings, request)
+        animation = None
+        if content.clip is not None and content.path is not None:
+            clip_path = content.path
+            animation = ClipJob(
+                clip=content.clip,
+                data=await asyncio.to_thread(Path(clip_path).read_bytes),
+                limits=self.settings.clip_limits(),
+                params=clip_params(self.settings),
+                output_format=cast("ClipFormat", self.settings.animation_format),  # validated by Settings
+            )
+        return PaintJob(
+            job_id=record.job_id,
+            user_id=record.user_id,
+            content=content.image,
+            style=None if style is None else style.image,
+            preset=request.preset,
+            params=params,
+            preview_every=preview_every(params.iterations, self.settings.preview_count),
+            preview_size=self.settings.preview_size,
+            animation=animation,
+            start_from=None if start_from is None else start_from.image,
+        )
+
+    def _life(
+        self, talk: Talk, record: JobRecord, request: JobRequest, *, resumed: bool, repainted: bool = False
+    ) -> JobLife:
         """The one way a job is built from its record, new, re-run or resumed."""
         messages = self.messenger.job_messages(talk, record, request, resumed=resumed)
         return JobLife(
@@ -258,6 +281,37 @@ class JobRunner:
             backend=self.backend,
             resumed=resumed,
             keep_results_below=self.settings.max_upscale_side,
+            repainted=repainted,
+        )
+
+    async def _load_inputs(
+        self, record: JobRecord, request: JobRequest, start_path: str | None = None
+    ) -> tuple[InputImage, InputImage | None, InputImage | None] | None:
+        """``record``'s stored inputs (an animation's clip decoded as its upload was) and
+        ``start_path`` (an upscale's starting picture), decoded in a thread (never copied); None
+        when any is gone."""
+        max_side = self.max_side
+        content_path = record.content_path
+        style_path = None if request.preset else record.style_path
+        clip = None
+        if request.kind is JobKind.ANIMATE:
+            limits, clip_side = self.settings.clip_limits(), self.settings.animation_size
+            clip = await self.images.run(lambda: load_clip(content_path, limits=limits, max_side=clip_side))
+        content, style, start = await self.images.run(
+            lambda: (
+                (clip.frames[0] if clip is not None else None)
+                if request.kind is JobKind.ANIMATE
+                else load_input(content_path, max_side=max_side),
+                None if style_path is None else load_input(style_path, max_side=max_side),
+                None if start_path is None else load_input(start_path, max_side=max_side),
+            )
+        )
+        if content is None or (style is None and not request.preset) or (start is None and start_path):
+            return None
+        return (
+            InputImage(content, path=content_path, clip=clip),
+            None if style is None else InputImage(style, path=style_path),
+            None if start is None else InputImage(start, path=start_path),
         )
 
     # ------------------------------------------------------------------ re-runs
@@ -291,6 +345,8 @@ class JobRunner:
         result is already at the limit (the sentence says the limit), or its picture or inputs
         expired."""
         request = self._stored_request(record)
+        if self.store.deliveries.is_unrecorded(record.job_id):  # delivered, its record unwritten
+            raise RerunRefused(texts.CANNOT_RERUN_NOW)
         if request.kind is JobKind.ANIMATE:  # the engine continues stills only
             raise RerunRefused(texts.UPSCALE_NOT_FOR_ANIMATIONS)
         limit = self.upscale_limit(record.guild_id)
@@ -317,6 +373,8 @@ class JobRunner:
         inputs (already at the end of the levels, or the inputs expired). A re-run of an upscale is
         an upscale of the same picture, to the same size."""
         request = self._stored_request(record)
+        if self.store.deliveries.is_unrecorded(record.job_id):  # delivered, its record unwritten
+            raise RerunRefused(texts.CANNOT_RERUN_NOW)
         changed = apply_rerun(request.strength, request.seed, action)
         if changed is None:
             raise RerunRefused(texts.already_at_end(action is Rerun.STRONGER))
@@ -366,49 +424,46 @@ class JobRunner:
         reservation: RerunReservation,
         start_path: str | None,
     ) -> None:
-        max_side = self.max_side
-        content_path = record.content_path
-        style_path = None if request.preset else record.style_path
-        clip = None
-        if request.kind is JobKind.ANIMATE:  # the kept clip, decoded as its upload was
-            limits, clip_side = self.settings.clip_limits(), self.settings.animation_size
-            clip = await self.images.run(lambda: load_clip(content_path, limits=limits, max_side=clip_side))
-        content, style, start = await self.images.run(
-            lambda: (
-                (clip.frames[0] if clip is not None else None)
-                if request.kind is JobKind.ANIMATE
-                else load_input(content_path, max_side=max_side),
-                None if style_path is None else load_input(style_path, max_side=max_side),
-                None if start_path is None else load_input(start_path, max_side=max_side),
-            )
-        )
-        if content is None or (style is None and not request.preset) or (start is None and start_path):
+        inputs = await self._load_inputs(record, request, start_path)
+        if inputs is None:
             raise RerunRefused(texts.EXPIRED_TEXT)
+        content, style, start = inputs
         await self.start(
             talk,
-            InputImage(content, path=content_path, clip=clip),
-            None if style is None else InputImage(style, path=style_path),
+            content,
+            style,
             request,
             guild_id=record.guild_id,
             channel_id=record.channel_id,
             reservation=reservation.place,
             on_end=reservation.release,
-            start_from=None if start is None else InputImage(start, path=start_path),
+            start_from=start,
         )
 
     # ------------------------------------------------------------------ after a restart
     async def recover(self) -> None:
-        """After a restart: follow again the jobs the backend still has, tell the others' users.
+        """After a restart: follow again or paint again the jobs a previous process left.
 
-        A job painted in the old process (the local backend) is lost: its user is asked to run
-        /stylize again. A job on remote workers goes on; its result is delivered to its channel.
+        Only jobs of another process (:attr:`boot_id`) are touched, so a job this process took
+        before recovery ran is never taken for a leftover. First the journal's delivered results
+        are recorded (their jobs were never lost). A job the backend still has (remote workers)
+        goes on and its result is delivered to its channel. A job painted in the old process (the
+        local backend) is painted again from its stored inputs, once (:data:`MAX_RESUMES`); after
+        a second interruption, or when its inputs are gone, its user is told and it ends.
         """
         try:
-            records = await asyncio.to_thread(self.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
-        except sqlite3.Error as error:
+            pending = await asyncio.to_thread(self.store.replay_deliveries)
+            records = await asyncio.to_thread(self.store.leftovers, self.boot_id)
+        except (sqlite3.Error, OSError) as error:
             log.error("cannot read the jobs left by the previous run: %s", error)
             return
+        delivered = {delivery.job_id for delivery in pending}
         for record in records:
+            if record.job_id in delivered:  # its picture was posted; the record is written later
+                log.info(
+                    "job %s was delivered before the restart; its record is not written yet", record.job_id
+                )
+                continue
             try:
                 request = JobRequest.from_dict(record.params)
             except ValueError as error:  # a kind of job a newer version wrote: left for it
@@ -417,19 +472,64 @@ class JobRunner:
             talk = await self.messenger.reach(record)
             life = self._life(talk, record, request, resumed=True)
             future = await self.backend.resume(record, life)
-            if future is None:
-                await life.save(
-                    status=JobStatus.FAILED,
-                    error="the bot restarted while this job ran",
-                    finished_at=time.time(),
-                )
-                await life.discard_inputs()
-                await life.messages.announce(texts.RESTARTED)
+            if future is not None:
+                log.info("following job %s again after a restart", record.job_id)
+                await life.save(boot_id=self.boot_id)
+                self._follow_in_background(life, functools.partial(_ready, future))
                 continue
-            log.info("following job %s again after a restart", record.job_id)
-            task = asyncio.create_task(self._follow(life, functools.partial(_ready, future)))
-            self.active.add(task)
-            task.add_done_callback(self.active.discard)
+            if await self._repaint_leftover(record, request, talk):
+                continue
+            await life.save(
+                status=JobStatus.FAILED,
+                error="the bot restarted while this job ran",
+                finished_at=time.time(),
+                boot_id=self.boot_id,
+            )
+            await life.discard_inputs()
+            await life.messages.close_old(record.progress_message_id, texts.RESTARTED_STOPPED)
+            await life.messages.announce(texts.RESTARTED)
+
+    async def _repaint_leftover(self, record: JobRecord, request: JobRequest, talk: Talk) -> bool:
+        """Paint a job the previous process was painting again, from its stored inputs, unless it
+        was painted again once already or its inputs are gone; whether it was."""
+        if record.resumes >= MAX_RESUMES:
+            log.warning("job %s was interrupted again after it was painted again; it ends", record.job_id)
+            return False
+        start_path = record.start_path if request.kind is JobKind.UPSCALE else None
+        try:
+            inputs = await self._load_inputs(record, request, start_path)
+        except Exception as error:  # an unreadable file: told like a lost job
+            log.error("cannot read the stored inputs of job %s: %s", record.job_id, error)
+            inputs = None
+        if inputs is None:
+            return False
+        record.resumes += 1
+        record.boot_id = self.boot_id
+        record.status = JobStatus.QUEUED
+        life = self._life(talk, record, request, resumed=True, repainted=True)
+        if not await life.save(status=JobStatus.QUEUED, boot_id=self.boot_id, resumes=record.resumes):
+            return False  # not counted: painting it again could go on forever
+        try:
+            job = await self._paint_job(record, request, *inputs)
+        except OSError as error:  # the kept clip cannot be read: told like a lost job
+            log.error("cannot read the stored clip of job %s: %s", record.job_id, error)
+            return False
+        if job.animation is not None:
+            life.messages.plan_animation(*self._clip_plan(job.animation, job.params))
+        log.info("painting job %s again after a restart", record.job_id)
+
+        async def submit() -> asyncio.Future[Result]:
+            return await self.backend.submit(job, life)
+
+        self._follow_in_background(life, submit)
+        return True
+
+    def _follow_in_background(
+        self, life: JobLife, submit: Callable[[], Awaitable[asyncio.Future[Result]]]
+    ) -> None:
+        task = asyncio.create_task(self._follow(life, submit))
+        self.active.add(task)
+        task.add_done_callback(self.active.discard)
 
     async def _follow(self, life: JobLife, submit: Callable[[], Awaitable[asyncio.Future[Result]]]) -> None:
         task = asyncio.current_task()

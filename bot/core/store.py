@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from nst_engine.files import TEMPORARY_SUFFIX, write_atomically
 
+from .deliveries import Delivery, DeliveryJournal
 from .errors import StorageFull
 from .records import JobRecord, JobStatus, RecordChanges, job_params
 
@@ -55,14 +56,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     expired INTEGER NOT NULL DEFAULT 0,
     start_path TEXT,
-    result_path TEXT
+    result_path TEXT,
+    boot_id TEXT,
+    resumes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_result_message ON jobs(result_message_id);
 CREATE INDEX IF NOT EXISTS jobs_content_path ON jobs(content_path);
 CREATE INDEX IF NOT EXISTS jobs_style_path ON jobs(style_path);
 """
 #: Columns added since the first schema, each ``ALTER TABLE``d into an older database at open.
-_ADDED_COLUMNS = {"start_path": "TEXT", "result_path": "TEXT"}
+_ADDED_COLUMNS = {
+    "start_path": "TEXT",
+    "result_path": "TEXT",
+    "boot_id": "TEXT",
+    "resumes": "INTEGER NOT NULL DEFAULT 0",
+}
 #: The columns naming stored files (:meth:`JobStore._discard` deletes a file when none names it).
 _PATH_COLUMNS = ("content_path", "style_path", "start_path", "result_path")
 _COLUMNS = [
@@ -83,7 +91,11 @@ _COLUMNS = [
     "expired",
     "start_path",
     "result_path",
+    "boot_id",
+    "resumes",
 ]
+#: The journal of delivered results whose record could not be written (next to the database).
+DELIVERIES_FILE_NAME = "deliveries.jsonl"
 
 
 def open_private_database(path: Path, schema: str) -> sqlite3.Connection:
@@ -128,14 +140,21 @@ class JobStore:
         self._lock = threading.Lock()
         #: Held while inputs are written or deleted, so the byte cap is counted consistently.
         self._files_lock = threading.Lock()
+        #: Each thread reads through its own connection (:meth:`_reader`): a read waiting for a
+        #: locked database (up to the busy timeout) holds up neither the writes nor other reads,
+        #: so every button pressed meanwhile is answered when the timeout ends, not one by one.
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
         self._db = open_private_database(self.path, _SCHEMA)
         self._db.row_factory = sqlite3.Row  # rows read by column name (see _record)
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in present:  # a database an older version made
-                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in present:  # a database an older version wrote
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
         for column in ("start_path", "result_path"):
             self._db.execute(f"CREATE INDEX IF NOT EXISTS jobs_{column} ON jobs({column})")
+        #: Results posted whose record could not be written yet (see :mod:`bot.core.deliveries`).
+        self.deliveries = DeliveryJournal(self.path.parent / DELIVERIES_FILE_NAME)
         for directory in (self.inputs_dir, self.results_dir):
             for leftover in directory.glob(".*" + TEMPORARY_SUFFIX):  # a write cut short by a crash
                 leftover.unlink(missing_ok=True)
@@ -143,6 +162,21 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for reader in self._reader_connections:
+                reader.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection for reads (opened on its first read, closed by :meth:`close`)."""
+        reader: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if reader is None:
+            reader = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+            )
+            reader.row_factory = sqlite3.Row
+            self._readers.connection = reader
+            with self._lock:
+                self._reader_connections.append(reader)
+        return reader
 
     # ------------------------------------------------------------------ inputs
     def add_with_inputs(self, record: JobRecord, content: InputImage, style: InputImage | None) -> None:
@@ -304,21 +338,60 @@ class JobStore:
         return self._one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
 
     def by_result_message(self, message_id: int) -> JobRecord | None:
-        return self._one("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
+        """The job whose result is ``message_id``; also while its record does not say so yet (its
+        last write in progress, or failed: :mod:`bot.core.deliveries`)."""
+        record = self._one("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
+        if record is not None:
+            return record
+        delivery = self.deliveries.delivery_of(message_id)
+        record = None if delivery is None else self.get(delivery.job_id)
+        if record is not None and delivery is not None:  # the record as it is being written
+            record.status = JobStatus.DONE
+            record.result_message_id = message_id
+            record.stats = delivery.stats
+            record.finished_at = delivery.finished_at
+        return record
+
+    def leftovers(self, boot_id: str) -> list[JobRecord]:
+        """Jobs queued or running under another bot process than ``boot_id`` (a previous one, which
+        stopped or crashed), oldest first; never a job of this process, whenever this is asked."""
+        in_flight = self.with_status(JobStatus.QUEUED, JobStatus.RUNNING)
+        return [record for record in in_flight if record.boot_id != boot_id]
+
+    def replay_deliveries(self) -> list[Delivery]:
+        """Write the records of the delivered results the journal keeps (their last write failed
+        before); returns the deliveries still unrecorded (the database still fails)."""
+        recorded: set[str] = set()
+        for delivery in self.deliveries.unrecorded():
+            try:
+                self.update(
+                    delivery.job_id,
+                    status=JobStatus.DONE,
+                    result_message_id=delivery.result_message_id,
+                    stats=delivery.stats,
+                    finished_at=delivery.finished_at,
+                )
+            except sqlite3.Error:
+                break  # still failing: the rest waits for the next start too
+            recorded.add(delivery.job_id)
+        self.deliveries.forget(recorded)
+        return self.deliveries.unrecorded()
 
     def with_status(self, *statuses: JobStatus) -> list[JobRecord]:
         marks = ", ".join("?" * len(statuses))
-        with self._lock:
-            rows = self._db.execute(
+        rows = (
+            self._reader()
+            .execute(
                 f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at",
                 [s.value for s in statuses],
-            ).fetchall()
+            )
+            .fetchall()
+        )
         return [self._record(row) for row in rows]
 
     # ------------------------------------------------------------------ encoding
     def _one(self, sql: str, args: tuple[object, ...]) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute(sql, args).fetchone()
+        row = self._reader().execute(sql, args).fetchone()
         return None if row is None else self._record(row)
 
     @staticmethod
@@ -341,6 +414,8 @@ class JobStore:
             int(record.expired),
             record.start_path,
             record.result_path,
+            record.boot_id,
+            record.resumes,
         ]
 
     @staticmethod
@@ -363,4 +438,6 @@ class JobStore:
             expired=bool(row["expired"]),
             start_path=row["start_path"],
             result_path=row["result_path"],
+            boot_id=row["boot_id"],
+            resumes=row["resumes"],
         )

@@ -43,6 +43,14 @@ RESULT_TOO_LARGE = (
 )
 UPLOAD_FAILED = "I finished your picture but could not upload it; please try again."
 RESTARTED = "Sorry, the bot restarted while your picture was being painted; please run /stylize again."
+#: The old progress message of a job that ended because the bot restarted (no Cancel left on it).
+RESTARTED_STOPPED = "Stopped: the bot restarted while this was being painted."
+#: Above the progress of a job painted again from its stored inputs after the bot restarted.
+PAINTING_AGAIN = "The bot restarted, so I am painting this again from the start."
+#: A re-run of a result that was posted but whose record could not be saved (yet).
+CANNOT_RERUN_NOW = (
+    "I can't re-run this picture right now (I could not finish saving it); please try again later."
+)
 
 
 def unusable_image(reason: str) -> str:

@@ -104,7 +104,10 @@ async def test_whole_flow_on_two_workers(fake_discord: FakeDiscord, make_setting
         first = await stylize(fake_discord, fake_discord.alice)
         await stylize(fake_discord, fake_discord.bob)
         await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=120)
-        done = bot.store.with_status(JobStatus.DONE)
+        done = await fake_discord.wait_for(
+            lambda: len(bot.store.with_status(JobStatus.DONE)) == 2 and bot.store.with_status(JobStatus.DONE),
+            timeout=10,
+        )
     assert len(done) == 2
     workers = {worker for record in done for _, worker in starts(queue_url, record.job_id)}
     assert workers == {"w1", "w2"}, "two jobs at once must run on both workers"
@@ -243,7 +246,7 @@ async def test_bot_killed_mid_job_delivers_after_restart(
         [result] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=400)
         assert result.channel_id == fake_discord.channel.id
         assert fake_discord.alice.mention in result.text()
-        [record] = bot.store.with_status(JobStatus.DONE)
+        [record] = await fake_discord.wait_for(lambda: bot.store.with_status(JobStatus.DONE), timeout=10)
         assert record.result_message_id == result.id
     assert not fake_discord.find_messages("restarted"), "the user must not be told to start over"
     assert not fake_discord.find_messages("try again")

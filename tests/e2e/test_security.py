@@ -113,7 +113,7 @@ async def test_refused_jobs_leave_no_inputs_on_disk(
     await fake_discord.wait_for(lambda: results(fake_discord) and stylebot.queue.running == 0, timeout=60)
     assert [content.downloads for content in photos] == [1, 0]
     assert fake_discord.find_messages("already have 1 job", user=fake_discord.alice)
-    [done] = stylebot.store.with_status(JobStatus.DONE)
+    [done] = await fake_discord.wait_for(lambda: stylebot.store.with_status(JobStatus.DONE), timeout=10)
     assert stylebot.store.with_status(JobStatus.FAILED) == []
     assert files_under(settings.inputs_dir) == {Path(done.content_path), Path(done.style_path)}
 

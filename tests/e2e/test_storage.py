@@ -8,22 +8,28 @@ every path (command, button, reaction), never in a "thinking…" that lasts fore
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
 import os
 import sqlite3
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+import bot.core.local_backend as backends_module
 import bot.core.store as store_module
 from bot.core.settings import Settings
-from bot.core.texts import DATABASE_BUSY_TEXT, DISK_FULL_TEXT
+from bot.core.texts import CANCELLING, DATABASE_BUSY_TEXT, DISK_FULL_TEXT, REQUESTER_ONLY_TEXT
+from nst_engine.errors import Cancelled
 from tests.e2e.conftest import painting, photo, results, started
 from tests.e2e.harness import files_under
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import FakeDiscord, FakeInteraction
 from tests.helpers.images import LOCATION_MARKERS, jpeg_with_location
 
 
@@ -106,47 +112,126 @@ async def test_a_full_disk_is_told_and_leaves_no_temporary_file(
         assert bot.store.with_status(*store_module.JobStatus) == []
 
 
-async def test_a_locked_database_is_told_on_every_path(
-    fake_discord: FakeDiscord, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    settings = make_settings()
-    async with started(settings, fake_discord) as bot:
-        await fake_discord.slash_command(
-            "stylize", {"content": photo(fake_discord), "style": painting(fake_discord)}
-        )
-        [first] = await fake_discord.wait_for(lambda: results(fake_discord), timeout=60)
-        await fake_discord.wait_for(lambda: not bot.runner.active, timeout=30)
-        stored = files_under(settings.inputs_dir)
-
-        other = sqlite3.connect(settings.database_path, isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")  # another process holds the database
-        try:
-            command = await fake_discord.slash_command(
-                "stylize",
-                {"content": photo(fake_discord), "style": painting(fake_discord)},
-                user=fake_discord.bob,
-            )
-            await fake_discord.wait_for(
-                lambda: fake_discord.find_messages(DATABASE_BUSY_TEXT, user=fake_discord.bob), timeout=30
-            )
-            assert not fake_discord.original(command).loading
-            button = await fake_discord.click(first, "Stronger", user=fake_discord.alice)
-            await fake_discord.wait_for(
-                lambda: (m := fake_discord.original(button)) and DATABASE_BUSY_TEXT in m.content, timeout=30
-            )
-            await fake_discord.react(first, "💪", user=fake_discord.moderator)
-            [in_channel] = await fake_discord.wait_for(
-                lambda: [m for m in fake_discord.find_messages(DATABASE_BUSY_TEXT) if not m.ephemeral],
-                timeout=30,
-            )
-            assert fake_discord.moderator.mention in in_channel.text()
-        finally:
+@contextlib.contextmanager
+def locked(*paths: Path) -> Iterator[None]:
+    """Another process holds these databases (an exclusive transaction: no reads, no writes)."""
+    others = [sqlite3.connect(path, isolation_level=None) for path in paths]
+    try:
+        for other in others:
+            other.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        for other in others:
             other.execute("ROLLBACK")
             other.close()
+
+
+def acknowledged(fake: FakeDiscord, interactions: list[FakeInteraction]) -> bool:
+    """Whether Discord took an answer to each (a response or a defer) within its 3 s deadline."""
+    return all(i.response_type is not None for i in interactions)
+
+
+def late_answers(fake: FakeDiscord) -> list[str]:
+    """Answers Discord refused as too late (10062 Unknown interaction)."""
+    return [r.path for r in fake.requests_to("interaction_callback") if r.status == 404]
+
+
+async def test_a_locked_database_never_keeps_an_interaction_waiting(
+    fake_discord: FakeDiscord, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the databases longer than Discord's 3 s deadline, with SQLite's real
+    5 s busy timeout: Stronger, Delete, Cancel, /stylize and /nst-admin are all acknowledged in
+    time and answered once the lock goes, the reaction too; held past the busy timeout, the
+    button, the command and the reaction are told the bot is busy, never left unanswered."""
+    assert store_module.BUSY_TIMEOUT_SECONDS == 5.0
+    fake = fake_discord
+    painting_allowed = threading.Event()
+    painting_allowed.set()
+    real = backends_module.engine_stylize
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # a painting that waits (Cancel still stops it)
+        while not painting_allowed.wait(0.05):
+            if kwargs["cancel"].is_set():
+                raise Cancelled()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backends_module, "engine_stylize", held)
+    settings = make_settings()
+    async with started(settings, fake) as bot:
+        for count, user in enumerate((fake.alice, fake.bob), start=1):
+            await fake.slash_command("stylize", {"content": photo(fake), "style": painting(fake)}, user=user)
+            await fake.wait_for(lambda: len(results(fake)) == count, timeout=60)  # noqa: B023
+        first, second = results(fake)
+        await fake.wait_for(lambda: not bot.runner.active, timeout=30)
+        painting_allowed.clear()
+        command = await fake.slash_command(
+            "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.moderator
+        )
+        progress = await fake.wait_for(
+            lambda: (m := fake.original(command)) and m.buttons() and m, timeout=30
+        )
+        await fake.wait_for(lambda: bot.queue.running == 1, timeout=30)
+
+        with locked(settings.database_path, settings.guild_settings_path):
+            held_since = time.monotonic()
+            pressed = list(
+                await asyncio.gather(
+                    fake.click(first, "Stronger", user=fake.alice),
+                    fake.click(second, "Delete", user=fake.bob),
+                    fake.click(progress, "Cancel", user=fake.moderator),
+                    fake.slash_command(
+                        "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.admin
+                    ),
+                    fake.slash_command("nst-admin spoilers", {"enabled": False}, user=fake.admin),
+                )
+            )
+            await fake.react(second, "💪", user=fake.moderator)
+            await fake.wait_for(lambda: acknowledged(fake, pressed), timeout=3.0)
+            await asyncio.sleep(held_since + 3.5 - time.monotonic())  # past Discord's deadline
+        stronger, _delete, cancel, stylize, admin = pressed
+        await fake.wait_for(lambda: (m := fake.original(cancel)) and m.content == CANCELLING, timeout=30)
+        await fake.wait_for(lambda: second.deleted, timeout=30)
+        await fake.wait_for(
+            lambda: (m := fake.original(admin)) and m.content.startswith("Saved."), timeout=30
+        )
+        await fake.wait_for(lambda: fake.find_messages(REQUESTER_ONLY_TEXT), timeout=30)
+        await fake.wait_for(lambda: "Cancelled" in progress.content, timeout=30)
+        painting_allowed.set()
+        await fake.wait_for(lambda: len(results(fake)) == 3, timeout=60)  # Stronger's and the new one
+        assert {m.interaction_id for m in results(fake)[1:]} <= {stronger.id, stylize.id, None}
+        await fake.wait_for(lambda: not bot.runner.active, timeout=30)
+        assert not late_answers(fake)
+        stored = files_under(settings.inputs_dir)
+
+        with locked(settings.database_path):  # past the busy timeout: told the bot is busy
+            pressed = list(
+                await asyncio.gather(
+                    fake.click(first, "Weaker", user=fake.alice),
+                    fake.slash_command(
+                        "stylize", {"content": photo(fake), "style": painting(fake)}, user=fake.admin
+                    ),
+                )
+            )
+            await fake.react(first, "💪", user=fake.bob)
+            await fake.wait_for(lambda: acknowledged(fake, pressed), timeout=3.0)
+            for user in (fake.alice, fake.admin):
+                await fake.wait_for(
+                    lambda: [
+                        m
+                        for m in fake.find_messages(DATABASE_BUSY_TEXT)
+                        if m.ephemeral and m.visible_to == user.id  # noqa: B023
+                    ],
+                    timeout=30,
+                )
+            [in_channel] = await fake.wait_for(
+                lambda: [m for m in fake.find_messages(DATABASE_BUSY_TEXT) if not m.ephemeral], timeout=30
+            )
+            assert fake.bob.mention in in_channel.text()
+        assert not late_answers(fake)
+        assert not any(fake.original(i).loading for i in pressed), "no thinking… left forever"
         assert files_under(settings.inputs_dir) == stored, "the refused job's files were removed"
-        await fake_discord.click(first, "Stronger", user=fake_discord.alice)
-        await fake_discord.wait_for(lambda: len(results(fake_discord)) == 2, timeout=60)
+        await fake.click(first, "Re-roll", user=fake.alice)
+        await fake.wait_for(lambda: len(results(fake)) == 4, timeout=60)
 
 
 def read_file(path: str) -> bytes:

@@ -7,6 +7,7 @@ Integrations settings, so each handler checks Manage Server again. Every answer 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from nst_engine.params import MAX_SIZE, MIN_SIZE
 from ...core import texts
 from ...core.guild_settings import MAX_CHANNELS, RERUN_ANYONE, RERUN_REQUESTER, GuildSettings
 from ...core.settings import SIZE_NAMES
+from ..conversation import defer, in_time
+from ..replies import InteractionReply, answer_error
 
 if TYPE_CHECKING:
     from ..client import PaintingClient
@@ -194,13 +197,20 @@ class AdminCog(commands.Cog):
             return
         store = self.bot.guild_settings
         updated = change(store.get(interaction.guild_id))
-        store.save(interaction.guild_id, interaction.user.id, updated)
+        reply = InteractionReply(interaction, token_seconds=self.bot.settings.interaction_token_seconds)
+        try:  # written in a thread; a slow database: acknowledged privately, then answered
+            await in_time(
+                interaction,
+                asyncio.to_thread(store.save, interaction.guild_id, interaction.user.id, updated),
+                acknowledge=lambda: defer(interaction, ephemeral=True),
+            )
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"/{GROUP_NAME} in server {interaction.guild_id}")
+            return
         log.info(
             "server %s: settings now %s (by user %s)", interaction.guild_id, updated, interaction.user.id
         )
-        await interaction.response.send_message(
-            f"{texts.SAVED}\n{self.describe(updated)}{note}", ephemeral=True
-        )
+        await reply.say(f"{texts.SAVED}\n{self.describe(updated)}{note}")
 
     def describe(self, current: GuildSettings) -> str:
         """The server's settings as a member reads them, with the commands that change them."""

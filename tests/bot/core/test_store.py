@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import shutil
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 import bot.core.store as store_module
+from bot.core.deliveries import Delivery
 from bot.core.errors import StorageFull
 from bot.core.inputs import InputImage, load_input, prepare_input
 from bot.core.records import JobRecord, JobStatus, new_job_id
@@ -196,3 +198,49 @@ def test_a_write_that_fills_the_disk_leaves_nothing_behind(
         make_record(store)
     assert os.listdir(store.inputs_dir) == [], "the temporary file must be removed"
     assert store.with_status(JobStatus.QUEUED) == []
+
+
+def test_leftovers_are_the_jobs_in_flight_of_other_processes_only(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "data")
+    ours = make_record(store, boot_id="this-process")
+    older = make_record(store, boot_id="previous-process")
+    unmarked = make_record(store)  # written by a version without boot ids
+    finished = make_record(store, boot_id="previous-process", status=JobStatus.DONE)
+    left = {record.job_id for record in store.leftovers("this-process")}
+    assert left == {older.job_id, unmarked.job_id}
+    assert ours.job_id not in left and finished.job_id not in left
+
+
+def test_a_database_an_older_version_wrote_gets_the_new_columns(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.database_path.parent.mkdir(parents=True)
+    old = sqlite3.connect(settings.database_path)
+    old.executescript(
+        store_module._SCHEMA.replace(",\n    boot_id TEXT,\n    resumes INTEGER NOT NULL DEFAULT 0", "")
+    )
+    old.execute(
+        "INSERT INTO jobs (job_id, user_id, params, status, created_at) VALUES ('old', 1, '{}', 'running', 0)"
+    )
+    old.commit()
+    old.close()
+    store = open_store(tmp_path / "data")
+    [record] = store.leftovers("new-process")
+    assert record.job_id == "old" and record.boot_id is None and record.resumes == 0
+    store.update("old", resumes=1, boot_id="new-process")
+    assert store.get("old").resumes == 1
+
+
+def test_a_journaled_delivery_is_found_and_recorded_at_the_next_start(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "data")
+    record = make_record(store, status=JobStatus.RUNNING)
+    store.deliveries.add(Delivery(record.job_id, 777, finished_at=1.0, stats={"seconds": 2.0}))
+    found = store.by_result_message(777)
+    assert found is not None and found.job_id == record.job_id and found.stats == {"seconds": 2.0}
+    store.close()
+    again = open_store(tmp_path / "data")  # the next start reads the journal
+    assert again.deliveries.is_unrecorded(record.job_id)
+    assert again.replay_deliveries() == []
+    loaded = again.get(record.job_id)
+    assert loaded.status is JobStatus.DONE and loaded.result_message_id == 777
+    assert loaded.stats == {"seconds": 2.0}
+    assert not again.deliveries.path.exists() and not again.deliveries.is_unrecorded(record.job_id)

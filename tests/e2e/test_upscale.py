@@ -60,7 +60,9 @@ async def test_upscale_paints_twice_the_size_and_the_server_limit_refuses_privat
         assert second.embeds[0]["title"] == texts.RESULT_TITLE_UPSCALED
         labels = {b["label"] for b in second.buttons()}
         assert labels == {"Stronger", "Weaker", "Re-roll", "Delete"}, "at the largest size: no Upscale"
-        [upscale] = [r for r in bot.store.with_status(JobStatus.DONE) if r.start_path]
+        [upscale] = await fake_discord.wait_for(  # its record is written just after the post
+            lambda: [r for r in bot.store.with_status(JobStatus.DONE) if r.start_path], timeout=10
+        )
         assert upscale.start_path == bot.store.by_result_message(first.id).result_path  # type: ignore[union-attr]
         assert continued(upscale.stats), "painted on from the result, not from scratch"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import discord
 
@@ -24,9 +25,21 @@ from .conversation import conversation_with, defer, defer_update, in_time, inter
 from .replies import InteractionReply, ReactionNotices, ReactionReply, answer_error
 
 if TYPE_CHECKING:
+    from ..core.life import Talk
+    from ..core.requests import JobRequest
+    from ..core.runner import RerunReservation
     from .client import PaintingClient
 
 log = logging.getLogger(__name__)
+
+
+class _PaintAgain(Protocol):
+    """The runner's way to paint a result again (:meth:`~bot.core.runner.JobRunner.rerun`,
+    :meth:`~bot.core.runner.JobRunner.upscale`)."""
+
+    async def __call__(
+        self, record: JobRecord, request: JobRequest, talk: Talk, *, reservation: RerunReservation
+    ) -> None: ...
 
 
 class JobControls:
@@ -61,58 +74,51 @@ class JobControls:
 
     # ------------------------------------------------------------------ re-runs
     async def rerun_pressed(self, interaction: discord.Interaction, job_id: str, action: Rerun) -> None:
-        reply = self._reply(interaction)
-        try:  # a slow database: acknowledged as the re-run would be, then answered
-            record = await in_time(
-                interaction,
-                asyncio.to_thread(self.client.store.get, job_id),
-                acknowledge=lambda: defer(interaction, ephemeral=False),
-            )
-        except Exception as error:  # a locked database: answered, never left unanswered
-            await answer_error(reply, error, what=f"the {action.value} button of job {job_id}")
-            return
-        if record is None:
-            await reply.say(texts.UNKNOWN_JOB)
-            return
-        refusal = self._rerun_refusal(
-            record,
-            interaction.guild_id,
-            interaction.channel_id,
-            getattr(interaction.channel, "parent_id", None),
-            interaction.user.id,
-        )
-        if refusal is not None:
-            await reply.say(refusal)
-            return
         runner = self.client.runner
-        try:  # known before deferring: refused privately, in the response itself
-            request = runner.plan_rerun(record, action)
-            reservation = runner.reserve_rerun(record, interaction.user.id, channel_id=interaction.channel_id)
-        except JobRefused as refused:  # already being re-run (and where), over a limit, expired...
-            await reply.say(str(refused))
-            return
-        with reservation:
-            if not interaction.response.is_done():
-                await defer(interaction, ephemeral=False)
-            conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
-            try:
-                await runner.rerun(record, request, conversation, reservation=reservation)
-            except Exception as error:
-                await answer_error(reply, error, what=f"a re-run of job {job_id}")
+        await self._paint_again_pressed(
+            interaction,
+            job_id,
+            what=(f"the {action.value} button", "a re-run"),
+            plan=lambda record: runner.plan_rerun(record, action),
+            paint=runner.rerun,
+        )
 
     async def upscale_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
         """Upscale on a result: the same rules as a re-run (the server's, one at a time per result,
         the budget for others' results, the queue's limits); a result already at the server's
         largest upscale is refused privately with the limit."""
+        runner = self.client.runner
+        message = interaction.message  # the result the button is on: the upscale replies to it
+        await self._paint_again_pressed(
+            interaction,
+            job_id,
+            what=("the upscale button", "an upscale"),
+            plan=lambda record: runner.plan_upscale(record, reply_to=None if message is None else message.id),
+            paint=runner.upscale,
+        )
+
+    async def _paint_again_pressed(
+        self,
+        interaction: discord.Interaction,
+        job_id: str,
+        *,
+        what: tuple[str, str],
+        plan: Callable[[JobRecord], JobRequest],
+        paint: _PaintAgain,
+    ) -> None:
+        """A button that paints a result again (``plan`` makes the request, ``paint`` runs it): the
+        server's rules and the runner's refusals are answered privately in the response itself
+        when known in time; otherwise the press is acknowledged first (a slow database)."""
+        button, job = what
         reply = self._reply(interaction)
-        try:  # a slow database: acknowledged as the upscale would be, then answered
+        try:  # a slow database: acknowledged as the job would be, then answered
             record = await in_time(
                 interaction,
                 asyncio.to_thread(self.client.store.get, job_id),
                 acknowledge=lambda: defer(interaction, ephemeral=False),
             )
         except Exception as error:  # a locked database: answered, never left unanswered
-            await answer_error(reply, error, what=f"the upscale button of job {job_id}")
+            await answer_error(reply, error, what=f"{button} of job {job_id}")
             return
         if record is None:
             await reply.say(texts.UNKNOWN_JOB)
@@ -129,8 +135,7 @@ class JobControls:
             return
         runner = self.client.runner
         try:  # known before deferring: refused privately, in the response itself
-            message = interaction.message  # the result the button is on: the upscale replies to it
-            request = runner.plan_upscale(record, reply_to=None if message is None else message.id)
+            request = plan(record)
             reservation = runner.reserve_rerun(record, interaction.user.id, channel_id=interaction.channel_id)
         except JobRefused as refused:  # at the limit, already being painted again, expired...
             await reply.say(str(refused))
@@ -140,9 +145,9 @@ class JobControls:
                 await defer(interaction, ephemeral=False)
             conversation = interaction_conversation(interaction, token_seconds=self.token_seconds)
             try:
-                await runner.upscale(record, request, conversation, reservation=reservation)
+                await paint(record, request, conversation, reservation=reservation)
             except Exception as error:
-                await answer_error(reply, error, what=f"an upscale of job {job_id}")
+                await answer_error(reply, error, what=f"{job} of job {job_id}")
 
     async def on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         """A reaction with the configured emoji on a result re-runs it one level stronger.

@@ -198,6 +198,14 @@ PARAM_FLAGS: tuple[ParamFlag, ...] = (
         float,
         metavar="SECONDS",
     ),
+    ParamFlag(
+        "time_limit",
+        "--time-limit",
+        "most seconds the run may take: --iterations are painted unless the measured pace says they "
+        "would end later, then cut to fit (never more iterations)",
+        float,
+        metavar="SECONDS",
+    ),
 )
 
 

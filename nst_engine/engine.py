@@ -762,12 +762,15 @@ class _Run:
         levels = self._prepare_levels()
         done_before = 0
         eta = EtaModel(levels)
-        if self.params.time_budget is not None:
-            self.deadline = started + self.params.time_budget
+        limit = self.params.time_budget if self.params.time_budget is not None else self.params.time_limit
+        if limit is not None:
+            self.deadline = started + limit
         image: torch.Tensor | None = None
         for level in levels:
-            if self.deadline is not None:
+            if self.params.time_budget is not None:
                 self._plan_time(levels, level, eta)
+            elif self.deadline is not None and level.index > 0:
+                self._trim_to_limit(levels, level, eta)
             if image is None:
                 image = (
                     self._initial_image(level) if self.start_from is None else self._continued_start(level)
@@ -833,16 +836,9 @@ class _Run:
         Before the first level the costs come from the timed forward passes; after it, from the
         cost the ETA model measured at the level before, scaled by size (``EtaModel``).
         """
-        assert self.deadline is not None
         rest = levels[level.index :]
         measured = levels[level.index - 1] if level.index > 0 else None
-        per_evaluation = [self._seconds_per_evaluation(other, eta, measured) for other in rest]
-        per_iteration = [
-            cost * (eta.evals_per_iteration if measured else timebudget.EVALUATIONS_PER_ITERATION)
-            for cost in per_evaluation
-        ]
-        # Each level's first evaluation pays the new size's set-up: about one evaluation more.
-        seconds = (self.deadline - self.clock()) * timebudget.PLAN_SHARE - sum(per_evaluation)
+        per_evaluation, per_iteration, seconds = self._costs_left(rest, eta, measured)
         planned = [other.iterations for other in rest]
         if measured is None:
             total = timebudget.largest_total(
@@ -855,6 +851,36 @@ class _Run:
             other.iterations = count
         self.evaluation_seconds = 2 * per_evaluation[0]  # the first pays the set-up
         log.debug("time plan from level %d: %s iterations", level.index + 1, counts)
+
+    def _trim_to_limit(self, levels: list[_Level], level: _Level, eta: EtaModel) -> None:
+        """Under a ``time_limit``: cut the iterations of ``level`` and the levels after it when,
+        at the pace measured at the level before, they would end past the limit; never add any."""
+        rest = levels[level.index :]
+        per_evaluation, per_iteration, seconds = self._costs_left(rest, eta, levels[level.index - 1])
+        planned = [other.iterations for other in rest]
+        self.evaluation_seconds = 2 * per_evaluation[0]  # the first pays the set-up
+        if sum(n * cost for n, cost in zip(planned, per_iteration, strict=True)) <= seconds:
+            return
+        fitted = timebudget.rescaled(planned, per_iteration, seconds)
+        counts = [min(n, before) for n, before in zip(fitted, planned, strict=True)]
+        for other, count in zip(rest, counts, strict=True):
+            other.iterations = count
+        log.info("time limit: iterations from level %d cut from %s to %s", level.index + 1, planned, counts)
+
+    def _costs_left(
+        self, rest: list[_Level], eta: EtaModel, measured: _Level | None
+    ) -> tuple[list[float], list[float], float]:
+        """Seconds an evaluation and an iteration will cost at each of ``rest``, and the seconds
+        left to spend on them before the deadline."""
+        assert self.deadline is not None
+        per_evaluation = [self._seconds_per_evaluation(other, eta, measured) for other in rest]
+        per_iteration = [
+            cost * (eta.evals_per_iteration if measured else timebudget.EVALUATIONS_PER_ITERATION)
+            for cost in per_evaluation
+        ]
+        # Each level's first evaluation pays the new size's set-up: about one evaluation more.
+        seconds = (self.deadline - self.clock()) * timebudget.PLAN_SHARE - sum(per_evaluation)
+        return per_evaluation, per_iteration, seconds
 
     def _seconds_per_evaluation(self, level: _Level, eta: EtaModel, measured: _Level | None) -> float:
         overhead = tiling.tiling_overhead(level.tiles, level.width, level.height)

@@ -97,6 +97,11 @@ class StyleParams:
     #: Seconds the run may take (model loading excluded). The engine then plans the levels'
     #: iterations from its timings to end within it, and ``iterations`` is not used. None: no limit.
     time_budget: float | None = None
+    #: Most seconds the run may take (model loading excluded), as a cap: the planned
+    #: ``iterations`` are painted unless the pace measured at the first levels says they would end
+    #: later, then the rest are cut to fit; it never adds iterations, so on a machine fast enough
+    #: the picture is the same as without it. None: no limit. ``time_budget`` takes precedence.
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -136,6 +141,8 @@ class StyleParams:
             _check_float("memory_budget", self.memory_budget, MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET)
         if self.time_budget is not None:
             _check_float("time_budget", self.time_budget, MIN_TIME_BUDGET, MAX_TIME_BUDGET)
+        if self.time_limit is not None:
+            _check_float("time_limit", self.time_limit, MIN_TIME_BUDGET, MAX_TIME_BUDGET)
         if not isinstance(self.weights, str) or not self.weights:
             raise ParameterError("weights", "must be caffe, torchvision or a file path")
         if self.weights not in NAMED_WEIGHTS and not Path(self.weights).expanduser().is_file():

@@ -47,7 +47,7 @@ def test_a_time_budget_is_honoured_within_ten_percent_on_a_simulated_clock(
     is corrected after the first level and the deadline holds within the level."""
     machine = SimulatedMachine(monkeypatch, per_pixel=1e-3, forward_share=forward_share)  # 3 s per 64x48
     params = StyleParams(size=64, scales=2, precision="fp32", time_budget=budget, iterations=5)
-    result = stylize(content_image(64, 48), [stripes_style()], params)
+    result = stylize(content_image(48, 36), [stripes_style()], params)
     assert result.stats.levels == 2
     assert 0.9 * budget <= result.stats.seconds <= budget
     assert result.stats.seconds == pytest.approx(machine.now)
@@ -77,3 +77,22 @@ def test_progress_follows_time_not_iterations_on_a_simulated_run(monkeypatch):
     assert iteration_share > 0.45  # what the bar showed before: half the steps are the cheap ones
     assert last_of_first_level.fraction == pytest.approx(time_share, abs=0.1)
     assert last_of_first_level.fraction < iteration_share - 0.2
+
+
+def test_a_time_limit_cuts_only_what_would_end_late_and_never_adds(monkeypatch):
+    """``time_limit`` is a cap: a run that fits paints exactly what it would without it (the same
+    picture); one that would not is cut, after its first level, to end within the limit."""
+    machine = SimulatedMachine(monkeypatch, per_pixel=1e-3)
+    params = StyleParams(size=48, scales=2, precision="fp32", iterations=24)
+    photo, painting = content_image(48, 36), stripes_style()
+    free = stylize(photo, [painting], params)
+    roomy = stylize(photo, [painting], params.replace(time_limit=2 * free.stats.seconds))
+    assert roomy.stats.iterations == free.stats.iterations == 24
+    assert roomy.image.tobytes() == free.image.tobytes()
+
+    limit = 0.6 * free.stats.seconds
+    machine.now = 0.0
+    cut = stylize(photo, [painting], params.replace(time_limit=limit))
+    assert cut.stats.seconds <= limit
+    assert cut.stats.seconds >= 0.8 * limit, "the time left is used, not thrown away"
+    assert cut.stats.iterations < 24

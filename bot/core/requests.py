@@ -87,10 +87,16 @@ def style_params(settings: Settings, request: JobRequest) -> StyleParams:
     (an upscale's size is its ``side``)."""
     base: StyleParams = settings.base_params()
     size = settings.sizes[request.size] if request.side is None else request.side
+    time_limit = base.time_limit
     if request.kind is JobKind.ANIMATE:  # every frame costs a still's later iterations: kept small
         size = min(size, settings.animation_size)
+        time_limit = None  # its frames are planned by the clip's own settings
+    elif time_limit is not None:  # the limit is a default-size painting's: scaled by the pixels
+        default = settings.sizes[settings.default_size]
+        time_limit *= max(1.0, (size / default) ** 2)
     return base.replace(
         size=size,
+        time_limit=time_limit,
         style_strength=base.style_strength * settings.strength_steps[request.strength],
         preserve_color=request.preserve_color,
         seed=request.seed,

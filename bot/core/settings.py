@@ -93,6 +93,12 @@ class Settings:
     #: Seconds a painting may take (the engine plans its iterations to end within it, which
     #: replaces ``iterations``). 0: no limit.
     time_budget: float = 0.0
+    #: Most seconds a painting at the default size may take, as a cap: ``iterations`` are painted
+    #: unless the engine's measured pace says they would end later, then cut to fit (a faster
+    #: machine paints exactly the same picture). Larger sizes and upscales get it scaled by their
+    #: pixels; animations are not limited. 90 s: the default painting on a slow 2-core CPU
+    #: (docs/benchmarks.md). 0: no limit.
+    time_limit: float = 90.0
     reaction_emoji: str = "\N{FLEXED BICEPS}"
     interaction_token_seconds: float = INTERACTION_TOKEN_SECONDS
     log_level: str = "INFO"
@@ -169,7 +175,7 @@ class Settings:
                 "max_upscale_side",
                 f"must be 0 (no Upscale) or {MIN_SIZE}-{MAX_SIZE} px, got {self.max_upscale_side}",
             )
-        for key in ("memory_budget", "time_budget"):
+        for key in ("memory_budget", "time_budget", "time_limit"):
             non_negative(key)
         for key in ("cooldown_seconds", "progress_interval", "retention_days", "interaction_token_seconds"):
             non_negative(key)
@@ -254,6 +260,8 @@ class Settings:
             values["memory_budget"] = float(self.memory_budget)
         if self.time_budget:
             values["time_budget"] = float(self.time_budget)
+        if self.time_limit:
+            values["time_limit"] = float(self.time_limit)
         values.update(self.engine_params)
         return StyleParams.from_dict(values)
 

@@ -140,3 +140,13 @@ async def test_an_animation_is_not_upscaled(make_bot) -> None:
     with pytest.raises(RerunRefused) as refused:
         bot.runner.plan_upscale(bot.store.get(record.job_id))  # type: ignore[arg-type]
     assert str(refused.value) == texts.UPSCALE_NOT_FOR_ANIMATIONS
+
+
+def test_the_time_limit_is_a_default_paintings_scaled_by_pixels() -> None:
+    settings = Settings(max_upscale_side=1024)
+    medium = style_params(settings, JobRequest())
+    assert medium.time_limit == 90.0 and medium.time_budget is None, "a cap by default, not a budget"
+    upscale = style_params(settings, JobRequest(kind=JobKind.UPSCALE, side=2 * medium.size))
+    assert upscale.time_limit == pytest.approx(4 * 90.0)
+    assert style_params(settings, JobRequest(kind=JobKind.ANIMATE)).time_limit is None
+    assert style_params(Settings(time_limit=0), JobRequest()).time_limit is None

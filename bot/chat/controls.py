@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import discord
@@ -111,17 +111,10 @@ class JobControls:
         when known in time; otherwise the press is acknowledged first (a slow database)."""
         button, job = what
         reply = self._reply(interaction)
-        try:  # a slow database: acknowledged as the job would be, then answered
-            record = await in_time(
-                interaction,
-                asyncio.to_thread(self.client.store.get, job_id),
-                acknowledge=lambda: defer(interaction, ephemeral=False),
-            )
-        except Exception as error:  # a locked database: answered, never left unanswered
-            await answer_error(reply, error, what=f"{button} of job {job_id}")
-            return
+        record = await self._record_in_time(  # a slow database: acknowledged as the job would be
+            interaction, reply, job_id, button, acknowledge=lambda: defer(interaction, ephemeral=False)
+        )
         if record is None:
-            await reply.say(texts.UNKNOWN_JOB)
             return
         refusal = self._rerun_refusal(
             record,
@@ -206,22 +199,48 @@ class JobControls:
     # ------------------------------------------------------------------ Cancel
     async def cancel_pressed(self, interaction: discord.Interaction, job_id: str) -> None:
         reply = self._reply(interaction)
-        try:  # a slow database: acknowledged privately, then answered
-            record = await in_time(
-                interaction,
-                asyncio.to_thread(self.client.store.get, job_id),
-                acknowledge=lambda: defer(interaction, ephemeral=True),
-            )
-        except Exception as error:  # a locked database: answered, never left unanswered
-            await answer_error(reply, error, what=f"the Cancel button of job {job_id}")
+        record = await self._record_in_time(  # a slow database: acknowledged privately
+            interaction,
+            reply,
+            job_id,
+            "the Cancel button",
+            acknowledge=lambda: defer(interaction, ephemeral=True),
+            missing=texts.CANCEL_REFUSED_TEXT,
+        )
+        if record is None:
             return
-        if record is None or not self._may_control(interaction, record):
+        if not self._may_control(interaction, record):
             await reply.say(texts.CANCEL_REFUSED_TEXT)
             return
         if await self.client.runner.cancel(job_id):
             await reply.say(texts.CANCELLING)
         else:
             await reply.say(texts.ALREADY_FINISHED)
+
+    async def _record_in_time(
+        self,
+        interaction: discord.Interaction,
+        reply: InteractionReply,
+        job_id: str,
+        button: str,
+        *,
+        acknowledge: Callable[[], Awaitable[None]],
+        missing: str = texts.UNKNOWN_JOB,
+    ) -> JobRecord | None:
+        """The record of the job a button is on, read in a thread; when the database takes longer
+        than Discord allows, the press is acknowledged with ``acknowledge`` first (see
+        :func:`~bot.chat.conversation.in_time`). None when the press is already answered here: the
+        database failed (a friendly sentence, never silence) or there is no such job (``missing``)."""
+        try:
+            record = await in_time(
+                interaction, asyncio.to_thread(self.client.store.get, job_id), acknowledge=acknowledge
+            )
+        except Exception as error:  # a locked database: answered, never left unanswered
+            await answer_error(reply, error, what=f"{button} of job {job_id}")
+            return None
+        if record is None:
+            await reply.say(missing)
+        return record
 
     @staticmethod
     def _may_control(interaction: discord.Interaction, record: JobRecord) -> bool:
@@ -238,17 +257,13 @@ class JobControls:
         answer); a failure to delete is told privately.
         """
         reply = self._reply(interaction)
-        try:  # a slow database: acknowledged silently, then answered (privately, if at all)
-            record = await in_time(
-                interaction,
-                asyncio.to_thread(self.client.store.get, job_id),
-                acknowledge=lambda: defer_update(interaction),
-            )
-        except Exception as error:  # a locked database: answered, never left unanswered
-            await answer_error(reply, error, what=f"the Delete button of job {job_id}")
+        record = await self._record_in_time(  # a slow database: acknowledged silently
+            interaction, reply, job_id, "the Delete button", acknowledge=lambda: defer_update(interaction)
+        )
+        if record is None:
             return
-        if record is None or not self._may_control(interaction, record):
-            await reply.say(texts.UNKNOWN_JOB if record is None else texts.DELETE_REFUSED_TEXT)
+        if not self._may_control(interaction, record):
+            await reply.say(texts.DELETE_REFUSED_TEXT)
             return
         if not interaction.response.is_done():
             await defer_update(interaction)  # a silent acknowledgement (deferred update)

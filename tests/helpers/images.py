@@ -87,19 +87,25 @@ def phone_photo_jpeg(width: int = 4000, height: int = 3000, seed: int = 0) -> by
 LOCATION_MARKERS = (b"Exif\x00\x00", b"PhoneCo", b"at home")
 
 
-def jpeg_with_location(width: int = 48, height: int = 40, orientation: int = 1) -> bytes:
-    """A small photo-like JPEG as a phone sends it: EXIF with the camera, its orientation and a GPS
-    block (Paris), and a comment. Noisy, so its JPEG is smaller than lossless WebP, as a photo's is."""
+def gps_exif(orientation: int = 1) -> Image.Exif:
+    """A phone's EXIF: the camera, the orientation and a GPS block (Paris)."""
     from PIL import ExifTags
 
-    with Image.open(io.BytesIO(phone_photo_jpeg(width, height))) as photo:
-        picture = photo.convert("RGB")
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = "PhoneCo"
     exif[ExifTags.Base.Orientation] = orientation
     gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     gps[ExifTags.GPS.GPSLatitudeRef] = "N"
     gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 24.0)
+    return exif
+
+
+def jpeg_with_location(width: int = 48, height: int = 40, orientation: int = 1) -> bytes:
+    """A small photo-like JPEG as a phone sends it: EXIF with the camera, its orientation and a GPS
+    block (:func:`gps_exif`), and a comment. Noisy, so its JPEG is smaller than lossless WebP, as a
+    photo's is."""
+    with Image.open(io.BytesIO(phone_photo_jpeg(width, height))) as photo:
+        picture = photo.convert("RGB")
     buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=90, exif=exif, comment=b"at home")
+    picture.save(buffer, "JPEG", quality=90, exif=gps_exif(orientation), comment=b"at home")
     return buffer.getvalue()

@@ -9,11 +9,17 @@ import io
 import struct
 
 import pytest
-from PIL import ExifTags, Image
+from PIL import Image
 
 from nst_engine.imaging import decode_image
 from nst_engine.metadata import strip_jpeg_metadata, without_metadata
-from tests.helpers.images import LOCATION_MARKERS, content_image, jpeg_with_location, phone_photo_jpeg
+from tests.helpers.images import (
+    LOCATION_MARKERS,
+    content_image,
+    gps_exif,
+    jpeg_with_location,
+    phone_photo_jpeg,
+)
 
 SECRETS = (b"PhoneCo", b"secret-xmp", b"at home", b"iptc-caption", b"Exif\x00\x00")
 
@@ -22,16 +28,6 @@ def noisy_picture(width: int = 96, height: int = 72) -> Image.Image:
     """Photo-like (noise): its JPEG is much smaller than lossless WebP, as a real photo's is."""
     with Image.open(io.BytesIO(phone_photo_jpeg(width, height))) as photo:
         return photo.convert("RGB")
-
-
-def gps_exif(orientation: int = 1) -> Image.Exif:
-    exif = Image.Exif()
-    exif[ExifTags.Base.Make] = "PhoneCo"
-    exif[ExifTags.Base.Orientation] = orientation
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
-    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 24.0)
-    return exif
 
 
 def jpeg_with_everything(picture: Image.Image, **options: object) -> bytes:

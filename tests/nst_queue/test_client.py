@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -23,15 +23,6 @@ from nst_queue import protocol
 from nst_queue.client import QueueClient
 from tests.helpers.images import content_image, stripes_style
 from tests.helpers.planted import oversized, pickled_result, plant_result, result_record
-from tests.helpers.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture

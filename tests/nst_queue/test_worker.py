@@ -20,7 +20,6 @@ from nst_queue.client import QueueClient, run_job
 from nst_queue.worker import Painter
 from tests.helpers.images import content_image, stripes_style
 from tests.helpers.planted import job_record, oversized, pickled_job, plant_job
-from tests.helpers.redis_server import RedisServer
 from tests.helpers.workers import WorkerProcess, wait_ready
 
 
@@ -39,14 +38,6 @@ def test_a_worker_without_a_cache_dir_keeps_no_style_targets() -> None:
 
 # ---------------------------------------------------------------------------- planted jobs
 # A real nst-worker on a real Redis: records planted under arq:job:<id> are refused unread.
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(scope="module")

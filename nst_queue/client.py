@@ -122,10 +122,15 @@ class QueueClient:
             return False, None
         return True, info.result
 
-    async def events(self, job_id: str, after: str = "0-0") -> list[tuple[str, str, Any]]:
-        """The job's events after ``after`` (waiting up to POLL_MS for one): ``(id, kind, value)``."""
+    async def events(
+        self, job_id: str, after: str = "0-0", *, wait: bool = True
+    ) -> list[tuple[str, str, Any]]:
+        """The job's events after ``after`` (with ``wait``, waiting up to POLL_MS for one):
+        ``(id, kind, value)``."""
         try:
-            answer = await self.redis.xread({protocol.events_key(job_id): after}, count=100, block=POLL_MS)
+            answer = await self.redis.xread(
+                {protocol.events_key(job_id): after}, count=100, block=POLL_MS if wait else None
+            )
         except (RedisError, OSError) as error:
             raise Unavailable(str(error)) from None
         found: list[tuple[str, str, Any]] = []
@@ -206,15 +211,22 @@ class QueueClient:
         """
         loop = asyncio.get_running_loop()
         next_check = loop.time() + LOST_CHECK_SECONDS
+
+        async def relay(events: list[tuple[str, str, Any]]) -> None:
+            nonlocal after
+            for entry_id, kind, value in events:
+                after = entry_id
+                if kind == "start":
+                    await _maybe_await(on_start(value))
+                elif kind == "progress":
+                    await _maybe_await(on_progress(value))
+
         while True:
             try:
-                for entry_id, kind, value in await self.events(job_id, after):
-                    after = entry_id
-                    if kind == "start":
-                        await _maybe_await(on_start(value))
-                    elif kind == "progress":
-                        await _maybe_await(on_progress(value))
+                await relay(await self.events(job_id, after))
                 ended, _ = await self.outcome(job_id)
+                if ended:  # the last events may have been written after this poll read the stream
+                    await relay(await self.events(job_id, after, wait=False))
                 if not ended and loop.time() >= next_check:
                     next_check = loop.time() + LOST_CHECK_SECONDS
                     if not await self.exists(job_id) and not (await self.outcome(job_id))[0]:

@@ -114,3 +114,31 @@ async def test_an_unreadable_event_is_skipped_with_one_log_line(
     assert started == [2], "the events after the unreadable ones still arrive"
     lines = [record.getMessage() for record in caplog.records if job_id in record.getMessage()]
     assert len(lines) == 1 and lines[0].startswith(f"skipped an unreadable event of job {job_id}"), lines
+
+
+async def test_the_events_a_worker_writes_just_before_its_outcome_are_relayed(
+    client: QueueClient, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's last progress and its result can both land between a poll's read of the events
+    and its look at the outcome; the follower still relays those events (a bar ends at 100%)."""
+    job_id = await enqueued(client)
+    read = client.events
+    reads = 0
+
+    async def worker_finishes_after_the_first_read(
+        job: str, after: str = "0-0", *, wait: bool = True
+    ) -> list[tuple[str, str, Any]]:
+        nonlocal reads
+        found = await read(job, after, wait=wait)
+        reads += 1
+        if reads == 1:
+            with Redis.from_url(redis_url) as redis:
+                redis.xadd(protocol.events_key(job_id), protocol.start_event(1, "w"))
+                plant_result(redis, job_id, result_record(job_id, protocol.failure(RuntimeError("done"))))
+        return found
+
+    monkeypatch.setattr(client, "events", worker_finishes_after_the_first_read)
+    started: list[int] = []
+    async for _ in client.follow(job_id, on_start=started.append, on_progress=lambda _p: None):
+        pass
+    assert started == [1]

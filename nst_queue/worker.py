@@ -42,6 +42,9 @@ log = logging.getLogger("nst_queue.worker")
 
 #: At most this many progress events a second reach Redis (previews and the last step always do).
 EVENTS_PER_SECOND = 10.0
+#: Longest wait, after a job, for its last progress events to reach Redis (a Redis outage must not
+#: hold the job's outcome back for long).
+RELAY_DRAIN_SECONDS = 5.0
 QUEUE_ENV = "NST_QUEUE_URL"
 RECONNECT_SECONDS = 2.0
 #: How often an idle worker looks for a job (arq polls; a look is one cheap sorted-set read). Half
@@ -72,7 +75,8 @@ class Painter:
         )
         heartbeat = asyncio.create_task(self._heartbeat(redis, job_id))
         cancel = threading.Event()
-        events: asyncio.Queue[dict[str, bytes | str]] = asyncio.Queue()
+        #: Progress events for Redis, in order; None after the last one.
+        events: asyncio.Queue[dict[str, bytes | str] | None] = asyncio.Queue()
         last_sent = [0.0]
 
         def report(progress: Progress) -> None:  # the engine's thread
@@ -84,8 +88,8 @@ class Painter:
             loop.call_soon_threadsafe(events.put_nowait, protocol.progress_event(progress))
 
         async def relay() -> None:
-            while True:
-                await self._event(redis, stream, await events.get())
+            while (fields := await events.get()) is not None:
+                await self._event(redis, stream, fields)
 
         relay_task = asyncio.create_task(relay())
         work = loop.run_in_executor(None, self._run, payload, report, cancel)
@@ -97,8 +101,10 @@ class Painter:
             raise
         finally:
             heartbeat.cancel()
-            while not events.empty():  # the last progress before the outcome
-                await self._event(redis, stream, events.get_nowait())
+            # The relay sends every event queued before the outcome, the one it may be sending
+            # now included (cancelling it there would lose the final progress), then ends.
+            events.put_nowait(None)
+            await asyncio.wait([relay_task], timeout=RELAY_DRAIN_SECONDS)
             relay_task.cancel()
         return outcome
 
